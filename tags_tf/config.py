@@ -1,0 +1,290 @@
+"""Frozen configuration dataclasses and named presets (anet, thumos, demo).
+
+Defaults live here. A preset is a set of overrides on the defaults, and the command
+line (``--set section.key=value``) overrides a preset. Unknown keys are errors.
+
+Scales and snippet counts (see README "Design notes"): ``model.base_snippets`` is the
+number of snippets at scale 1, and scale ``s`` works on ``s * base_snippets`` snippets,
+which reproduces Table 5 of the paper (scales {1}, {1,2}, {1,2,4} -> 100 / 100,200 /
+100,200,400 snippets on ActivityNet). Every video is resampled to the finest
+resolution ``input_snippets = base_snippets * max(scales)``; scale ``s`` temporally
+pools that sequence with stride ``max(scales) // s`` (Eq. 1 "pools the finest
+resolution down").
+
+This module imports nothing heavy (no TensorFlow) so the evaluator and the Beam
+pipelines can use it.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+
+class ConfigError(ValueError):
+    """An override names an unknown key or gives a value of the wrong type."""
+
+
+def _default_thresholds() -> tuple[float, ...]:
+    # Theta = {0.1, 0.15, ..., 0.9} (paper Sec. 4, implementation details).
+    return tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture (paper Sec. 3.1-3.2)."""
+
+    num_classes: int = 200  # K action classes; the background class id is K.
+    feature_dim: int = 400  # 400: TSN two-stream (200 RGB + 200 flow); 2048: I3D.
+    base_snippets: int = 100  # T at scale 1 (Table 5).
+    scales: tuple[int, ...] = (1, 2)  # {1}, {1, 2} (default), {1, 2, 4}.
+    embed_dim: int = 512  # C, snippet embedding width.
+    num_heads: int = 4  # n_h.
+    pool_type: str = "avg"  # temporal pooling P(theta) of Q/K/V: "avg" or "max".
+    pool_kernel: int = 0  # 0 -> equal to the stride of each scale.
+    pool_padding: int = 0  # symmetric zero padding (in snippets) before pooling.
+    mlp_activation: str = "gelu"
+    dropout: float = 0.1
+    cls_kernel: int = 3  # H_c: 1-D conv kernel of the classification branch.
+    mask_kernel: int = 3  # H_b: kernel of the first two of its three 1-D convs.
+
+    @property
+    def input_snippets(self) -> int:
+        """Length every video is resampled to (the finest scale)."""
+        return self.base_snippets * max(self.scales)
+
+    def snippets(self, scale: int) -> int:
+        """T^s, the number of snippets at scale ``scale``."""
+        return self.base_snippets * scale
+
+    def pool_stride(self, scale: int) -> int:
+        return max(self.scales) // scale
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights and hyper-parameters (paper Eq. 5-9)."""
+
+    lambda1: float = 0.4  # focal vs. class-balanced logistic regression (Eq. 5).
+    lambda2: float = 0.4  # dice weight (Eq. 6).
+    focal_gamma: float = 2.0  # gamma (Eq. 5).
+    alpha: float = 10.0  # class-balancing weight of the hard negatives (Eq. 5).
+    hard_negative_ratio: float = 0.1  # |N| = max(1, round(K * ratio)) (Eq. 5).
+    beta: float = 2.0  # prediction-promotion exponent (Eq. 8).
+    delta: float = 0.25  # outer-inner contrast margin (Eq. 7).
+    erosion_kernel: int = 7  # Phi, morphological erosion (Eq. 6).
+    theta_m: float = 0.5  # mask binarisation threshold (Eq. 9).
+    theta_p: float = 0.3  # classification binarisation threshold (Eq. 9).
+    topk: int = 40  # top-k snippets of the consistency loss (Eq. 9).
+    epsilon: float = 3.354626279025119e-04  # e^-8 (Eq. 6).
+    cls_weight: float = 1.0
+    mask_weight: float = 1.0  # 0 disables the mask branch's loss (Table 6 ablation).
+    pp_weight: float = 1.0
+    fc_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Inference (paper Sec. 3.4)."""
+
+    mask_thresholds: tuple[float, ...] = field(default_factory=_default_thresholds)
+    top_snippets: int = 32  # top-scoring snippets per scale whose masks are decoded.
+    soft_nms_sigma: float = 0.5  # Gaussian Soft-NMS (Bodla et al.).
+    pre_nms_top_k: int = 1000  # candidates kept (by score) before Soft-NMS.
+    max_detections: int = 100  # N detections per video (100 ANet, 200 THUMOS).
+    score_threshold: float = 1e-4  # detections below this score are dropped.
+    class_fusion: str = "none"  # "none" or "external" video-level classifier scores.
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Input pipeline."""
+
+    train_subset: str = "training"
+    val_subset: str = "validation"
+    shuffle_buffer: int = 512
+    compression: str = ""  # "" or "GZIP", must match the shards.
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training recipe (paper Sec. 4: Adam, 15 epochs)."""
+
+    learning_rate: float = 1e-4
+    batch_size: int = 50
+    epochs: int = 15
+    weight_decay: float = 0.0  # > 0 switches Adam to AdamW.
+    clipnorm: float = 0.0  # 0 disables gradient clipping.
+    validate_every: int = 1  # epochs between validation runs.
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TagsConfig:
+    name: str = "anet"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # ActivityNet-1.3: 200 classes, TSN two-stream 400-d features, 100/200 snippets.
+    "anet": {},
+    # THUMOS14: 20 classes, I3D 2048-d features, finest resolution 1024 snippets
+    # (paper: T = 1024), N = 200 detections, lr 1e-5, batch 25.
+    "thumos": {
+        "model.num_classes": 20,
+        "model.feature_dim": 2048,
+        "model.base_snippets": 512,
+        "postprocess.max_detections": 200,
+        "data.train_subset": "validation",
+        "data.val_subset": "test",
+        "train.learning_rate": 1e-5,
+        "train.batch_size": 25,
+    },
+    # Tiny and CPU-fast: the embedded demo dataset (see tags_tf.data.demo).
+    "demo": {
+        "model.num_classes": 4,
+        "model.feature_dim": 32,
+        "model.base_snippets": 32,
+        "model.embed_dim": 64,
+        "model.dropout": 0.0,
+        "loss.topk": 8,
+        "postprocess.top_snippets": 16,
+        "postprocess.pre_nms_top_k": 400,
+        "postprocess.max_detections": 50,
+        "train.learning_rate": 1e-3,
+        "train.batch_size": 16,
+        "train.epochs": 12,
+    },
+}
+
+
+def validate(cfg: TagsConfig) -> None:
+    m = cfg.model
+    if not m.scales or any(s < 1 for s in m.scales) or len(set(m.scales)) != len(m.scales):
+        raise ConfigError(f"model.scales must be distinct positive ints, got {m.scales}")
+    for s in m.scales:
+        if max(m.scales) % s:
+            raise ConfigError(f"model.scales: {max(m.scales)} is not a multiple of scale {s}")
+        stride = m.pool_stride(s)
+        kernel = m.pool_kernel or stride
+        out = (m.input_snippets + 2 * m.pool_padding - kernel) // stride + 1
+        if out != m.snippets(s):
+            raise ConfigError(
+                f"pooling (kernel {kernel}, stride {stride}, padding {m.pool_padding}) turns "
+                f"{m.input_snippets} snippets into {out}, but scale {s} needs {m.snippets(s)}"
+            )
+    if m.embed_dim % m.num_heads:
+        raise ConfigError(f"model.embed_dim {m.embed_dim} is not divisible by num_heads {m.num_heads}")
+    if m.pool_type not in ("avg", "max"):
+        raise ConfigError(f"model.pool_type must be 'avg' or 'max', got {m.pool_type!r}")
+    for name in ("num_classes", "feature_dim", "base_snippets", "embed_dim", "num_heads"):
+        if getattr(m, name) < 1:
+            raise ConfigError(f"model.{name} must be >= 1, got {getattr(m, name)}")
+    th = cfg.postprocess.mask_thresholds
+    if not th or any(not 0.0 < t < 1.0 for t in th):
+        raise ConfigError(f"postprocess.mask_thresholds must lie in (0, 1), got {th}")
+    if cfg.postprocess.class_fusion not in ("none", "external"):
+        raise ConfigError("postprocess.class_fusion must be 'none' or 'external'")
+    if cfg.train.batch_size < 1 or cfg.train.epochs < 0:
+        raise ConfigError("train.batch_size must be >= 1 and train.epochs >= 0")
+
+
+def _coerce(key: str, current: Any, value: Any) -> Any:
+    """Converts ``value`` (often a string from the command line) to ``current``'s type."""
+    if isinstance(value, str) and not isinstance(current, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError) as e:
+            raise ConfigError(f"{key}: cannot parse {value!r}") from e
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false (True/False), got {value!r}")
+        return value
+    if isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an int, got {value!r}")
+        return value
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(current, tuple):
+        if isinstance(value, (int, float)):
+            value = (value,)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list such as (1, 2), got {value!r}")
+        elem = type(current[0]) if current else type(value[0]) if value else int
+        return tuple(_coerce(key, elem(0), v) for v in value)
+    if isinstance(current, str):
+        return str(value)
+    raise ConfigError(f"{key}: unsupported type {type(current).__name__}")
+
+
+def apply_overrides(cfg: TagsConfig, overrides: Mapping[str, Any]) -> TagsConfig:
+    """Returns ``cfg`` with ``{"section.key": value}`` overrides applied."""
+    sections: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        if len(parts) == 1 and parts[0] == "name":
+            top["name"] = str(value)
+            continue
+        if len(parts) != 2 or parts[0] not in {f.name for f in dataclasses.fields(cfg)} or parts[0] == "name":
+            raise ConfigError(f"unknown config key {key!r}; keys look like 'model.embed_dim' (see tags_tf/config.py)")
+        section, name = parts
+        sub = getattr(cfg, section)
+        if name not in {f.name for f in dataclasses.fields(sub)}:
+            known = ", ".join(f.name for f in dataclasses.fields(sub))
+            raise ConfigError(f"unknown config key {key!r}; {section} has: {known}")
+        sections.setdefault(section, {})[name] = _coerce(key, getattr(sub, name), value)
+    new_sections = {s: dataclasses.replace(getattr(cfg, s), **kv) for s, kv in sections.items()}
+    return dataclasses.replace(cfg, **top, **new_sections)
+
+
+def parse_set_args(items: Sequence[str]) -> dict[str, str]:
+    """Parses ``["model.embed_dim=256", ...]`` into a dict; malformed items are errors."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def get_config(preset: str = "anet", overrides: Mapping[str, Any] | None = None) -> TagsConfig:
+    """The named preset with ``overrides`` applied."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    cfg = apply_overrides(TagsConfig(name=preset), PRESETS[preset])
+    return apply_overrides(cfg, overrides or {})
+
+
+def from_dict(d: Mapping[str, Any]) -> TagsConfig:
+    """Inverse of ``TagsConfig.to_dict`` (e.g. the config saved beside checkpoints)."""
+    flat = {}
+    for section, values in d.items():
+        if section == "name":
+            flat["name"] = values
+            continue
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"config section {section!r} must be a mapping")
+        for k, v in values.items():
+            flat[f"{section}.{k}"] = tuple(v) if isinstance(v, list) else v
+    return apply_overrides(TagsConfig(), flat)
