@@ -1,0 +1,158 @@
+"""The one shard schema: a ``tf.train.SequenceExample`` per video.
+
+Written by ``beam.build_shards`` / ``beam.extract_features``, read by ``tags_tf.data``
+(tf.data) and ``serving`` (batch mode of the client). Key names are defined here only.
+
+Context features
+    video_id            bytes     the video's id (no path separators)
+    subset              bytes     e.g. "training", "validation", "test"
+    duration            float     video duration in seconds
+    feature_dim         int64     D
+    num_snippets        int64     T, the number of snippet vectors stored
+    snippet_times       float[T]  centre time in seconds of every snippet
+    segments/start      float[N]  ground-truth starts in seconds (clipped to [0, duration])
+    segments/end        float[N]  ground-truth ends in seconds
+    segments/label      int64[N]  class ids (index into the manifest's class_names)
+    segments/label_name bytes[N]  class names
+Feature list
+    features            float[D] per snippet, T entries
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+VIDEO_ID = "video_id"
+SUBSET = "subset"
+DURATION = "duration"
+FEATURE_DIM = "feature_dim"
+NUM_SNIPPETS = "num_snippets"
+SNIPPET_TIMES = "snippet_times"
+SEG_START = "segments/start"
+SEG_END = "segments/end"
+SEG_LABEL = "segments/label"
+SEG_LABEL_NAME = "segments/label_name"
+FEATURES = "features"
+
+MANIFEST_NAME = "manifest.json"
+DEAD_LETTER_NAME = "rejected.jsonl"
+SHARD_SUFFIX = ".tfrecord"
+
+
+def shard_prefix(subset: str) -> str:
+    """Shard files of ``subset`` are ``{subset}-NNNNN-of-NNNNN.tfrecord[.gz]``."""
+    return f"{subset}"
+
+
+def uniform_snippet_times(num_snippets: int, duration: float) -> np.ndarray:
+    """Centres of ``num_snippets`` equal snippets covering ``[0, duration]``."""
+    return (np.arange(num_snippets, dtype=np.float64) + 0.5) * (duration / max(num_snippets, 1))
+
+
+def make_example(
+    video_id: str,
+    subset: str,
+    duration: float,
+    features: np.ndarray,
+    segments: np.ndarray | Sequence[Sequence[float]] = (),
+    labels: Sequence[int] = (),
+    label_names: Sequence[str] = (),
+    snippet_times: np.ndarray | None = None,
+) -> tf.train.SequenceExample:
+    """Builds the SequenceExample of one video. ``features`` is (T, D)."""
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2:
+        raise ValueError(f"{video_id}: features must be (T, D), got shape {features.shape}")
+    t, d = features.shape
+    segments = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
+    if snippet_times is None:
+        snippet_times = uniform_snippet_times(t, duration)
+    ex = tf.train.SequenceExample()
+    ctx = ex.context.feature
+    ctx[VIDEO_ID].bytes_list.value.append(video_id.encode())
+    ctx[SUBSET].bytes_list.value.append(subset.encode())
+    ctx[DURATION].float_list.value.append(float(duration))
+    ctx[FEATURE_DIM].int64_list.value.append(d)
+    ctx[NUM_SNIPPETS].int64_list.value.append(t)
+    ctx[SNIPPET_TIMES].float_list.value.extend(np.asarray(snippet_times, np.float32).tolist())
+    ctx[SEG_START].float_list.value.extend(segments[:, 0].tolist())
+    ctx[SEG_END].float_list.value.extend(segments[:, 1].tolist())
+    ctx[SEG_LABEL].int64_list.value.extend(int(x) for x in labels)
+    ctx[SEG_LABEL_NAME].bytes_list.value.extend(n.encode() for n in label_names)
+    fl = ex.feature_lists.feature_list[FEATURES]
+    for row in features:
+        fl.feature.add().float_list.value.extend(row.tolist())
+    return ex
+
+
+CONTEXT_SPEC = {
+    VIDEO_ID: tf.io.FixedLenFeature([], tf.string),
+    SUBSET: tf.io.FixedLenFeature([], tf.string),
+    DURATION: tf.io.FixedLenFeature([], tf.float32),
+    FEATURE_DIM: tf.io.FixedLenFeature([], tf.int64),
+    NUM_SNIPPETS: tf.io.FixedLenFeature([], tf.int64),
+    SNIPPET_TIMES: tf.io.VarLenFeature(tf.float32),
+    SEG_START: tf.io.VarLenFeature(tf.float32),
+    SEG_END: tf.io.VarLenFeature(tf.float32),
+    SEG_LABEL: tf.io.VarLenFeature(tf.int64),
+    SEG_LABEL_NAME: tf.io.VarLenFeature(tf.string),
+}
+
+
+def sequence_spec(feature_dim: int) -> dict:
+    return {FEATURES: tf.io.FixedLenSequenceFeature([feature_dim], tf.float32)}
+
+
+def parse_example(serialized: tf.Tensor, feature_dim: int) -> dict[str, tf.Tensor]:
+    """Parses one serialized SequenceExample (graph op, works inside tf.data).
+
+    Returns dense tensors: video_id (), subset (), duration (), features (T, D),
+    snippet_times (T,), segments (N, 2) float32 seconds, labels (N,) int32.
+    """
+    ctx, seq = tf.io.parse_single_sequence_example(
+        serialized, context_features=CONTEXT_SPEC, sequence_features=sequence_spec(feature_dim)
+    )
+    start = tf.sparse.to_dense(ctx[SEG_START])
+    end = tf.sparse.to_dense(ctx[SEG_END])
+    return {
+        VIDEO_ID: ctx[VIDEO_ID],
+        SUBSET: ctx[SUBSET],
+        DURATION: ctx[DURATION],
+        FEATURES: seq[FEATURES],
+        SNIPPET_TIMES: tf.sparse.to_dense(ctx[SNIPPET_TIMES]),
+        "segments": tf.stack([start, end], axis=-1),  # (N,) x 2 -> (N, 2)
+        "labels": tf.cast(tf.sparse.to_dense(ctx[SEG_LABEL]), tf.int32),
+    }
+
+
+def example_to_numpy(serialized: bytes) -> dict[str, object]:
+    """Decodes one serialized SequenceExample with protobuf only (tests, tools)."""
+    ex = tf.train.SequenceExample.FromString(serialized)
+    ctx = ex.context.feature
+    feats = np.array([f.float_list.value for f in ex.feature_lists.feature_list[FEATURES].feature], np.float32)
+    d = ctx[FEATURE_DIM].int64_list.value[0]
+    return {
+        VIDEO_ID: ctx[VIDEO_ID].bytes_list.value[0].decode(),
+        SUBSET: ctx[SUBSET].bytes_list.value[0].decode(),
+        DURATION: ctx[DURATION].float_list.value[0],
+        FEATURE_DIM: d,
+        FEATURES: feats.reshape(-1, d),
+        SNIPPET_TIMES: np.array(ctx[SNIPPET_TIMES].float_list.value, np.float32),
+        "segments": np.stack(
+            [np.array(ctx[SEG_START].float_list.value), np.array(ctx[SEG_END].float_list.value)], -1
+        ).reshape(-1, 2),
+        "labels": np.array(ctx[SEG_LABEL].int64_list.value, np.int64),
+        "label_names": [b.decode() for b in ctx[SEG_LABEL_NAME].bytes_list.value],
+    }
+
+
+def read_manifest(shard_dir: str) -> Mapping:
+    """Loads ``manifest.json`` from a shard directory (raises FileNotFoundError)."""
+    import json
+    import os
+
+    with tf.io.gfile.GFile(os.path.join(shard_dir, MANIFEST_NAME)) as f:
+        return json.load(f)
