@@ -1,0 +1,318 @@
+"""Temporal action annotations: one in-memory form for every public file layout.
+
+Pure Python (json/csv/math only). No TensorFlow, no numpy, so the evaluator, the
+Beam pipelines and the plotting code can import it cheaply.
+
+Layouts read by :func:`load_annotations` (``fmt="auto"`` tells them apart):
+
+* ``"activitynet"``: the official ActivityNet file
+  ``{"version", "taxonomy", "database": {id: {"subset", "duration",
+  "annotations": [{"segment": [s, e], "label"}]}}}``.
+* ``"actionformer"``: the same ``database`` layout with ``fps`` and ``label_id``
+  per entry, e.g. ActionFormer's ``thumos14.json`` (subsets ``Validation``/``Test``).
+* ``"gtad"``: G-TAD's ``thumos_gt.json``, the same layout with segments stored as
+  strings and no duration.
+* ``"bsn"``: BSN/BMN/TAGS ``anet_anno_action.json`` (``{"v_<id>": {"duration_second",
+  "annotations"}}``) plus ``video_info_new.csv`` (``video,...,seconds,fps,...,subset``),
+  which gives each video its subset. The ``v_`` prefix is stripped so ids agree with
+  the official file (``strip_v_prefix=False`` keeps it).
+
+Segments are kept exactly as written: zero-length segments and segments ending after
+the video duration exist in the real files and the official evaluator keeps them, so
+clipping is left to the consumer. A segment with end < start, a non-numeric or
+non-finite value, or a missing key raises :class:`AnnotationError` with a one-line
+message naming the file, the video and the problem.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("auto", "activitynet", "actionformer", "gtad", "bsn")
+BSN_VIDEO_INFO_NAME = "video_info_new.csv"
+
+
+class AnnotationError(ValueError):
+    """A ground-truth file is missing, unreadable or malformed (one-line message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One labelled action: ``[start, end]`` in seconds and its class name."""
+
+    start: float
+    end: float
+    label: str
+
+    @property
+    def length(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class VideoAnnotation:
+    """All ground-truth instances of one video.
+
+    ``duration`` (seconds) and ``fps`` are ``None`` when the file does not give them.
+    ``instances`` keeps the file order (the official evaluator's GT order).
+    """
+
+    video_id: str
+    subset: str
+    duration: float | None
+    fps: float | None
+    instances: tuple[Instance, ...]
+
+
+@dataclass(frozen=True)
+class AnnotationSet:
+    """Videos of one annotation file (possibly filtered to some subsets).
+
+    ``class_names`` is the sorted tuple of every label in the *file* (kept by
+    :meth:`subset`, so class ids stay stable between training and validation);
+    class id ``i`` is ``class_names[i]``.
+    """
+
+    videos: dict[str, VideoAnnotation]
+    class_names: tuple[str, ...]
+    source: str = ""
+    fmt: str = ""
+    _available_subsets: tuple[str, ...] = field(default=(), repr=False)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    @property
+    def subsets(self) -> tuple[str, ...]:
+        """Subset names as spelled in the file (all of the file, sorted)."""
+        if self._available_subsets:
+            return self._available_subsets
+        return tuple(sorted({v.subset for v in self.videos.values()}))
+
+    @property
+    def num_instances(self) -> int:
+        return sum(len(v.instances) for v in self.videos.values())
+
+    def class_index(self) -> dict[str, int]:
+        """``{class_name: class_id}`` following ``class_names``."""
+        return {name: i for i, name in enumerate(self.class_names)}
+
+    def subset(self, names: str | Iterable[str]) -> "AnnotationSet":
+        """Videos whose subset matches ``names`` (case-insensitive).
+
+        Raises AnnotationError("wrong subset name ...") listing the available subsets
+        when a requested name matches no video.
+        """
+        wanted = [names] if isinstance(names, str) else list(names)
+        available = self.subsets
+        lower = {s.lower() for s in available}
+        for name in wanted:
+            if str(name).lower() not in lower:
+                raise AnnotationError(
+                    f"{self.source or '<annotations>'}: wrong subset name {name!r}; "
+                    f"available subsets: {', '.join(available) or '(none)'}"
+                )
+        keep = {str(n).lower() for n in wanted}
+        videos = {k: v for k, v in self.videos.items() if v.subset.lower() in keep}
+        return AnnotationSet(videos, self.class_names, self.source, self.fmt, available)
+
+
+def load_annotations(
+    path: str | os.PathLike,
+    video_info: str | os.PathLike | None = None,
+    fmt: str = "auto",
+    subset: str | Iterable[str] | None = None,
+    strip_v_prefix: bool = True,
+) -> AnnotationSet:
+    """Reads a ground-truth file in any supported layout (see module docstring).
+
+    Args:
+      path: the JSON annotation file.
+      video_info: BSN/BMN ``video_info_new.csv``; if ``None`` for a BSN file, the
+        csv of that name next to ``path`` is used.
+      fmt: one of ``FORMATS``.
+      subset: optional subset name(s) to keep (case-insensitive).
+      strip_v_prefix: BSN only, drop the ``v_`` of ``v_<youtube id>`` keys.
+
+    Returns:
+      AnnotationSet. Raises AnnotationError on any malformed input.
+    """
+    path = os.fspath(path)
+    if fmt not in FORMATS:
+        raise AnnotationError(f"{path}: unknown annotation format {fmt!r}; expected one of {FORMATS}")
+    data = _read_json(path)
+    if fmt == "auto":
+        fmt = _detect_format(path, data)
+    if fmt == "bsn":
+        info_path = os.fspath(video_info) if video_info is not None else os.path.join(
+            os.path.dirname(path), BSN_VIDEO_INFO_NAME)
+        result = _parse_bsn(path, data, info_path, strip_v_prefix)
+    else:
+        result = _parse_database(path, data, fmt)
+    logger.debug("Loaded %d videos (%s layout) from %s", len(result), fmt, path)
+    return result.subset(subset) if subset is not None else result
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, "rb") as fobj:
+            return json.loads(fobj.read())
+    except FileNotFoundError:
+        raise AnnotationError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise AnnotationError(f"{path}: cannot read file ({err})") from None
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{path}: invalid JSON ({err})") from None
+
+
+def _detect_format(path: str, data: Any) -> str:
+    if not isinstance(data, dict):
+        raise AnnotationError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
+    if "database" in data:
+        database = data["database"]
+        if not isinstance(database, dict):
+            raise AnnotationError(f"{path}: 'database' must be an object of videos")
+        if "taxonomy" in data:
+            return "activitynet"
+        for entry in database.values():
+            anns = entry.get("annotations") if isinstance(entry, dict) else None
+            if anns:
+                first = anns[0]
+                segment = first.get("segment") if isinstance(first, dict) else None
+                if isinstance(segment, (list, tuple)) and segment and isinstance(segment[0], str):
+                    return "gtad"
+                if isinstance(first, dict) and "label_id" in first and "fps" in entry:
+                    return "actionformer"
+                return "activitynet"
+        return "activitynet"
+    first = next(iter(data.values()), None)
+    if isinstance(first, dict) and "annotations" in first and (
+        "duration_second" in first or "subset" not in first):
+        return "bsn"
+    raise AnnotationError(
+        f"{path}: unrecognized annotation layout; expected a 'database' object "
+        "(ActivityNet/ActionFormer/G-TAD) or BSN/BMN {'v_<id>': {'duration_second', 'annotations'}}"
+    )
+
+
+def _number(path: str, where: str, value: Any, what: str) -> float:
+    """float(value) for numbers and numeric strings, else AnnotationError."""
+    if isinstance(value, bool):
+        raise AnnotationError(f"{path}: {where}: {what} must be a number, got {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise AnnotationError(f"{path}: {where}: {what} must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise AnnotationError(f"{path}: {where}: {what} must be finite, got {value!r}")
+    return out
+
+
+def _optional_number(path: str, where: str, value: Any, what: str) -> float | None:
+    return None if value is None else _number(path, where, value, what)
+
+
+def _parse_instances(path: str, video_id: str, anns: Any) -> tuple[Instance, ...]:
+    if not isinstance(anns, list):
+        raise AnnotationError(f"{path}: video {video_id!r}: 'annotations' must be a list")
+    out = []
+    for i, ann in enumerate(anns):
+        where = f"video {video_id!r} annotation {i}"
+        if not isinstance(ann, dict):
+            raise AnnotationError(f"{path}: {where}: expected an object with 'segment' and 'label'")
+        try:
+            segment, label = ann["segment"], ann["label"]
+        except KeyError as err:
+            raise AnnotationError(f"{path}: {where}: missing key {err.args[0]!r}") from None
+        if not isinstance(segment, (list, tuple)) or len(segment) != 2:
+            raise AnnotationError(f"{path}: {where}: 'segment' must be [start, end], got {segment!r}")
+        start = _number(path, where, segment[0], "segment start")
+        end = _number(path, where, segment[1], "segment end")
+        if end < start:
+            raise AnnotationError(f"{path}: {where}: segment end {end} < start {start}")
+        if not isinstance(label, str) or not label:
+            raise AnnotationError(f"{path}: {where}: 'label' must be a non-empty string, got {label!r}")
+        out.append(Instance(start, end, label))
+    return tuple(out)
+
+
+def _finish(path: str, fmt: str, videos: dict[str, VideoAnnotation]) -> AnnotationSet:
+    labels = {inst.label for v in videos.values() for inst in v.instances}
+    return AnnotationSet(videos, tuple(sorted(labels)), path, fmt)
+
+
+def _parse_database(path: str, data: Any, fmt: str) -> AnnotationSet:
+    """Official ActivityNet, ActionFormer and G-TAD layouts (all share 'database')."""
+    if not isinstance(data, dict) or "database" not in data:
+        raise AnnotationError(f"{path}: missing key 'database' ({fmt} layout)")
+    database = data["database"]
+    if not isinstance(database, dict):
+        raise AnnotationError(f"{path}: 'database' must be an object of videos")
+    videos = {}
+    for video_id, entry in database.items():
+        if not isinstance(entry, dict):
+            raise AnnotationError(f"{path}: video {video_id!r}: expected an object")
+        if "subset" not in entry:
+            raise AnnotationError(f"{path}: video {video_id!r}: missing key 'subset'")
+        where = f"video {video_id!r}"
+        videos[video_id] = VideoAnnotation(
+            video_id=video_id,
+            subset=str(entry["subset"]),
+            duration=_optional_number(path, where, entry.get("duration"), "duration"),
+            fps=_optional_number(path, where, entry.get("fps"), "fps"),
+            instances=_parse_instances(path, video_id, entry.get("annotations", [])),
+        )
+    return _finish(path, fmt, videos)
+
+
+def _read_video_info(info_path: str) -> dict[str, Mapping[str, str]]:
+    try:
+        with open(info_path, newline="") as fobj:
+            reader = csv.DictReader(fobj)
+            missing = {"video", "subset"} - set(reader.fieldnames or ())
+            if missing:
+                raise AnnotationError(
+                    f"{info_path}: video-info csv lacks column(s) {sorted(missing)}; "
+                    "expected video,numFrame,seconds,fps,rfps,subset,featureFrame")
+            return {row["video"]: row for row in reader}
+    except FileNotFoundError:
+        raise AnnotationError(
+            f"{info_path}: file not found (BSN/BMN annotations need video_info_new.csv "
+            "for the subsets; pass video_info=...)") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise AnnotationError(f"{info_path}: cannot read csv ({err})") from None
+
+
+def _parse_bsn(path: str, data: Any, info_path: str, strip_v_prefix: bool) -> AnnotationSet:
+    """BSN/BMN anet_anno_action.json + video_info_new.csv (the csv lists the videos)."""
+    if not isinstance(data, dict):
+        raise AnnotationError(f"{path}: expected a JSON object of videos (BSN/BMN layout)")
+    info = _read_video_info(info_path)
+    videos = {}
+    for key, row in info.items():
+        entry = data.get(key, {})
+        if not isinstance(entry, dict):
+            raise AnnotationError(f"{path}: video {key!r}: expected an object")
+        where = f"video {key!r}"
+        duration = entry.get("duration_second", row.get("seconds") or None)
+        fps = row.get("fps") or None
+        video_id = key[2:] if strip_v_prefix and key.startswith("v_") else key
+        videos[video_id] = VideoAnnotation(
+            video_id=video_id,
+            subset=row["subset"],
+            duration=_optional_number(path, where, duration, "duration"),
+            fps=_optional_number(info_path, where, fps, "fps"),
+            instances=_parse_instances(path, key, entry.get("annotations", [])),
+        )
+    unlisted = len(set(data) - set(info))
+    if unlisted:
+        logger.warning("%s: %d videos are not in %s and were skipped", path, unlisted, info_path)
+    return _finish(path, "bsn", videos)
