@@ -1,0 +1,133 @@
+"""The TAGS model (paper Fig. 2): projection -> multi-scale encoder -> two heads per scale.
+
+``call()`` always returns the same raw outputs (see :class:`TagsModel`). Targets are
+built by the weight-free label assignment inside ``compute_loss``; decoding (masks to
+action instances, Soft-NMS) is :class:`tags_tf.postprocess.DetectionDecoder`, which
+``predict_step``, evaluation and the serving export all reuse.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from tags_tf import config as config_lib
+from tags_tf.labels import build_targets
+from tags_tf.layers.encoder import ScaleEncoder
+from tags_tf.layers.heads import ClassificationHead, MaskHead
+
+LOSS_TERMS = ("cls", "mask", "pp", "fc")
+
+
+def output_keys(scales) -> list[str]:
+    """Names of the raw outputs, in a stable order."""
+    keys = []
+    for s in scales:
+        keys += [f"cls_logits_s{s}", f"mask_logits_s{s}", f"cons_cls_s{s}", f"cons_mask_s{s}"]
+    return keys
+
+
+@keras.saving.register_keras_serializable(package="tags_tf")
+class TagsModel(keras.Model):
+    """TAGS for snippet features ``(B, T_in, D)``, ``T_in = cfg.model.input_snippets``.
+
+    ``call(features)`` (or ``call({"features": ...})``) returns a dict with, for every
+    scale ``s``:
+
+    - ``cls_logits_s{s}`` (B, T^s, K+1): pre-softmax class logits (class K = background).
+    - ``mask_logits_s{s}`` (B, T^s, T^s): pre-sigmoid masks; ``[b, t, k]`` is position k
+      of the mask predicted by snippet t.
+    - ``cons_cls_s{s}`` (B, T^s, K+1) and ``cons_mask_s{s}`` (B, T^s, T^s): ``E_p`` and
+      ``E_m`` of the consistency loss (Eq. 9).
+
+    ``y`` for ``fit``/``evaluate`` is either the raw ground truth ``{"segments" (B, N, 2)
+    seconds, "labels" (B, N) int with -1 padding, "duration" (B,)}`` or targets already
+    built by :func:`tags_tf.labels.build_targets`.
+    """
+
+    def __init__(self, config: config_lib.TagsConfig | Mapping[str, Any], **kwargs):
+        super().__init__(**kwargs)
+        cfg = config if isinstance(config, config_lib.TagsConfig) else config_lib.from_dict(config)
+        self.tags_config = cfg
+        m = cfg.model
+        self.scales = tuple(m.scales)
+        self.input_proj = layers.Dense(m.embed_dim, name="input_proj")
+        self.encoders = [
+            ScaleEncoder(
+                m.embed_dim,
+                num_heads=m.num_heads,
+                pool_stride=m.pool_stride(s),
+                pool_kernel=m.pool_kernel,
+                pool_padding=m.pool_padding,
+                pool_type=m.pool_type,
+                mlp_activation=m.mlp_activation,
+                dropout=m.dropout,
+                name=f"encoder_s{s}",
+            )
+            for s in self.scales
+        ]
+        self.cls_heads = [ClassificationHead(m.num_classes, m.cls_kernel, name=f"cls_head_s{s}") for s in self.scales]
+        self.mask_heads = [
+            MaskHead(m.snippets(s), m.embed_dim, m.mask_kernel, name=f"mask_head_s{s}") for s in self.scales
+        ]
+        self.loss_trackers = {t: keras.metrics.Mean(name=f"{t}_loss") for t in LOSS_TERMS}
+        from tags_tf.postprocess import DetectionDecoder  # late import: postprocess imports nothing of ours but config
+
+        self.decoder = DetectionDecoder.from_tags_config(cfg, name="decoder")
+
+    # ------------------------------------------------------------------ forward
+    def build(self, input_shape):
+        if isinstance(input_shape, dict):
+            input_shape = input_shape["features"]
+        self.input_proj.build(input_shape)
+        proj = (input_shape[0], input_shape[1], self.tags_config.model.embed_dim)
+        for s, enc, ch, mh in zip(self.scales, self.encoders, self.cls_heads, self.mask_heads):
+            enc.build(proj)
+            e_shape = enc.compute_output_shape(proj)
+            ch.build(e_shape)
+            mh.build(e_shape)
+
+    def call(self, inputs, training=None):
+        x = inputs["features"] if isinstance(inputs, dict) else inputs  # (B, T_in, D)
+        x = self.input_proj(x)  # (B, T_in, D) -> (B, T_in, C)
+        out = {}
+        for s, enc, ch, mh in zip(self.scales, self.encoders, self.cls_heads, self.mask_heads):
+            e = enc(x, training=training)  # (B, T^s, C)
+            out[f"cls_logits_s{s}"], out[f"cons_cls_s{s}"] = ch(e)
+            out[f"mask_logits_s{s}"], out[f"cons_mask_s{s}"] = mh(e)
+        return out
+
+    # --------------------------------------------------------------- training
+    def targets_from(self, y: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Targets at every scale from raw ground truth (or passes built targets through)."""
+        if f"cls_target_s{self.scales[0]}" in y:
+            return dict(y)
+        return build_targets(y["segments"], y["labels"], y["duration"], self.tags_config.model)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        from tags_tf.losses import total_loss
+
+        terms = total_loss(y_pred, self.targets_from(y), self.tags_config)
+        for name, tracker in self.loss_trackers.items():
+            tracker.update_state(terms[name])
+        return terms["total"]
+
+    # -------------------------------------------------------------- inference
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        features = x["features"] if isinstance(x, dict) else x
+        if isinstance(x, dict) and "duration" in x:
+            duration = x["duration"]
+        else:  # without a duration, segments come out in normalized time [0, 1]
+            duration = tf.ones(tf.shape(features)[:1], tf.float32)
+        return self.decoder(self(features, training=False), duration)
+
+    def get_config(self):
+        return {"config": self.tags_config.to_dict(), "name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
