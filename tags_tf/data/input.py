@@ -1,0 +1,258 @@
+"""tf.data input: TFRecord shards -> batches of (inputs, targets) for ``model.fit``.
+
+Pipeline (README "Design notes")::
+
+    files (sorted; shuffled per epoch when training; sharded per input pipeline)
+      -> interleave(TFRecordDataset, parallel; non-deterministic only when training)
+      -> shuffle serialized records (training)  # before decoding: records are smaller
+      -> parse (tags_tf.features.parse_example) + feature-dim check
+      -> resample to cfg.model.input_snippets (linear, align_corners=False)
+      -> padded_batch (segments padded with label -1; drop_remainder only when training)
+      -> targets for every scale (tags_tf.labels.build_targets, batched, vectorized)
+      -> prefetch(AUTOTUNE)
+
+Each element is ``(x, y)``:
+  x["features"]  (B, T_in, D) float32, T_in = cfg.model.input_snippets
+  y              build_targets(...) dict: cls_target_s{s} (B, T^s) int32,
+                 mask_target_s{s} (B, T^s, T^s), fg_s{s} (B, T^s), valid_s{s} (B, T^s)
+With ``with_metadata=True`` (what evaluation uses), x also carries
+  x["video_id"] (B,) string, x["duration"] (B,) float32 seconds,
+  x["num_snippets"] (B,) int32 (stored snippets before resampling),
+  x["segments"] (B, N, 2) float32 seconds and x["labels"] (B, N) int32, padded with -1.
+The model reads only ``x["features"]`` and ignores the other keys.
+
+Evaluation keeps every video exactly once, in a deterministic order, with a smaller
+last batch (no padding videos). Training drops the last partial batch so every step
+has the same static shapes.
+
+Under ``tf.distribute`` pass the ``tf.distribute.InputContext`` given by
+``strategy.distribute_datasets_from_function``: batches are then per replica
+(``input_context.get_per_replica_batch_size(batch_size)``) and each input pipeline reads
+its own subset of files (or, with fewer files than pipelines, every n-th record).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import tensorflow as tf
+
+from tags_tf import features as F
+from tags_tf.config import TagsConfig
+from tags_tf.data.resample import resample_features
+from tags_tf.labels import build_targets
+
+logger = logging.getLogger(__name__)
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+# Keys of x beyond "features" when with_metadata=True.
+METADATA_KEYS = ("video_id", "duration", "num_snippets", "segments", "labels")
+
+
+class InputError(ValueError):
+    """Bad input files: nothing matches, unreadable records or a feature-dim mismatch."""
+
+
+def list_files(file_pattern_or_list: str | Sequence[str]) -> list[str]:
+    """Expands one glob pattern / file name, or a list of them, into sorted file names.
+
+    Raises:
+      InputError naming the pattern when a pattern matches no file.
+    """
+    patterns = [file_pattern_or_list] if isinstance(file_pattern_or_list, (str, bytes)) else list(file_pattern_or_list)
+    if not patterns:
+        raise InputError("no input files given (empty list of shard patterns)")
+    files: set[str] = set()
+    for p in patterns:
+        p = p.decode() if isinstance(p, bytes) else str(p)
+        matched = tf.io.gfile.glob(p)
+        if not matched:
+            raise InputError(f"no TFRecord files match {p!r}")
+        files.update(matched)
+    return sorted(files)
+
+
+def subset_pattern(shard_dir: str, subset: str) -> str:
+    """Glob of the shards of ``subset`` written by ``beam.build_shards`` into ``shard_dir``."""
+    return f"{str(shard_dir).rstrip('/')}/{F.shard_prefix(subset)}-*{F.SHARD_SUFFIX}*"
+
+
+def infer_compression(files: Sequence[str], compression: str | None) -> str:
+    """``compression`` if given, else "GZIP" when every file ends in ``.gz``, else ""."""
+    if compression is not None:
+        return compression.upper()
+    return "GZIP" if files and all(f.endswith(".gz") for f in files) else ""
+
+
+def check_files(files: Sequence[str], feature_dim: int, compression: str) -> None:
+    """Reads the first record of every file and checks it is a shard with ``feature_dim``.
+
+    Catches the common mistakes (wrong compression, wrong preset / feature set, not a
+    shard at all) with a one-line error before the pipeline starts. Empty files pass.
+    """
+    for f in files:
+        try:
+            first = next(iter(tf.data.TFRecordDataset(f, compression_type=compression).take(1)), None)
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise InputError(
+                f"{f}: cannot read TFRecords with compression {compression!r} ({type(e).__name__}); "
+                "pass compression='GZIP' for .gz shards or '' for plain ones"
+            ) from None
+        if first is None:
+            continue
+        try:
+            ex = tf.train.SequenceExample.FromString(first.numpy())
+        except Exception:  # protobuf's DecodeError, depending on the implementation
+            raise InputError(f"{f}: the first record is not a tf.train.SequenceExample (not a tags_tf shard?)") from None
+        ctx = ex.context.feature
+        dims = ctx[F.FEATURE_DIM].int64_list.value if F.FEATURE_DIM in ctx else []
+        if not dims:
+            raise InputError(f"{f}: the first record has no {F.FEATURE_DIM!r} context feature (not a tags_tf shard?)")
+        if dims[0] != feature_dim:
+            vid = ctx[F.VIDEO_ID].bytes_list.value[0].decode() if F.VIDEO_ID in ctx else "?"
+            raise InputError(
+                f"{f}: video {vid!r} has feature_dim {dims[0]}, expected model.feature_dim={feature_dim} "
+                "(wrong preset, or shards built from other features?)"
+            )
+
+
+def decode_video(serialized: tf.Tensor, filename: tf.Tensor, cfg: TagsConfig) -> dict[str, tf.Tensor]:
+    """One serialized shard record -> resampled features and metadata (graph op).
+
+    Returns:
+      features (T_in, D) float32, video_id () string, duration () float32,
+      num_snippets () int32, segments (N, 2) float32, labels (N,) int32.
+    """
+    dim = cfg.model.feature_dim
+    ctx, _ = tf.io.parse_single_sequence_example(
+        serialized,
+        context_features={
+            F.FEATURE_DIM: tf.io.FixedLenFeature([], tf.int64),
+            F.VIDEO_ID: tf.io.FixedLenFeature([], tf.string),
+        },
+    )
+    check = tf.debugging.Assert(
+        tf.equal(ctx[F.FEATURE_DIM], dim),
+        [
+            f"feature_dim mismatch: expected model.feature_dim={dim}; file, video, stored dim:",
+            filename,
+            ctx[F.VIDEO_ID],
+            ctx[F.FEATURE_DIM],
+        ],
+    )
+    with tf.control_dependencies([check]):
+        ex = F.parse_example(serialized, dim)
+    feats = ex[F.FEATURES]  # (T_native, D)
+    return {
+        "features": resample_features(feats, cfg.model.input_snippets),  # (T_native, D) -> (T_in, D)
+        "video_id": ex[F.VIDEO_ID],
+        "duration": ex[F.DURATION],
+        "num_snippets": tf.shape(feats, out_type=tf.int32)[0],
+        "segments": ex["segments"],
+        "labels": ex["labels"],
+    }
+
+
+def make_dataset(
+    file_pattern_or_list: str | Sequence[str],
+    cfg: TagsConfig,
+    training: bool,
+    batch_size: int | None = None,
+    compression: str | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    with_metadata: bool = False,
+    seed: int | None = None,
+    check: bool = True,
+) -> tf.data.Dataset:
+    """Builds the input pipeline of the module docstring.
+
+    Args:
+      file_pattern_or_list: a glob / file name or a list of them (see ``subset_pattern``).
+      cfg: the resolved config (model.feature_dim, model.input_snippets, model.scales,
+        model.num_classes, data.shuffle_buffer, data.compression, train.batch_size).
+      training: shuffle files and records, non-deterministic interleave, drop the last
+        partial batch. Otherwise one deterministic pass over every video.
+      batch_size: the GLOBAL batch size (default cfg.train.batch_size).
+      compression: "" or "GZIP"; default cfg.data.compression, or inferred from ``.gz``.
+      input_context: from ``strategy.distribute_datasets_from_function``; makes the
+        batches per replica and shards the input between pipelines.
+      with_metadata: add video_id, duration, num_snippets, segments, labels to x.
+      seed: shuffle seed (None: a different order every run).
+      check: read the first record of every file first (clear errors, see check_files).
+
+    Returns:
+      A dataset of ``(x, y)``; one pass = one epoch (call ``.repeat()`` for more).
+    """
+    files = list_files(file_pattern_or_list)
+    if compression is None and cfg.data.compression:
+        compression = cfg.data.compression
+    compression = infer_compression(files, compression)
+    if check:
+        check_files(files, cfg.model.feature_dim, compression)
+
+    global_batch = batch_size or cfg.train.batch_size
+    batch = global_batch
+    deterministic = not training
+    record_shard = None
+    if input_context is not None:
+        batch = input_context.get_per_replica_batch_size(global_batch)
+        n, i = input_context.num_input_pipelines, input_context.input_pipeline_id
+        if n > 1 and len(files) >= n:
+            files = files[i::n]
+        elif n > 1:
+            # Fewer files than pipelines: every pipeline reads everything and keeps every
+            # n-th record, which needs the same record order everywhere.
+            record_shard = (n, i)
+            deterministic = True
+            logger.warning("%d shard files for %d input pipelines: sharding by record", len(files), n)
+    logger.info("input: %d files (%s), batch %d, training=%s", len(files), compression or "uncompressed", batch, training)
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training and record_shard is None:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, compression_type=compression).map(lambda r: (f, r)),
+        cycle_length=min(len(files), 16),
+        block_length=1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if record_shard is not None:
+        ds = ds.shard(*record_shard)
+    if training:
+        ds = ds.shuffle(cfg.data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda f, r: decode_video(r, f, cfg), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+
+    t_in, dim = cfg.model.input_snippets, cfg.model.feature_dim
+    ds = ds.padded_batch(
+        batch,
+        padded_shapes={
+            "features": [t_in, dim],
+            "video_id": [],
+            "duration": [],
+            "num_snippets": [],
+            "segments": [None, 2],
+            "labels": [None],
+        },
+        padding_values={
+            "features": 0.0,
+            "video_id": "",
+            "duration": 0.0,
+            "num_snippets": 0,
+            "segments": 0.0,
+            "labels": -1,
+        },
+        drop_remainder=training,
+    )
+
+    def to_inputs_targets(v):
+        y = build_targets(v["segments"], v["labels"], v["duration"], cfg.model)  # batched, (B, ...)
+        x = {"features": v["features"]}
+        if with_metadata:
+            x.update({k: v[k] for k in METADATA_KEYS})
+        return x, y
+
+    ds = ds.map(to_inputs_targets, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    return ds.prefetch(AUTOTUNE)
