@@ -218,7 +218,6 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
 def test_mirrored_strategy_two_logical_cpus(tmp_path):
     videos = make_videos(6)
     write_shards(tmp_path / "shards", videos, num_files=2)
