@@ -1,0 +1,39 @@
+"""Public names of the exported SavedModel (signatures, inputs, outputs, extra files).
+
+These names are part of the serving API: clients address tensors by them, so they
+never change without a new major version. Imported by export, client and dev server;
+no TensorFlow import here.
+
+Signature ``serving_default`` (raw model outputs)
+    input   ``features``   float32 [B, T, D], T = cfg.model.input_snippets
+    outputs one per key of ``TagsModel.call``: ``cls_logits_s{s}`` [B, T^s, K+1],
+            ``mask_logits_s{s}`` [B, T^s, T^s], ``cons_cls_s{s}``, ``cons_mask_s{s}``
+Signature ``detect`` (features of any length -> action instances)
+    inputs  ``features``   float32 [B, T_in, D], any T_in >= 1, finite
+            ``duration``   float32 [B], seconds, finite and > 0
+    outputs ``detection_segments`` float32 [B, N, 2] (start, end) in seconds
+            ``detection_scores``   float32 [B, N], descending, 0 beyond num_detections
+            ``detection_classes``  int32   [B, N], class ids in [0, K)
+            ``num_detections``     int32   [B], valid rows per video (<= N)
+"""
+
+from __future__ import annotations
+
+SERVE_TAG = "serve"
+SERVING_DEFAULT = "serving_default"
+DETECT = "detect"
+
+FEATURES = "features"
+DURATION = "duration"
+
+DETECTION_SEGMENTS = "detection_segments"
+DETECTION_SCORES = "detection_scores"
+DETECTION_CLASSES = "detection_classes"
+NUM_DETECTIONS = "num_detections"
+DETECTION_OUTPUTS = (DETECTION_SEGMENTS, DETECTION_SCORES, DETECTION_CLASSES, NUM_DETECTIONS)
+
+# Files beside the SavedModel that TF Serving ignores (assets.extra is the convention
+# for files that are not graph assets, e.g. warm-up requests).
+EXTRA_DIR = "assets.extra"
+CLASS_NAMES_FILE = "class_names.json"  # JSON list of K class names, index = class id.
+CONFIG_FILE = "config.json"  # TagsConfig.to_json() of the exported model.

@@ -1,0 +1,191 @@
+"""One loaded SavedModel version, executed the way TF Serving executes it.
+
+The SavedModel is loaded with the TF1 loader (``tf.compat.v1.saved_model.loader.load``
+of the ``serve`` tag into its own Graph/Session); a request's tensors are fed and
+fetched by the tensor names of the SignatureDef (``session.run``), which is what TF
+Serving's C++ ``Predict`` does. Requests are validated against the SignatureDef before
+running (dtype, rank, static dims, size limits), and TF errors raised by the graph's
+asserts become :class:`RequestError` with a one-line message.
+
+Used by ``serving.dev_server``; gRPC-free so it can be tested directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from serving import _names as names
+
+logger = logging.getLogger(__name__)
+
+
+class RequestError(Exception):
+    """A request the server refuses. ``code`` is a grpc.StatusCode name."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Request size limits (documented in README "Serving").
+
+    max_batch: largest B (first dim) of any input.
+    max_snippets: largest T (second dim) of a rank-3 ``features`` input.
+    max_elements: largest element count of one input tensor (float32: 4 bytes each).
+    """
+
+    max_batch: int = 64
+    max_snippets: int = 20000
+    max_elements: int = 64 * 1024 * 1024
+
+
+def newest_version(base_path: str | Path) -> tuple[int, Path]:
+    """The numeric version directory with the largest number under ``base_path``."""
+    base = Path(base_path)
+    if not base.is_dir():
+        raise FileNotFoundError(f"model base path {base} is not a directory")
+    versions = sorted((int(p.name), p) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+    if not versions:
+        raise FileNotFoundError(f"no numeric version directory (e.g. {base}/1) under {base}")
+    return versions[-1]
+
+
+_NODE_TRACE = re.compile(r"\s*\[\[\{\{node .*", re.S)
+
+
+def tf_error_message(e: tf.errors.OpError) -> str:
+    """The readable line of a TF error (drops 'Graph execution error' and node traces)."""
+    text = _NODE_TRACE.sub("", e.message or str(e))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("Graph execution error", "Detected at node"))]
+    for ln in lines:
+        if ln.startswith("assertion failed:"):
+            return ln
+    return lines[0] if lines else type(e).__name__
+
+
+_TF_CODES = {
+    tf.errors.InvalidArgumentError: "INVALID_ARGUMENT",
+    tf.errors.ResourceExhaustedError: "RESOURCE_EXHAUSTED",
+    tf.errors.DeadlineExceededError: "DEADLINE_EXCEEDED",
+    tf.errors.OutOfRangeError: "OUT_OF_RANGE",
+    tf.errors.FailedPreconditionError: "FAILED_PRECONDITION",
+}
+
+
+def _dtype_name(arr: np.ndarray) -> str:
+    if arr.dtype.kind in "OSU":
+        return "string"
+    try:
+        return tf.dtypes.as_dtype(arr.dtype).name
+    except TypeError:
+        return str(arr.dtype)
+
+
+class Servable:
+    """A SavedModel version loaded in a TF1 session.
+
+    ``session.run`` is thread-safe, so concurrent requests run concurrently; the
+    object itself is read-only after construction.
+    """
+
+    def __init__(self, path: str | Path, version: int, limits: Limits = Limits(),
+                 session_config: tf.compat.v1.ConfigProto | None = None):
+        self.path = Path(path)
+        self.version = version
+        self.limits = limits
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph, config=session_config)
+        with self.graph.as_default():
+            meta_graph = tf.compat.v1.saved_model.loader.load(self.session, [names.SERVE_TAG], str(self.path))
+        self.graph.finalize()  # nothing may add ops once requests run concurrently
+        self.signature_defs = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
+        logger.info("loaded %s (version %d), signatures %s", self.path, version, sorted(self.signature_defs))
+
+    def close(self) -> None:
+        self.session.close()
+
+    def signature(self, name: str):
+        key = name or names.SERVING_DEFAULT
+        if key not in self.signature_defs:
+            raise RequestError(
+                "NOT_FOUND", f"signature {key!r} not found; this model has {sorted(self.signature_defs)}")
+        return key, self.signature_defs[key]
+
+    def validate(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> None:
+        """Checks ``inputs`` against the SignatureDef and the limits (raises RequestError)."""
+        key, sig = self.signature(signature_name)
+        missing = sorted(set(sig.inputs) - set(inputs))
+        extra = sorted(set(inputs) - set(sig.inputs))
+        if missing or extra:
+            raise RequestError(
+                "INVALID_ARGUMENT",
+                f"signature {key!r} expects inputs {sorted(sig.inputs)}; "
+                + (f"missing {missing}" if missing else "") + ("; " if missing and extra else "")
+                + (f"unexpected {extra}" if extra else ""))
+        batch = None
+        for name, arr in inputs.items():
+            info = sig.inputs[name]
+            want = tf.dtypes.as_dtype(info.dtype)
+            if arr.dtype != want.as_numpy_dtype:
+                raise RequestError("INVALID_ARGUMENT", f"input {name!r} must be {want.name}, got {_dtype_name(arr)}")
+            if not info.tensor_shape.unknown_rank:
+                dims = [d.size for d in info.tensor_shape.dim]
+                if arr.ndim != len(dims):
+                    pretty = "[" + ", ".join("?" if d < 0 else str(d) for d in dims) + "]"
+                    raise RequestError(
+                        "INVALID_ARGUMENT",
+                        f"input {name!r} must have rank {len(dims)} {pretty}, got shape {list(arr.shape)}")
+                for axis, (want_d, got_d) in enumerate(zip(dims, arr.shape)):
+                    if want_d >= 0 and want_d != got_d:
+                        raise RequestError(
+                            "INVALID_ARGUMENT",
+                            f"input {name!r} dim {axis} must be {want_d}, got {got_d} (shape {list(arr.shape)})")
+            if arr.ndim >= 1:
+                if arr.shape[0] > self.limits.max_batch:
+                    raise RequestError(
+                        "INVALID_ARGUMENT",
+                        f"input {name!r}: batch {arr.shape[0]} exceeds this server's max batch "
+                        f"{self.limits.max_batch}; split the request")
+                if batch is not None and arr.shape[0] != batch:
+                    raise RequestError(
+                        "INVALID_ARGUMENT", f"inputs disagree on the batch size: {batch} vs {arr.shape[0]} ({name!r})")
+                batch = arr.shape[0]
+            if name == names.FEATURES and arr.ndim == 3 and arr.shape[1] > self.limits.max_snippets:
+                raise RequestError(
+                    "INVALID_ARGUMENT",
+                    f"input {name!r}: {arr.shape[1]} snippets exceed this server's limit "
+                    f"{self.limits.max_snippets}")
+            if arr.size > self.limits.max_elements:
+                raise RequestError(
+                    "INVALID_ARGUMENT",
+                    f"input {name!r}: {arr.size} elements exceed this server's limit {self.limits.max_elements}")
+
+    def run(self, signature_name: str, inputs: Mapping[str, np.ndarray],
+            output_filter: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        """Runs a signature by its SignatureDef tensor names. Raises RequestError."""
+        self.validate(signature_name, inputs)
+        key, sig = self.signature(signature_name)
+        unknown = sorted(set(output_filter) - set(sig.outputs))
+        if unknown:
+            raise RequestError("INVALID_ARGUMENT", f"output_filter names unknown outputs {unknown}; "
+                                                   f"signature {key!r} has {sorted(sig.outputs)}")
+        wanted = output_filter or tuple(sig.outputs)
+        fetches = {k: sig.outputs[k].name for k in wanted}
+        feed = {sig.inputs[k].name: v for k, v in inputs.items()}
+        try:
+            return self.session.run(fetches, feed_dict=feed)
+        except tf.errors.OpError as e:
+            code = next((c for t, c in _TF_CODES.items() if isinstance(e, t)), "INTERNAL")
+            msg = tf_error_message(e)
+            raise RequestError(code, msg if f"{key}:" in msg else f"{key}: {msg}") from e

@@ -1,0 +1,486 @@
+"""gRPC client of the exported TAGS model (TF Serving or ``serving.dev_server``).
+
+Library: :class:`DetectionClient`. CLI::
+
+    python -m serving.client --server HOST:8500 --model tags --features video.npy --duration 120.5 \\
+        [--signature detect] [--labels classes.json] [--json out.json] [--timeout 10] [--retries 3]
+    # batch mode: every .npy in a folder (durations from a CSV/JSON or an annotation file)
+    python -m serving.client --server HOST:8500 --features FEATURE_DIR --durations durations.csv --json out.json
+    python -m serving.client --server HOST:8500 --features FEATURE_DIR --annotations anet.json
+    # batch mode: TFRecord shards in the tags_tf.features schema (duration from each example)
+    python -m serving.client --server HOST:8500 --shards 'shards/validation-*.tfrecord*' --json out.json
+
+Every call has a deadline (``--timeout`` seconds); calls failing with UNAVAILABLE are
+retried ``--retries`` times with exponential backoff; before its first call the client
+waits (up to ``--wait`` seconds) until ``ModelService.GetModelStatus`` reports a version
+AVAILABLE. Feature files hold one (T, D) float32 array per video; T may be any length
+(the ``detect`` signature resamples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import dataclasses
+import json
+import logging
+import sys
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from serving import _names as names
+
+logger = logging.getLogger(__name__)
+
+_AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.AVAILABLE
+_END = get_model_status_pb2.ModelVersionStatus.State.END
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+class ServingError(RuntimeError):
+    """A call that failed for good; ``code`` is the grpc.StatusCode, ``details`` its message."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, server: str = ""):
+        super().__init__(f"{server + ': ' if server else ''}{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+@dataclasses.dataclass(frozen=True)
+class Detections:
+    """The detections of one video, unpadded (n = num_detections)."""
+
+    segments: np.ndarray  # (n, 2) float32, (start, end) seconds
+    scores: np.ndarray  # (n,) float32, descending
+    classes: np.ndarray  # (n,) int32 class ids
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def records(self, class_names: Sequence[str] | None = None) -> list[dict]:
+        """ActivityNet result entries: {"label", "score", "segment": [start, end]}."""
+        return [
+            {
+                "label": class_names[c] if class_names else str(int(c)),
+                "score": float(s),
+                "segment": [float(a), float(b)],
+            }
+            for (a, b), s, c in zip(self.segments, self.scores, self.classes)
+        ]
+
+
+def split_detections(outputs: Mapping[str, np.ndarray]) -> list[Detections]:
+    """Padded ``detect`` outputs (B, N, ...) -> one :class:`Detections` per video."""
+    n = np.asarray(outputs[names.NUM_DETECTIONS]).reshape(-1)
+    return [
+        Detections(
+            segments=np.asarray(outputs[names.DETECTION_SEGMENTS][b, : n[b]], np.float32),
+            scores=np.asarray(outputs[names.DETECTION_SCORES][b, : n[b]], np.float32),
+            classes=np.asarray(outputs[names.DETECTION_CLASSES][b, : n[b]], np.int32),
+        )
+        for b in range(len(n))
+    ]
+
+
+class DetectionClient:
+    """Calls the model's signatures over gRPC.
+
+    Thread-safe: one client (one channel) may be shared by many threads.
+
+    Args:
+      server: ``HOST:PORT`` of TF Serving's gRPC port (8500) or the dev server.
+      model_name: the model's name in the server's model config.
+      signature: default signature of :meth:`predict` (``detect``).
+      timeout: deadline of every call, seconds.
+      retries: extra attempts of a call that fails with UNAVAILABLE.
+      backoff: first retry delay, seconds; doubles each retry.
+      wait_timeout: how long the first call waits for the model to be AVAILABLE.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        model_name: str = "tags",
+        *,
+        signature: str = names.DETECT,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        wait_timeout: float = 60.0,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ):
+        self.server = server
+        self.model_name = model_name
+        self.signature = signature
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.wait_timeout = wait_timeout
+        self._channel = grpc.insecure_channel(server, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ])
+        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._ready_lock = threading.Lock()
+        self.version: int | None = None
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _error(self, e: grpc.RpcError) -> ServingError:
+        return ServingError(e.code(), e.details() or "", self.server)
+
+    def _call(self, method, request):
+        """One unary call with a deadline, retried with backoff on UNAVAILABLE."""
+        for attempt in range(self.retries + 1):
+            try:
+                return method(request, timeout=self.timeout)
+            except grpc.RpcError as e:
+                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
+                    raise self._error(e) from None
+                delay = self.backoff * 2**attempt
+                logger.warning("%s unavailable (%s); retry %d/%d in %.1f s",
+                               self.server, e.details(), attempt + 1, self.retries, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def wait_until_available(self, timeout: float | None = None) -> int:
+        """Polls GetModelStatus until a version is AVAILABLE; returns that version.
+
+        UNAVAILABLE (server not up yet) and NOT_FOUND (model not loaded yet) are
+        retried until ``timeout`` (default ``wait_timeout``); a version in state END
+        with an error (load failure) raises at once.
+        """
+        timeout = self.wait_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = self.model_name
+        delay, last = self.backoff, "no answer"
+        while True:
+            try:
+                response = self._models.GetModelStatus(request, timeout=max(0.1, min(self.timeout, deadline - time.monotonic())))
+                available = [s.version for s in response.model_version_status if s.state == _AVAILABLE]
+                if available:
+                    self.version = max(available)
+                    return self.version
+                failed = [s for s in response.model_version_status if s.state == _END and s.status.error_code]
+                if failed:
+                    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                                       f"model {self.model_name!r} failed to load: {failed[0].status.error_message}",
+                                       self.server)
+                last = "states " + ", ".join(
+                    f"v{s.version}={get_model_status_pb2.ModelVersionStatus.State.Name(s.state)}"
+                    for s in response.model_version_status)
+            except grpc.RpcError as e:
+                retryable = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.DEADLINE_EXCEEDED)
+                if e.code() not in retryable:
+                    raise self._error(e) from None
+                last = f"{e.code().name}: {e.details()}"
+            if time.monotonic() + delay > deadline:
+                raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                   f"model {self.model_name!r} not AVAILABLE after {timeout:.0f} s ({last})",
+                                   self.server)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _ensure_ready(self) -> None:
+        if self.version is None:
+            with self._ready_lock:
+                if self.version is None:
+                    self.wait_until_available()
+
+    # -- API --------------------------------------------------------------------------
+
+    def predict(self, inputs: Mapping[str, np.ndarray], signature: str | None = None,
+                output_filter: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """Calls ``signature`` with named numpy inputs; returns named numpy outputs."""
+        self._ensure_ready()
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = signature or self.signature
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+        request.output_filter.extend(output_filter)
+        response = self._call(self._predict.Predict, request)
+        return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+
+    def detect(self, features: np.ndarray, duration: float | Sequence[float] | np.ndarray) -> list[Detections]:
+        """Detections of one video (features (T, D)) or a batch ((B, T, D), duration (B,))."""
+        features = np.asarray(features, np.float32)
+        if features.ndim == 2:
+            features = features[None]  # (T, D) -> (1, T, D)
+        duration = np.atleast_1d(np.asarray(duration, np.float32))
+        outputs = self.predict({names.FEATURES: features, names.DURATION: duration}, names.DETECT)
+        return split_detections(outputs)
+
+    def signature_defs(self) -> dict:
+        """The model's SignatureDefs (GetModelMetadata ``signature_def``)."""
+        self._ensure_ready()
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = self.model_name
+        response = self._call(self._predict.GetModelMetadata, request)
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(sig_map)
+        return dict(sig_map.signature_def)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "DetectionClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------------
+# Inputs of the CLI: (video_id, features (T, D), duration) from files, folders, shards.
+
+
+class InputError(ValueError):
+    """A feature file, duration table or shard is unusable (message names it)."""
+
+
+def load_class_names(path: str | Path) -> list[str]:
+    """A JSON list of names (index = class id) or {"class_names": [...]}."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: cannot read class names ({e})") from e
+    if isinstance(data, Mapping):
+        data = data.get("class_names")
+    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+        raise InputError(f"{path}: expected a JSON list of class names or {{\"class_names\": [...]}}")
+    return data
+
+
+def load_durations(path: str | Path) -> dict[str, float]:
+    """Video durations (seconds) from a CSV or JSON file.
+
+    CSV: a header with a video column (``video_id``/``video``/``id``) and a duration
+    column (``duration``/``seconds``, e.g. BMN's video_info_new.csv). JSON: ``{video_id:
+    seconds}`` or ``{video_id: {"duration": seconds}}``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read durations ({e})") from e
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+            return {str(k): float(v["duration"] if isinstance(v, Mapping) else v) for k, v in data.items()}
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{path}: expected {{video_id: seconds}} or {{video_id: {{\"duration\": s}}}} ({e})") from e
+    rows = list(csv.DictReader(text.splitlines()))
+    header = rows[0].keys() if rows else []
+    vid = next((c for c in ("video_id", "video", "id") if c in header), None)
+    dur = next((c for c in ("duration", "seconds") if c in header), None)
+    if not vid or not dur:
+        raise InputError(f"{path}: CSV needs a header with video_id (or video) and duration (or seconds) columns")
+    try:
+        return {r[vid]: float(r[dur]) for r in rows}
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{path}: bad duration value ({e})") from e
+
+
+def durations_from_annotations(path: str | Path) -> dict[str, float]:
+    """Durations of every video of an annotation file (``tags_tf.data.annotations`` formats)."""
+    from tags_tf.data.annotations import AnnotationError, load_annotations
+
+    try:
+        return {vid: float(v.duration) for vid, v in load_annotations(str(path)).videos.items()}
+    except AnnotationError as e:
+        raise InputError(str(e)) from e
+
+
+def _lookup(durations: Mapping[str, float], video_id: str) -> float | None:
+    for key in (video_id, video_id.removeprefix("v_"), f"v_{video_id}"):
+        if key in durations:
+            return durations[key]
+    return None
+
+
+def load_features(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read features ({e})") from e
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(f"{path}: features must be a (T, D) float array, got {arr.dtype} {list(arr.shape)}")
+    return arr.astype(np.float32)
+
+
+def iter_feature_files(
+    path: Path, duration: float | None, durations: Mapping[str, float] | None
+) -> Iterator[tuple[str, np.ndarray | InputError, float]]:
+    """(video_id, features or the error reading them, duration) per .npy file."""
+    files = sorted(path.glob("*.npy")) if path.is_dir() else [path]
+    if not files:
+        raise InputError(f"{path}: no .npy feature files")
+    for f in files:
+        video_id = f.stem
+        d = duration if duration is not None else (_lookup(durations, video_id) if durations else None)
+        if d is None:
+            yield video_id, InputError(f"{f}: no duration for video {video_id!r} "
+                                       "(give --duration, --durations or --annotations)"), 0.0
+            continue
+        try:
+            yield video_id, load_features(f), d
+        except InputError as e:
+            yield video_id, e, d
+
+
+def iter_shards(pattern: str) -> Iterator[tuple[str, np.ndarray, float]]:
+    """(video_id, features (T, D), duration) of every example of the matching shards."""
+    from tags_tf import features as schema
+
+    files = sorted(tf.io.gfile.glob(pattern))
+    if not files:
+        raise InputError(f"--shards {pattern}: no files match")
+    for f in files:
+        compression = "GZIP" if f.endswith(".gz") else ""
+        try:
+            for record in tf.data.TFRecordDataset(f, compression_type=compression).as_numpy_iterator():
+                ex = schema.example_to_numpy(record)
+                yield ex[schema.VIDEO_ID], ex[schema.FEATURES], float(ex[schema.DURATION])
+        except tf.errors.OpError as e:
+            raise InputError(f"{f}: cannot read shard ({e.message.splitlines()[0]})") from e
+
+
+# ----------------------------------------------------------------------------------
+# Output
+
+
+def format_table(results: Mapping[str, Detections], class_names: Sequence[str] | None, top: int) -> str:
+    lines = [f"{'video':<24} {'#':>3} {'label':<28} {'score':>7} {'start':>9} {'end':>9}"]
+    for video_id, dets in results.items():
+        if not len(dets):
+            lines.append(f"{video_id:<24} {'-':>3} (no detections)")
+        for i, r in enumerate(dets.records(class_names)[:top]):
+            lines.append(f"{video_id:<24} {i + 1:>3} {r['label'][:28]:<28} {r['score']:>7.4f} "
+                         f"{r['segment'][0]:>9.2f} {r['segment'][1]:>9.2f}")
+    return "\n".join(lines)
+
+
+def activitynet_results(results: Mapping[str, Detections], class_names: Sequence[str] | None) -> dict:
+    """ActivityNet-1.3 submission dict {"version", "results": {video: [...]}, "external_data"}."""
+    return {
+        "version": "VERSION 1.3",
+        "results": {vid: dets.records(class_names) for vid, dets in results.items()},
+        "external_data": {"used": False, "details": "features only; TAGS served over TF Serving gRPC"},
+    }
+
+
+def write_results_json(path: str | Path, results: Mapping[str, Detections], class_names: Sequence[str] | None) -> None:
+    Path(path).write_text(json.dumps(activitynet_results(results, class_names)))
+
+
+def _ordered_map(pool: futures.Executor, fn, items, limit: int):
+    """pool.map that keeps at most ``limit`` items in flight (features are not all loaded)."""
+    pending: collections.deque = collections.deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= limit:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m serving.client", description=__doc__.split("\n\n")[0])
+    p.add_argument("--server", default="127.0.0.1:8500", help="HOST:PORT of the gRPC endpoint")
+    p.add_argument("--model", default="tags", help="model name in the server's model config")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--features", help="a (T, D) .npy file, or a folder of them (batch mode)")
+    src.add_argument("--shards", help="TFRecord shard glob in the tags_tf.features schema (batch mode)")
+    p.add_argument("--duration", type=float, help="duration in seconds (single file)")
+    p.add_argument("--durations", help="CSV (video_id,duration) or JSON {video_id: seconds} for a folder")
+    p.add_argument("--annotations", help="annotation file giving every video's duration (ActivityNet/THUMOS)")
+    p.add_argument("--signature", default=names.DETECT, choices=[names.DETECT],
+                   help="signature to call (only detect yields detections)")
+    p.add_argument("--labels", help="JSON list of class names, e.g. MODELS/tags/1/assets.extra/class_names.json")
+    p.add_argument("--json", help="write ActivityNet-style results to this file")
+    p.add_argument("--top", type=int, default=10, help="detections printed per video")
+    p.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
+    p.add_argument("--retries", type=int, default=3, help="retries of a call failing with UNAVAILABLE")
+    p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the model to be AVAILABLE")
+    p.add_argument("--concurrency", type=int, default=1, help="requests in flight in batch mode")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    try:
+        class_names = load_class_names(args.labels) if args.labels else None
+        if args.shards:
+            videos = iter_shards(args.shards)
+        else:
+            path = Path(args.features)
+            if not path.exists():
+                raise InputError(f"--features {path}: no such file or folder")
+            if path.is_file() and args.duration is None and not (args.durations or args.annotations):
+                raise InputError("--duration SECONDS is required with a single feature file")
+            table = (load_durations(args.durations) if args.durations
+                     else durations_from_annotations(args.annotations) if args.annotations else None)
+            videos = iter_feature_files(path, args.duration if path.is_file() else None, table)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    client = DetectionClient(args.server, args.model, signature=args.signature, timeout=args.timeout,
+                             retries=args.retries, wait_timeout=args.wait)
+    results: dict[str, Detections] = {}
+    failures = 0
+
+    def one(item):
+        video_id, feats, duration = item
+        if isinstance(feats, InputError):
+            return video_id, feats
+        try:
+            return video_id, client.detect(feats, duration)[0]
+        except ServingError as e:
+            return video_id, e
+
+    try:
+        client.wait_until_available()
+        with futures.ThreadPoolExecutor(max(1, args.concurrency)) as pool:
+            for video_id, out in _ordered_map(pool, one, videos, 2 * max(1, args.concurrency)):
+                if isinstance(out, Detections):
+                    results[video_id] = out
+                else:
+                    failures += 1
+                    print(f"error: {video_id}: {out}", file=sys.stderr)
+                    if isinstance(out, ServingError) and out.code in (
+                            grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                        break  # the server is gone; do not grind through the rest
+    except (ServingError, InputError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+
+    print(format_table(results, class_names, args.top))
+    if args.json:
+        write_results_json(args.json, results, class_names)
+        print(f"wrote {len(results)} videos to {args.json}")
+    if failures:
+        print(f"{failures} video(s) failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

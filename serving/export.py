@@ -1,0 +1,339 @@
+"""Exports a trained TAGS model as a versioned SavedModel for TF Serving.
+
+Library: :func:`export_saved_model`. CLI::
+
+    python -m serving.export --workdir RUN_DIR --output MODELS/tags/1
+    python -m serving.export --checkpoint best.keras --config config.json --output MODELS/tags/1
+
+The SavedModel (Keras 3 ``ExportArchive``) has two signatures whose input and output
+names are listed in ``serving/_names.py``: ``serving_default`` (raw model outputs for
+features already resampled to ``cfg.model.input_snippets``) and ``detect`` (features of
+any length + duration in seconds -> padded detections). ``detect`` resamples inside the
+graph, runs the model and ``tags_tf.postprocess.DetectionDecoder`` (mask thresholds,
+scoring, Soft-NMS), so clients need nothing but features. Bad inputs fail in the graph
+with ``InvalidArgumentError`` messages that name the input ("assertion failed:
+[detect: duration must be finite and > 0 seconds] ..."). Only core TF ops are used, so the
+model loads in a stock ``tensorflow/serving`` build; ``serving.export.graph_op_types``
+and the export test check this.
+
+The version directory is written to a temporary sibling first and renamed at the end,
+so a TF Serving instance polling the base path never sees a half-written version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+from serving import _names as names
+from tags_tf.config import ConfigError, TagsConfig, from_dict
+
+logger = logging.getLogger(__name__)
+
+ResampleFn = Callable[[tf.Tensor, int], tf.Tensor]
+
+
+class ExportError(ValueError):
+    """The run directory, checkpoint, config or class names are unusable."""
+
+
+def default_resample_fn() -> ResampleFn:
+    """``tags_tf.data.resample``: (B, T_in, D) -> (B, T, D), linear, align_corners=False."""
+    from tags_tf.data.resample import resample_features
+
+    return resample_features
+
+
+def default_decoder(cfg: TagsConfig) -> keras.layers.Layer:
+    """The post-processing layer shared with ``TagsModel.predict_step``."""
+    from tags_tf.postprocess import DetectionDecoder
+
+    return DetectionDecoder.from_tags_config(cfg)
+
+
+def _check_inputs(features: tf.Tensor, duration: tf.Tensor | None, signature: str) -> list[tf.Operation]:
+    """Graph asserts on the request; failures surface as InvalidArgumentError.
+
+    Messages start with the signature name and the input so that a TF Serving error
+    reply is readable without the graph.
+    """
+    shape = tf.shape(features)  # (3,) = [B, T, D]
+    checks = [
+        tf.debugging.Assert(
+            shape[0] >= 1, [f"{signature}: {names.FEATURES} must hold at least one video (B >= 1), got B ="
+                            , shape[0]]),
+        tf.debugging.Assert(
+            shape[1] >= 1, [f"{signature}: {names.FEATURES} must hold at least one snippet (T >= 1), got T =",
+                            shape[1]]),
+        tf.debugging.Assert(
+            tf.reduce_all(tf.math.is_finite(features)),
+            [f"{signature}: {names.FEATURES} must be finite (found NaN or Inf)"]),
+    ]
+    if duration is not None:
+        checks += [
+            tf.debugging.Assert(
+                tf.equal(tf.shape(duration)[0], shape[0]),
+                [f"{signature}: {names.DURATION} must have one value per video; got",
+                 tf.shape(duration)[0], "durations for", shape[0], "videos"]),
+            tf.debugging.Assert(
+                tf.reduce_all(tf.math.is_finite(duration) & (duration > 0.0)),
+                [f"{signature}: {names.DURATION} must be finite and > 0 seconds; got", duration],
+                summarize=16),
+        ]
+    return checks
+
+
+def make_serving_fns(
+    model: keras.Model,
+    decoder: keras.layers.Layer,
+    cfg: TagsConfig,
+    resample_fn: ResampleFn,
+) -> tuple[Callable[[tf.Tensor], dict], Callable[[tf.Tensor, tf.Tensor], dict]]:
+    """The Python bodies of the two signatures (traced by ExportArchive).
+
+    Returns ``(serve_raw, detect)``: ``serve_raw(features (B, T, D))`` -> raw model
+    outputs; ``detect(features (B, T_in, D), duration (B,))`` -> detection dict.
+    """
+    num_snippets = cfg.model.input_snippets
+
+    def serve_raw(features):
+        with tf.control_dependencies(_check_inputs(features, None, names.SERVING_DEFAULT)):
+            features = tf.identity(features)
+        outputs = model(features, training=False)
+        return {k: tf.identity(v, name=k) for k, v in sorted(outputs.items())}
+
+    def detect(features, duration):
+        with tf.control_dependencies(_check_inputs(features, duration, names.DETECT)):
+            features = tf.identity(features)
+            duration = tf.identity(duration)
+        resampled = resample_fn(features, num_snippets)  # (B, T_in, D) -> (B, T, D)
+        outputs = model(resampled, training=False)
+        return _detections_dict(decoder(outputs, duration))
+
+    return serve_raw, detect
+
+
+def _detections_dict(dets: Any) -> dict[str, tf.Tensor]:
+    """Normalizes the decoder's result (dict or 4-tuple) to the named output dict."""
+    if not isinstance(dets, Mapping):
+        dets = dict(zip(names.DETECTION_OUTPUTS, dets))
+    dtypes = {
+        names.DETECTION_SEGMENTS: tf.float32,
+        names.DETECTION_SCORES: tf.float32,
+        names.DETECTION_CLASSES: tf.int32,
+        names.NUM_DETECTIONS: tf.int32,
+    }
+    return {k: tf.identity(tf.cast(dets[k], dtypes[k]), name=k) for k in names.DETECTION_OUTPUTS}
+
+
+def export_saved_model(
+    model: keras.Model,
+    cfg: TagsConfig,
+    output_dir: str | os.PathLike,
+    class_names: Sequence[str] | None = None,
+    *,
+    decoder: keras.layers.Layer | None = None,
+    resample_fn: ResampleFn | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Writes the SavedModel of ``model`` to ``output_dir`` (e.g. ``MODELS/tags/1``).
+
+    Args:
+      model: a built ``TagsModel`` (call(features (B, T, D)) -> raw output dict).
+      cfg: its config; fixes T = ``cfg.model.input_snippets`` and D.
+      output_dir: the version directory; written atomically (temp dir + rename).
+      class_names: K names (index = class id); default ``class_0 .. class_{K-1}``.
+      decoder: post-processing layer; default ``DetectionDecoder`` built from ``cfg``.
+      resample_fn: ``(features (B, T_in, D), T) -> (B, T, D)``; default
+        ``tags_tf.data.resample``.
+      overwrite: replace an existing ``output_dir``.
+
+    Returns:
+      ``Path(output_dir)``.
+    """
+    output_dir = Path(output_dir)
+    k = cfg.model.num_classes
+    class_names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(k)]
+    if len(class_names) != k:
+        raise ExportError(f"class_names has {len(class_names)} names but the model has num_classes={k}")
+    if output_dir.exists() and not overwrite:
+        raise ExportError(f"{output_dir} already exists; export to a new version directory or pass overwrite")
+    decoder = decoder if decoder is not None else default_decoder(cfg)
+    resample_fn = resample_fn if resample_fn is not None else default_resample_fn()
+
+    t, d = cfg.model.input_snippets, cfg.model.feature_dim
+    if not model.built:
+        model(tf.zeros([1, t, d]), training=False)
+    serve_raw, detect = make_serving_fns(model, decoder, cfg, resample_fn)
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    if decoder.weights:
+        archive.track(decoder)
+    archive.add_endpoint(
+        name=names.SERVING_DEFAULT,
+        fn=serve_raw,
+        input_signature=[tf.TensorSpec([None, t, d], tf.float32, name=names.FEATURES)],
+    )
+    archive.add_endpoint(
+        name=names.DETECT,
+        fn=detect,
+        input_signature=[
+            tf.TensorSpec([None, None, d], tf.float32, name=names.FEATURES),
+            tf.TensorSpec([None], tf.float32, name=names.DURATION),
+        ],
+    )
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    # A non-numeric sibling: TF Serving ignores it while it is being written.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    try:
+        archive.write_out(str(tmp), verbose=False)
+        extra = tmp / names.EXTRA_DIR
+        extra.mkdir(exist_ok=True)
+        (extra / names.CLASS_NAMES_FILE).write_text(json.dumps(class_names, indent=1))
+        (extra / names.CONFIG_FILE).write_text(cfg.to_json())
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        os.replace(tmp, output_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("exported SavedModel with signatures %s to %s", [names.SERVING_DEFAULT, names.DETECT], output_dir)
+    return output_dir
+
+
+# ----------------------------------------------------------------------------------
+# Static checks of an exported SavedModel (used by tests and by the CLI after export).
+
+# Ops that need a Python interpreter or libraries outside a stock TF Serving build.
+DENIED_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc", "NumpyFunction"})
+# Custom-op namespaces (tensorflow-addons, tensorflow-text, sentencepiece, ...).
+DENIED_OP_PREFIXES = ("Addons>", "TFText>", "SentencepieceOp>", "Text>", "Custom>")
+
+
+def graph_op_types(saved_model_dir: str | os.PathLike, tag: str = names.SERVE_TAG) -> set[str]:
+    """Every op type in the MetaGraph of ``tag``: top-level nodes and all function defs."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    ops: set[str] = set()
+    for mg in sm.meta_graphs:
+        if tag not in mg.meta_info_def.tags:
+            continue
+        ops.update(n.op for n in mg.graph_def.node)
+        for fn in mg.graph_def.library.function:
+            ops.update(n.op for n in fn.node_def)
+        fn_names = {fn.signature.name for fn in mg.graph_def.library.function}
+        ops -= fn_names  # calls of library functions appear as ops named after them
+    return ops
+
+
+def unsupported_ops(op_types: set[str]) -> list[str]:
+    """Op types a stock TF Serving build may not have (sorted; empty means OK).
+
+    An op is accepted when core TF registers it (``tf.raw_ops`` / the op registry of a
+    TF without extra op libraries loaded) and it is neither a Python-callback op nor in a
+    custom-op namespace.
+    """
+    from tensorflow.python.framework import op_def_registry
+
+    bad = []
+    for op in sorted(op_types):
+        core = hasattr(tf.raw_ops, op) or op_def_registry.get(op) is not None
+        if not core or op in DENIED_OPS or op.startswith(DENIED_OP_PREFIXES) or ">" in op:
+            bad.append(op)
+    return bad
+
+
+# ----------------------------------------------------------------------------------
+# CLI
+
+
+def _load_class_names(path: Path) -> list[str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ExportError(f"{path}: cannot read class names ({e})") from e
+    if isinstance(data, Mapping):
+        data = data.get("class_names")
+    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+        raise ExportError(f"{path}: expected a JSON list of class names or {{\"class_names\": [...]}}")
+    return data
+
+
+def _resolve_inputs(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
+    """(checkpoint, config, class_names or None) from --workdir / --checkpoint / --config."""
+    workdir = Path(args.workdir) if args.workdir else None
+    ckpt = Path(args.checkpoint) if args.checkpoint else (workdir / "best.keras" if workdir else None)
+    config = Path(args.config) if args.config else (workdir / "config.json" if workdir else None)
+    if ckpt is None or config is None:
+        raise ExportError("give --workdir RUN_DIR, or both --checkpoint PATH.keras and --config PATH.json")
+    if args.class_names:
+        labels = Path(args.class_names)
+    else:
+        labels = next((p for p in (workdir / "class_names.json",) if p.is_file()), None) if workdir else None
+    for what, p in (("checkpoint", ckpt), ("config", config)):
+        if not p.is_file():
+            raise ExportError(f"{what} file {p} not found")
+    return ckpt, config, labels
+
+
+def load_run(checkpoint: Path, config: Path) -> tuple[keras.Model, TagsConfig]:
+    """Loads ``config.json`` (TagsConfig.to_dict) and the ``.keras`` checkpoint."""
+    import tags_tf.model  # noqa: F401  (registers TagsModel and its layers)
+
+    try:
+        cfg = from_dict(json.loads(config.read_text()))
+    except (json.JSONDecodeError, ConfigError) as e:
+        raise ExportError(f"{config}: not a TagsConfig json ({e})") from e
+    try:
+        model = keras.saving.load_model(str(checkpoint), compile=False)
+    except Exception as e:  # Keras raises several types for a bad archive.
+        raise ExportError(f"{checkpoint}: cannot load the Keras model ({type(e).__name__}: {e})") from e
+    return model, cfg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m serving.export", description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", help="training run dir with config.json and best.keras")
+    p.add_argument("--checkpoint", help="a .keras model file (overrides RUN_DIR/best.keras)")
+    p.add_argument("--config", help="the run's config.json (overrides RUN_DIR/config.json)")
+    p.add_argument("--class-names", "--class_names", dest="class_names",
+                   help="JSON list of class names (default RUN_DIR/class_names.json, else class_<id>)")
+    p.add_argument("--output", required=True, help="version directory, e.g. MODELS/tags/1")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if not Path(args.output).name.isdigit():
+            raise ExportError(f"--output {args.output}: the last path component must be a numeric version "
+                              "(TF Serving loads MODEL_BASE_PATH/<version>), e.g. MODELS/tags/1")
+        ckpt, config, labels = _resolve_inputs(args)
+        model, cfg = load_run(ckpt, config)
+        class_names = _load_class_names(labels) if labels else None
+        out = export_saved_model(model, cfg, args.output, class_names, overwrite=args.overwrite)
+        bad = unsupported_ops(graph_op_types(out))
+        if bad:
+            raise ExportError(f"{out}: graph uses ops a stock TF Serving build lacks: {bad}")
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {out} (signatures: {names.SERVING_DEFAULT}, {names.DETECT}; "
+          f"T={cfg.model.input_snippets}, D={cfg.model.feature_dim}, K={cfg.model.num_classes})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
