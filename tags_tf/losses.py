@@ -120,8 +120,8 @@ class ClassificationLoss(_WeightedLoss):
         self.hard_negative_ratio = float(hard_negative_ratio)
 
     def num_hard_negatives(self, num_classes: int) -> int:
-        """|N| for ``num_classes`` (K) action classes."""
-        return max(1, int(round(self.hard_negative_ratio * num_classes)))
+        """|N| for ``num_classes`` (K) action classes (at most K: the classes other than y)."""
+        return min(num_classes, max(1, int(round(self.hard_negative_ratio * num_classes))))
 
     def call(self, y_true, y_pred, sample_weight=None):
         logits = tf.cast(y_pred, tf.float32)  # (B, T, K+1)
