@@ -1,0 +1,482 @@
+"""Detections from TAGS outputs (paper Sec. 3.4, Fig. 3b-d), in pure TensorFlow ops.
+
+The same code runs eagerly, under ``tf.function`` and inside a served SavedModel
+signature: no ``py_function``/``numpy_function``, no Python loop over data, batch-major
+with a static number ``N = max_detections`` of padded output rows.
+
+Algorithm, per video and per scale ``s`` (``T = T^s``):
+
+1. ``P = softmax(cls_logits_s{s})`` (T, K+1). Each snippet gets ONE candidate class,
+   its arg-max foreground class, with score ``P[t, c]``. The ``top_snippets`` snippets
+   (capped at T) with the highest such score are decoded.
+2. Row ``t`` of ``M = sigmoid(mask_logits_s{s})`` is the mask predicted BY snippet t.
+   It is binarised at every threshold theta in ``mask_thresholds`` (strictly: ``m > theta``).
+   Run choice: the contiguous foreground run that contains ``t`` itself (the instance the
+   snippet belongs to; masks are instance-specific); when ``m[t] <= theta``, the
+   longest run (ties: the earliest). A threshold with no foreground gives no candidate.
+   A run equal to the one from the previous threshold of the same snippet is dropped
+   (it would be an exact duplicate: same segment, same score).
+3. Candidate: segment ``[start/T, (end+1)/T]`` in normalized time, score
+   ``P[t, c] * mean(m[start..end])`` (the paper's class score x "mean predicted
+   foreground segment in M"), class ``c``.
+4. All scales are merged, the ``pre_nms_top_k`` best are kept, then Gaussian Soft-NMS
+   (Bodla et al.) via ``tf.image.non_max_suppression_with_scores``. ``soft_nms_sigma``
+   follows Bodla's convention, decay ``exp(-tIoU^2 / sigma)``; TF's op decays by
+   ``exp(-0.5 * IoU^2 / sigma_tf)``, so it receives ``sigma_tf = sigma / 2``. Segments
+   become boxes ``[c, start, c + 1, end]`` so that box IoU equals 1-D tIoU and boxes of
+   different classes never overlap (per-class NMS); ``nms_per_class=False`` puts every
+   box on ``[0, 1]`` (class-agnostic). Detections whose (decayed) score is not above
+   ``score_threshold`` are dropped; the best ``max_detections`` are kept.
+5. Segments are scaled to seconds by each video's duration.
+
+Class fusion (``class_fusion="external"``, the usual ActivityNet practice): given
+external video-level classifier scores ``(B, K)``, masks are treated as class-agnostic
+and labelled by the video classifier. Each candidate is repeated for the
+``fusion_top_k`` best external classes ``c_j`` with score
+``(1 - P[t, K]) * mean(m[run]) * ext[c_j]`` (snippet actionness x mask score x video
+class score); classes with external score 0 give nothing.
+
+Padded rows (index >= ``num_detections``): segments 0, scores 0, classes -1.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+_NMS_BOX_HEIGHT = 1.0  # y-extent of a segment's box; boxes of classes c and c+1 only touch.
+
+
+def foreground_runs(binary: tf.Tensor, anchor: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The contiguous run of ``True`` that contains ``anchor``, else the longest run.
+
+    Args:
+      binary: (..., T) bool, thresholded masks.
+      anchor: (...) int32 in [0, T), the position whose run is wanted (broadcast to
+        ``binary.shape[:-1]``).
+
+    Returns:
+      start, end: (...) int32, first and last position of the chosen run (inclusive);
+        0 where there is no run.
+      valid: (...) bool, False where ``binary`` has no ``True`` at all.
+    """
+    binary = tf.convert_to_tensor(binary, tf.bool)
+    lead = tf.shape(binary)[:-1]
+    t = tf.shape(binary)[-1]
+    anchor = tf.broadcast_to(tf.cast(anchor, tf.int32), lead)
+    x = tf.reshape(tf.cast(binary, tf.int32), [-1, t])  # (..., T) -> (R, T), R rows.
+    anchor = tf.reshape(anchor, [-1])  # (...) -> (R,)
+    rows = tf.shape(x)[0]
+
+    prev = tf.pad(x[:, :-1], [[0, 0], [1, 0]])  # (R, T) value at t-1 (0 before the start).
+    starts = x * (1 - prev)  # (R, T) 1 where a run begins.
+    run_id = tf.cumsum(starts, axis=1)  # (R, T) 1-based id of the latest run; 0 before any.
+    # A row of T holds at most ceil(T/2) runs; id 0 is the leading background.
+    n_ids = t // 2 + 2
+    seg = tf.range(rows)[:, None] * n_ids + run_id  # (R, T) one segment per (row, run id).
+    pos = tf.broadcast_to(tf.range(t)[None, :], tf.shape(x))  # (R, T)
+    fg = tf.cast(x, tf.bool)
+    # Each segment holds a run plus the background that follows it, so the min/max
+    # foreground position in it are the run's first and last snippet.
+    run_start = tf.math.unsorted_segment_min(tf.where(fg, pos, t), seg, rows * n_ids)
+    run_end = tf.math.unsorted_segment_max(tf.where(fg, pos, -1), seg, rows * n_ids)
+    # Empty segments give the dtype's extremes; clamp so lengths cannot overflow.
+    run_start = tf.reshape(tf.minimum(run_start, t), [rows, n_ids])  # (R*n_ids,) -> (R, n_ids)
+    run_end = tf.reshape(tf.maximum(run_end, -1), [rows, n_ids])  # (R*n_ids,) -> (R, n_ids)
+    length = run_end - run_start + 1  # (R, n_ids), <= 0 for ids without a run.
+
+    own_id = tf.gather(run_id, anchor, batch_dims=1)  # (R,)
+    own_valid = tf.gather(x, anchor, batch_dims=1) > 0  # (R,)
+    longest_id = tf.argmax(length, axis=1, output_type=tf.int32)  # (R,) first maximum.
+    longest_valid = tf.reduce_max(length, axis=1) > 0  # (R,)
+    chosen = tf.where(own_valid, own_id, longest_id)
+    valid = own_valid | longest_valid
+    start = tf.where(valid, tf.gather(run_start, chosen, batch_dims=1), 0)
+    end = tf.where(valid, tf.gather(run_end, chosen, batch_dims=1), 0)
+    return tf.reshape(start, lead), tf.reshape(end, lead), tf.reshape(valid, lead)  # (R,) -> (...)
+
+
+def decode_scale(
+    cls_logits: tf.Tensor,
+    mask_logits: tf.Tensor,
+    mask_thresholds: Sequence[float],
+    top_snippets: int,
+) -> dict[str, tf.Tensor]:
+    """Candidates of one scale (steps 1-3 of the module docstring).
+
+    Args:
+      cls_logits: (B, T, K+1) pre-softmax, class K = background.
+      mask_logits: (B, T, T) pre-sigmoid, [b, t, k] = mask predicted by snippet t at k.
+      mask_thresholds: H thresholds in (0, 1).
+      top_snippets: snippets decoded per video (capped at T).
+
+    Returns dict of (B, C) tensors with C = min(top_snippets, T) * H:
+      segments (B, C, 2) float32 normalized [start, end]; class_scores (B, C) float32
+      class score x mask score; actionness_scores (B, C) float32 (1 - P_bg) x mask
+      score; classes (B, C) int32; valid (B, C) bool.
+      Invalid candidates have both scores 0.
+    """
+    cls_logits = tf.cast(cls_logits, tf.float32)
+    mask_logits = tf.cast(mask_logits, tf.float32)
+    num_classes = tf.shape(cls_logits)[-1] - 1
+    t = tf.shape(mask_logits)[-1]
+    thresholds = tf.sort(tf.constant(mask_thresholds, tf.float32))  # (H,) ascending.
+    h = len(mask_thresholds)
+
+    probs = tf.nn.softmax(cls_logits, axis=-1)  # (B, T, K+1)
+    fg_probs = probs[..., :num_classes]  # (B, T, K)
+    snippet_score = tf.reduce_max(fg_probs, axis=-1)  # (B, T)
+    snippet_class = tf.argmax(fg_probs, axis=-1, output_type=tf.int32)  # (B, T)
+    k = tf.minimum(top_snippets, t)
+    top_score, top_idx = tf.math.top_k(snippet_score, k=k)  # (B, S), S = min(top_snippets, T)
+    top_class = tf.gather(snippet_class, top_idx, batch_dims=1)  # (B, S)
+    top_action = 1.0 - tf.gather(probs[..., -1], top_idx, batch_dims=1)  # (B, S) 1 - P_bg
+
+    masks = tf.sigmoid(tf.gather(mask_logits, top_idx, batch_dims=1))  # (B, S, T) rows of M.
+    binary = masks[:, :, None, :] > thresholds[None, None, :, None]  # (B, S, H, T)
+    start, end, valid = foreground_runs(binary, top_idx[:, :, None])  # (B, S, H) each.
+
+    pos = tf.range(t)[None, None, None, :]  # (1, 1, 1, T)
+    inside = tf.cast((pos >= start[..., None]) & (pos <= end[..., None]), tf.float32)  # (B, S, H, T)
+    run_len = tf.cast(tf.maximum(end - start + 1, 1), tf.float32)  # (B, S, H)
+    mask_score = tf.reduce_sum(masks[:, :, None, :] * inside, axis=-1) / run_len  # (B, S, H)
+
+    # Drop a run identical to the previous threshold's run of the same snippet.
+    prev_start = tf.pad(start[:, :, :-1], [[0, 0], [0, 0], [1, 0]], constant_values=-1)  # (B, S, H)
+    prev_end = tf.pad(end[:, :, :-1], [[0, 0], [0, 0], [1, 0]], constant_values=-1)  # (B, S, H)
+    prev_valid = tf.pad(valid[:, :, :-1], [[0, 0], [0, 0], [1, 0]])  # (B, S, H)
+    valid = valid & ~(prev_valid & tf.equal(start, prev_start) & tf.equal(end, prev_end))
+
+    t_f = tf.cast(t, tf.float32)
+    segments = tf.stack([tf.cast(start, tf.float32) / t_f, tf.cast(end + 1, tf.float32) / t_f], axis=-1)
+    zeros = tf.zeros_like(mask_score)
+    class_scores = tf.where(valid, top_score[:, :, None] * mask_score, zeros)  # (B, S, H)
+    actionness_scores = tf.where(valid, top_action[:, :, None] * mask_score, zeros)  # (B, S, H)
+    classes = tf.broadcast_to(top_class[:, :, None], tf.shape(start))  # (B, S) -> (B, S, H)
+    b = tf.shape(cls_logits)[0]
+    c = k * h
+    return {
+        "segments": tf.reshape(segments, [b, c, 2]),  # (B, S, H, 2) -> (B, C, 2)
+        "class_scores": tf.reshape(class_scores, [b, c]),  # (B, S, H) -> (B, C)
+        "actionness_scores": tf.reshape(actionness_scores, [b, c]),  # (B, S, H) -> (B, C)
+        "classes": tf.reshape(classes, [b, c]),  # (B, S, H) -> (B, C)
+        "valid": tf.reshape(valid, [b, c]),  # (B, S, H) -> (B, C)
+    }
+
+
+def fuse_external_scores(
+    actionness_scores: tf.Tensor,
+    segments: tf.Tensor,
+    external_scores: tf.Tensor,
+    top_k: int = 1,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Labels class-agnostic candidates with a video-level classifier.
+
+    Args:
+      actionness_scores: (B, C) (1 - P_bg) x mask score per candidate.
+      segments: (B, C, 2).
+      external_scores: (B, K) video-level class scores (0 = class not proposed).
+      top_k: candidates are repeated for this many best external classes.
+
+    Returns:
+      segments (B, C*top_k, 2), scores (B, C*top_k), classes (B, C*top_k) int32, with
+      score = actionness score x external score of the class.
+    """
+    external_scores = tf.cast(external_scores, tf.float32)
+    ext_score, ext_class = tf.math.top_k(external_scores, k=top_k)  # (B, k)
+    b = tf.shape(segments)[0]
+    c = tf.shape(segments)[1]
+    scores = actionness_scores[:, None, :] * ext_score[:, :, None]  # (B, k, C)
+    classes = tf.broadcast_to(ext_class[:, :, None], tf.shape(scores))  # (B, k, C)
+    segs = tf.broadcast_to(segments[:, None], [b, top_k, c, 2])  # (B, C, 2) -> (B, k, C, 2)
+    return (
+        tf.reshape(segs, [b, top_k * c, 2]),  # (B, k, C, 2) -> (B, k*C, 2)
+        tf.reshape(scores, [b, top_k * c]),  # (B, k, C) -> (B, k*C)
+        tf.reshape(classes, [b, top_k * c]),  # (B, k, C) -> (B, k*C)
+    )
+
+
+def soft_nms(
+    segments: tf.Tensor,
+    scores: tf.Tensor,
+    classes: tf.Tensor,
+    max_detections: int,
+    sigma: float,
+    score_threshold: float,
+    pre_nms_top_k: int | None = None,
+    per_class: bool = True,
+) -> dict[str, tf.Tensor]:
+    """Gaussian Soft-NMS per video on 1-D segments, padded to ``max_detections`` rows.
+
+    Args:
+      segments: (B, C, 2) float [start, end] (any unit; normalized time in the decoder).
+      scores: (B, C) float; candidates with score <= score_threshold are ignored.
+      classes: (B, C) int32.
+      max_detections: N, rows of the output.
+      sigma: Bodla et al.'s sigma: a kept detection multiplies the score of every
+        other candidate (of the same class when ``per_class``) by exp(-tIoU^2 / sigma).
+      score_threshold: detections whose decayed score is not above this are dropped.
+      pre_nms_top_k: keep only this many best-scoring candidates first (None: all).
+      per_class: suppress only within a class (else across classes).
+
+    Returns dict: segments (B, N, 2), scores (B, N) non-increasing, classes (B, N)
+    int32 (-1 in padded rows), num_detections (B,) int32.
+    """
+    if sigma <= 0:
+        raise ValueError(f"soft_nms_sigma must be > 0 (Gaussian Soft-NMS), got {sigma}")
+    segments = tf.cast(segments, tf.float32)
+    scores = tf.cast(scores, tf.float32)
+    classes = tf.cast(classes, tf.int32)
+    if pre_nms_top_k is not None:
+        k = tf.minimum(pre_nms_top_k, tf.shape(scores)[1])
+        scores, keep = tf.math.top_k(scores, k=k)  # (B, C')
+        segments = tf.gather(segments, keep, batch_dims=1)  # (B, C', 2)
+        classes = tf.gather(classes, keep, batch_dims=1)  # (B, C')
+    y0 = tf.cast(classes, tf.float32) * _NMS_BOX_HEIGHT if per_class else tf.zeros_like(scores)
+    # Boxes [y1, x1, y2, x2] = [c, start, c + 1, end]: box IoU == 1-D tIoU within a class.
+    boxes = tf.stack([y0, segments[..., 0], y0 + _NMS_BOX_HEIGHT, segments[..., 1]], axis=-1)  # (B, C', 4)
+    n = int(max_detections)
+
+    def one_video(args):
+        v_boxes, v_scores = args
+        idx, kept = tf.image.non_max_suppression_with_scores(
+            v_boxes,
+            v_scores,
+            max_output_size=n,
+            iou_threshold=1.0,  # Unused by Soft-NMS; 1.0 keeps older TF kernels from hard-pruning.
+            score_threshold=score_threshold,
+            soft_nms_sigma=0.5 * sigma,  # TF: exp(-0.5 IoU^2 / sigma_tf) == exp(-IoU^2 / sigma).
+        )
+        count = tf.size(idx)
+        idx = tf.pad(idx, [[0, n - count]])
+        kept = tf.pad(kept, [[0, n - count]])
+        return idx, kept, count
+
+    idx, kept, count = tf.map_fn(
+        one_video,
+        (boxes, scores),
+        fn_output_signature=(
+            tf.TensorSpec([n], tf.int32),
+            tf.TensorSpec([n], tf.float32),
+            tf.TensorSpec([], tf.int32),
+        ),
+    )  # (B, N), (B, N), (B,)
+    is_row = tf.range(n)[None, :] < count[:, None]  # (B, N)
+    out_segments = tf.where(is_row[..., None], tf.gather(segments, idx, batch_dims=1), 0.0)
+    out_classes = tf.where(is_row, tf.gather(classes, idx, batch_dims=1), -1)
+    out_scores = tf.where(is_row, kept, 0.0)
+    return {
+        "segments": out_segments,
+        "scores": out_scores,
+        "classes": out_classes,
+        "num_detections": count,
+    }
+
+
+def decode_detections(
+    outputs: Mapping[str, tf.Tensor],
+    duration: tf.Tensor,
+    scales: Sequence[int],
+    mask_thresholds: Sequence[float],
+    top_snippets: int,
+    soft_nms_sigma: float,
+    pre_nms_top_k: int,
+    max_detections: int,
+    score_threshold: float,
+    external_scores: tf.Tensor | None = None,
+    fusion_top_k: int = 1,
+    nms_per_class: bool = True,
+) -> dict[str, tf.Tensor]:
+    """Model outputs -> padded detections in seconds (the whole module docstring).
+
+    Args:
+      outputs: dict with ``cls_logits_s{s}`` (B, T^s, K+1) and ``mask_logits_s{s}``
+        (B, T^s, T^s) for every s in ``scales``.
+      duration: (B,) video durations in seconds.
+      external_scores: optional (B, K) video-level class scores (class fusion).
+
+    Returns dict: detection_segments (B, N, 2) float32 seconds, detection_scores (B, N)
+    float32, detection_classes (B, N) int32, num_detections (B,) int32.
+    """
+    cands = []
+    for s in scales:
+        cls_key, mask_key = f"cls_logits_s{s}", f"mask_logits_s{s}"
+        for key in (cls_key, mask_key):
+            if key not in outputs:
+                raise KeyError(f"model outputs have no {key!r} (scales {tuple(scales)}); got {sorted(outputs)}")
+        cands.append(decode_scale(outputs[cls_key], outputs[mask_key], mask_thresholds, top_snippets))
+    merged = {key: tf.concat([c[key] for c in cands], axis=1) for key in cands[0]}  # (B, sum C_s)
+    if external_scores is None:
+        segments, scores, classes = merged["segments"], merged["class_scores"], merged["classes"]
+    else:
+        segments, scores, classes = fuse_external_scores(
+            merged["actionness_scores"], merged["segments"], external_scores, fusion_top_k
+        )
+    det = soft_nms(
+        segments,
+        scores,
+        classes,
+        max_detections=max_detections,
+        sigma=soft_nms_sigma,
+        score_threshold=score_threshold,
+        pre_nms_top_k=pre_nms_top_k,
+        per_class=nms_per_class,
+    )
+    duration = tf.reshape(tf.cast(duration, tf.float32), [-1, 1, 1])  # (B,) -> (B, 1, 1)
+    return {
+        "detection_segments": tf.clip_by_value(det["segments"], 0.0, 1.0) * duration,
+        "detection_scores": det["scores"],
+        "detection_classes": det["classes"],
+        "num_detections": det["num_detections"],
+    }
+
+
+@keras.saving.register_keras_serializable(package="tags_tf")
+class DetectionDecoder(keras.layers.Layer):
+    """Model outputs -> detections; shared by ``predict_step``, evaluation and serving.
+
+    Weight-free. Always computes in float32. Not XLA-compilable (Soft-NMS has no XLA
+    kernel), hence ``supports_jit = False``.
+
+    Call args:
+      outputs: dict with ``cls_logits_s{s}`` (B, T^s, K+1) and ``mask_logits_s{s}``
+        (B, T^s, T^s) for each scale.
+      duration: (B,) seconds.
+      external_scores: (B, K) video-level classifier scores; required when
+        ``class_fusion == "external"``, refused otherwise.
+
+    Returns dict: detection_segments (B, N, 2) float32 seconds, detection_scores (B, N)
+    float32, detection_classes (B, N) int32, num_detections (B,) int32; N =
+    ``max_detections``; rows past ``num_detections`` are 0 (classes -1).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        scales: Sequence[int] = (1, 2),
+        mask_thresholds: Sequence[float] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17)),
+        top_snippets: int = 32,
+        soft_nms_sigma: float = 0.5,
+        pre_nms_top_k: int = 1000,
+        max_detections: int = 100,
+        score_threshold: float = 1e-4,
+        class_fusion: str = "none",
+        fusion_top_k: int = 1,
+        nms_per_class: bool = True,
+        **kwargs,
+    ):
+        kwargs.setdefault("dtype", "float32")
+        kwargs.setdefault("trainable", False)
+        super().__init__(**kwargs)
+        if class_fusion not in ("none", "external"):
+            raise ValueError(f"class_fusion must be 'none' or 'external', got {class_fusion!r}")
+        if not mask_thresholds or any(not 0.0 < th < 1.0 for th in mask_thresholds):
+            raise ValueError(f"mask_thresholds must lie in (0, 1), got {tuple(mask_thresholds)}")
+        for name, value in (
+            ("num_classes", num_classes),
+            ("top_snippets", top_snippets),
+            ("pre_nms_top_k", pre_nms_top_k),
+            ("max_detections", max_detections),
+            ("fusion_top_k", fusion_top_k),
+        ):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if soft_nms_sigma <= 0:
+            raise ValueError(f"soft_nms_sigma must be > 0, got {soft_nms_sigma}")
+        if fusion_top_k > num_classes:
+            raise ValueError(f"fusion_top_k {fusion_top_k} exceeds num_classes {num_classes}")
+        self.num_classes = int(num_classes)
+        self.scales = tuple(int(s) for s in scales)
+        self.mask_thresholds = tuple(float(th) for th in mask_thresholds)
+        self.top_snippets = int(top_snippets)
+        self.soft_nms_sigma = float(soft_nms_sigma)
+        self.pre_nms_top_k = int(pre_nms_top_k)
+        self.max_detections = int(max_detections)
+        self.score_threshold = float(score_threshold)
+        self.class_fusion = class_fusion
+        self.fusion_top_k = int(fusion_top_k)
+        self.nms_per_class = bool(nms_per_class)
+        self.supports_jit = False
+
+    @classmethod
+    def from_tags_config(cls, cfg, **kwargs) -> "DetectionDecoder":
+        """Builds the decoder from a ``TagsConfig`` (model.num_classes/scales, postprocess.*)."""
+        p = cfg.postprocess
+        return cls(
+            num_classes=cfg.model.num_classes,
+            scales=cfg.model.scales,
+            mask_thresholds=p.mask_thresholds,
+            top_snippets=p.top_snippets,
+            soft_nms_sigma=p.soft_nms_sigma,
+            pre_nms_top_k=p.pre_nms_top_k,
+            max_detections=p.max_detections,
+            score_threshold=p.score_threshold,
+            class_fusion=p.class_fusion,
+            **kwargs,
+        )
+
+    def _check(self, outputs, external_scores) -> None:
+        for s in self.scales:
+            key = f"cls_logits_s{s}"
+            if key in outputs:
+                k1 = outputs[key].shape[-1]
+                if k1 is not None and k1 != self.num_classes + 1:
+                    raise ValueError(
+                        f"{key} has {k1} classes in its last axis; expected num_classes + 1 = "
+                        f"{self.num_classes + 1} (class {self.num_classes} = background)"
+                    )
+        if self.class_fusion == "external" and external_scores is None:
+            raise ValueError("class_fusion='external' needs external_scores of shape (B, num_classes)")
+        if self.class_fusion == "none" and external_scores is not None:
+            raise ValueError("external_scores were given but class_fusion is 'none'")
+        if external_scores is not None:
+            k = external_scores.shape[-1]
+            if k is not None and k != self.num_classes:
+                raise ValueError(f"external_scores has {k} classes; expected {self.num_classes}")
+
+    def call(self, outputs, duration, external_scores=None):
+        self._check(outputs, external_scores)
+        return decode_detections(
+            outputs,
+            duration,
+            scales=self.scales,
+            mask_thresholds=self.mask_thresholds,
+            top_snippets=self.top_snippets,
+            soft_nms_sigma=self.soft_nms_sigma,
+            pre_nms_top_k=self.pre_nms_top_k,
+            max_detections=self.max_detections,
+            score_threshold=self.score_threshold,
+            external_scores=external_scores,
+            fusion_top_k=self.fusion_top_k,
+            nms_per_class=self.nms_per_class,
+        )
+
+    def compute_output_spec(self, outputs, duration, external_scores=None):
+        b, n = duration.shape[0], self.max_detections
+        return {
+            "detection_segments": keras.KerasTensor((b, n, 2), dtype="float32"),
+            "detection_scores": keras.KerasTensor((b, n), dtype="float32"),
+            "detection_classes": keras.KerasTensor((b, n), dtype="int32"),
+            "num_detections": keras.KerasTensor((b,), dtype="int32"),
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "scales": list(self.scales),
+                "mask_thresholds": list(self.mask_thresholds),
+                "top_snippets": self.top_snippets,
+                "soft_nms_sigma": self.soft_nms_sigma,
+                "pre_nms_top_k": self.pre_nms_top_k,
+                "max_detections": self.max_detections,
+                "score_threshold": self.score_threshold,
+                "class_fusion": self.class_fusion,
+                "fusion_top_k": self.fusion_top_k,
+                "nms_per_class": self.nms_per_class,
+            }
+        )
+        return config
