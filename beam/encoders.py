@@ -389,20 +389,29 @@ def build_encoder(spec: str | EncoderSpec, snippet_frames: int = 16, allow_rando
     return _BUILDERS[spec.kind](spec, snippet_frames, allow_random_init)
 
 
-def clip_spec(spec: str | EncoderSpec, snippet_frames: int = 16) -> ClipSpec:
-    """The clip size ``spec`` consumes, without building the network (except for a
-    SavedModel, whose signature is read). Used to configure decoding."""
+def clip_spec(spec: str | EncoderSpec, snippet_frames: int = 16, allow_random_init: bool = False) -> ClipSpec:
+    """Checks ``spec`` and returns the clip size it consumes, without building the
+    network (a SavedModel's signature is read). Run in the launching process so that a
+    bad spec, a missing weights file or missing ``--allow_random_init`` fails there with
+    one line instead of on a worker. Raises EncoderError."""
     if not isinstance(spec, EncoderSpec):
         spec = EncoderSpec.parse(spec)
     if spec.kind == "movinet":
         if spec.name not in MOVINET_IDS:
             raise EncoderError(f"encoder spec {spec}: MoViNet model id must be one of {MOVINET_IDS}")
         h, w = _parse_size(spec, (MOVINET_DEFAULT_SIZE[spec.name],) * 2)
+        weights_key = "checkpoint"
     elif spec.kind == "keras_app":
         if spec.name not in KERAS_APPS:
             raise EncoderError(f"encoder spec {spec}: unknown keras_app {spec.name!r}; known: {sorted(KERAS_APPS)}")
         default = KERAS_APPS[spec.name][2]
         h, w = _parse_size(spec, (default, default))
+        weights_key = "weights"
     else:
         return SavedModelEncoder(spec, snippet_frames).clip
+    path = spec.get(weights_key)
+    if path is None and not allow_random_init:
+        raise _no_weights_error(spec, weights_key)
+    if path is not None:
+        _require_file(spec, weights_key, path, tf_checkpoint=spec.kind == "movinet" and not path.endswith(".h5"))
     return ClipSpec(snippet_frames, h, w)

@@ -15,6 +15,7 @@ centre time is the midpoint of the span covered by its *real* frames:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -98,19 +99,34 @@ class DecodeOptions:
             raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
 
 
-def _open(path: str):
+@contextlib.contextmanager
+def _opened(path: str):
+    """Opens ``path`` with PyAV (local path, or any Beam FileSystem URL such as gs://)."""
     import av  # imported lazily: only the decode workers need PyAV
 
+    handle = None
     try:
-        container = av.open(str(path))
+        if "://" in str(path):
+            from apache_beam.io.filesystems import FileSystems
+
+            handle = FileSystems.open(str(path))
+            container = av.open(handle)
+        else:
+            container = av.open(str(path))
     except FileNotFoundError as e:
         raise VideoDecodeError(path, "file_not_found", str(e)) from None
     except Exception as e:  # av.error.InvalidDataError and friends: garbage, truncated moov, empty file
+        if handle is not None:
+            handle.close()
         raise VideoDecodeError(path, "unreadable_container", f"{type(e).__name__}: {e}") from None
-    if not container.streams.video:
+    try:
+        if not container.streams.video:
+            raise VideoDecodeError(path, "no_video_stream", "the container has no video stream")
+        yield container
+    finally:
         container.close()
-        raise VideoDecodeError(path, "no_video_stream", "the container has no video stream")
-    return container
+        if handle is not None:
+            handle.close()
 
 
 def _stream_info(path: str, container) -> VideoInfo:
@@ -135,11 +151,8 @@ def _stream_info(path: str, container) -> VideoInfo:
 
 def probe(path: str) -> VideoInfo:
     """Reads the container header only (no decoding). Raises VideoDecodeError."""
-    container = _open(path)
-    try:
+    with _opened(path) as container:
         info = _stream_info(path, container)
-    finally:
-        container.close()
     if info.fps <= 0:
         raise VideoDecodeError(path, "no_frame_rate", "the video stream has no frame rate")
     return info
@@ -217,8 +230,7 @@ def iter_snippets(path: str, opts: DecodeOptions, info: VideoInfo | None = None)
     At most ``max(N, S)`` frames are held in memory.
     """
     n, s = opts.snippet_frames, opts.snippet_stride
-    container = _open(path)
-    try:
+    with _opened(path) as container:
         if info is None:
             info = _stream_info(path, container)
         if info.fps <= 0:
@@ -243,8 +255,6 @@ def iter_snippets(path: str, opts: DecodeOptions, info: VideoInfo | None = None)
         # Frames after the last full window (or a video shorter than N): one padded snippet.
         if opts.pad_last and buf and (count == 0 or total > covered_end):
             yield _make_snippet(count, buf, n, rate)
-    finally:
-        container.close()
 
 
 def _make_snippet(index: int, buf: list[tuple[float, np.ndarray]], n: int, rate: float) -> Snippet:

@@ -1,0 +1,264 @@
+"""DoFns of ``beam.extract_features``: plan -> decode -> (RunInference) -> assemble.
+
+Element types
+    task      dict: {"video_id", "path", "subset", "segments": [[s, e], ...],
+              "labels": [name, ...], "reject": None or [reason, detail]} -- one per
+              input video, built by :func:`plan_tasks` in the launching process.
+    snippet   ((video_id, snippet_index), uint8 clip (N, H, W, 3)) -> RunInference.
+    meta      (video_id, dict) on the META output once a video decoded completely:
+              the task plus duration, fps, snippet_times, num_snippets.
+    feature   ((video_id, snippet_index), float32 (D,)) <- RunInference.
+
+A video's snippets go downstream as they are decoded (long videos never sit in memory
+whole); its META record is emitted only after the last frame decoded cleanly, so a
+video that fails half-way has snippets but no META and :class:`AssembleVideoFn` drops
+those (counter ``orphan_snippets``) -- the video itself is on the dead letter already.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterable, Mapping, Sequence
+
+import apache_beam as beam
+import numpy as np
+
+from beam import sinks
+from beam.video_decode import DecodeOptions, VideoDecodeError, iter_snippets, probe
+
+log = logging.getLogger(__name__)
+
+META = "meta"
+
+# Dead-letter reasons produced here (VideoDecodeError adds its own: file_not_found,
+# unreadable_container, no_video_stream, no_frame_rate, decode_error, no_frames, truncated).
+MISSING_VIDEO = "missing_video"
+NOT_IN_ANNOTATIONS = "not_in_annotations"
+DUPLICATE_VIDEO_ID = "duplicate_video_id"
+BAD_VIDEO_ID = "bad_video_id"
+TOO_FEW_SNIPPETS = "too_few_snippets"
+MISSING_SNIPPETS = "missing_snippets"
+NON_FINITE_FEATURES = "non_finite_features"
+UNKNOWN_LABEL = "unknown_label"
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts")
+
+
+def video_id_problem(video_id: str) -> str | None:
+    """Why ``video_id`` cannot name a video (it becomes part of paths), or None."""
+    if not video_id or not video_id.strip():
+        return "empty video id"
+    if "/" in video_id or "\\" in video_id or "\x00" in video_id:
+        return f"video id {video_id!r} contains a path separator"
+    if video_id in (".", "..") or ".." in video_id:
+        return f"video id {video_id!r} contains '..'"
+    return None
+
+
+def task(video_id: str, path: str | None, subset: str, segments=(), labels=(), reject=None) -> dict:
+    """One input video (see module docstring)."""
+    return {
+        "video_id": video_id,
+        "path": path,
+        "subset": subset,
+        "segments": [[float(s), float(e)] for s, e in segments],
+        "labels": list(labels),
+        "reject": list(reject) if reject else None,
+    }
+
+
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path.rstrip("/")))[0]
+
+
+def list_videos(spec: str) -> list[str]:
+    """Video files named by ``spec``: a directory (files with a video extension directly
+    inside it), one file, or a glob (every match). Sorted. Local or any Beam FileSystem.
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    if "://" not in spec and os.path.isdir(spec):
+        return sorted(
+            os.path.join(spec, n)
+            for n in os.listdir(spec)
+            if os.path.isfile(os.path.join(spec, n)) and os.path.splitext(n)[1].lower() in VIDEO_EXTENSIONS
+        )
+    if "://" not in spec and os.path.isfile(spec):
+        return [spec]
+    pattern = spec
+    if not any(c in spec for c in "*?[") and not os.path.splitext(spec)[1]:
+        pattern = spec.rstrip("/") + "/*"  # a remote "directory"
+    try:
+        matches = FileSystems.match([pattern])[0].metadata_list
+    except Exception as e:  # BeamIOError on a bad pattern or bucket
+        raise FileNotFoundError(f"--videos {spec}: cannot list ({e})") from e
+    files = [m.path for m in matches]
+    if pattern != spec:  # a directory: keep video files only
+        files = [f for f in files if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
+    return sorted(files)
+
+
+def plan_tasks(video_files: Sequence[str], annotations=None, subset: str = "inference") -> list[dict]:
+    """One task per input video, rejections decided up front included.
+
+    Without ``annotations`` every file is a video of ``subset`` (no segments), id =
+    file name without extension. With an AnnotationSet, every annotated video and every
+    file is an input: an annotated video with no file is rejected ``missing_video``, a
+    file no annotation names ``not_in_annotations``. Ids match file names with the
+    ActivityNet ``v_`` prefix tolerated either way; a video answered by several files
+    (``a.mp4`` and ``a.mkv``) is rejected ``duplicate_video_id``.
+    """
+    from beam.feature_readers import candidate_keys
+
+    by_stem: dict[str, list[str]] = {}
+    for path in video_files:
+        by_stem.setdefault(_stem(path), []).append(path)
+    tasks: list[dict] = []
+
+    def one(video_id, paths, sub, segments=(), labels=()):
+        problem = video_id_problem(video_id)
+        if problem:
+            return task(video_id, None, sub, reject=(BAD_VIDEO_ID, problem))
+        if len(paths) > 1:
+            return task(video_id, None, sub, reject=(DUPLICATE_VIDEO_ID, f"several files: {', '.join(sorted(paths))}"))
+        return task(video_id, paths[0], sub, segments, labels)
+
+    if annotations is None:
+        for stem in sorted(by_stem):
+            tasks.append(one(stem, by_stem[stem], subset))
+        return tasks
+    used: set[str] = set()
+    for video_id in sorted(annotations.videos):
+        ann = annotations.videos[video_id]
+        keys = [k for k in dict.fromkeys(candidate_keys(video_id)) if k in by_stem]
+        paths = [p for k in keys for p in by_stem[k]]
+        used.update(keys)
+        if not paths:
+            tasks.append(task(video_id, None, ann.subset, reject=(MISSING_VIDEO, "no video file for this annotated video")))
+            continue
+        segs = [(i.start, i.end) for i in ann.instances]
+        tasks.append(one(video_id, paths, ann.subset, segs, [i.label for i in ann.instances]))
+    src = getattr(annotations, "source", "") or "the annotation file"
+    for stem in sorted(set(by_stem) - used):
+        tasks.append(task(stem, None, "", reject=(NOT_IN_ANNOTATIONS, f"{by_stem[stem][0]}: not a video of {src}")))
+    return tasks
+
+
+class DecodeSnippetsFn(beam.DoFn):
+    """task -> snippets ((video_id, index), clip (N, H, W, 3) uint8) on the main output,
+    then (video_id, meta) on META; failures -> sinks.REJECTED with the decode reason.
+
+    Use with ``.with_outputs(META, sinks.REJECTED, main="snippets")``.
+    """
+
+    def __init__(self, options: DecodeOptions, min_snippets: int = 2):
+        self._options = options
+        self._min_snippets = int(min_snippets)
+
+    def process(self, t: Mapping[str, Any]) -> Iterable:
+        vid, subset = t["video_id"], t["subset"]
+        sinks.count("input")
+        if t.get("reject"):
+            reason, detail = t["reject"]
+            yield sinks.reject(vid, reason, detail, subset)
+            return
+        times = []
+        try:
+            info = probe(t["path"])  # header only: duration and fps from the container
+            for snip in iter_snippets(t["path"], self._options, info=info):
+                times.append(snip.center_time)
+                yield (vid, snip.index), snip.frames
+        except VideoDecodeError as e:
+            yield sinks.reject(vid, e.reason, f"{e.path}: {e.detail}", subset)
+            return
+        sinks.count("read")
+        if len(times) < self._min_snippets:
+            yield sinks.reject(
+                vid, TOO_FEW_SNIPPETS, f"{t['path']}: {len(times)} snippet(s), need >= {self._min_snippets}", subset
+            )
+            return
+        sinks.count("snippets", len(times))
+        meta = dict(t)
+        meta.update(
+            duration=info.duration,
+            fps=info.fps,
+            snippet_times=times,
+            num_snippets=len(times),
+        )
+        yield beam.pvalue.TaggedOutput(META, (vid, meta))
+
+
+def clip_segments(segments: Sequence[Sequence[float]], duration: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Clips segments (N, 2) seconds to [0, duration].
+
+    Returns (clipped (M, 2), keep (N,) bool mask of the kept rows, number clipped).
+    A segment left with end <= start after clipping (wholly outside the video) is
+    dropped; a zero-length segment in the file is kept as is (the evaluator keeps it).
+    """
+    seg = np.asarray(segments, np.float64).reshape(-1, 2)  # [] -> (0, 2)
+    clipped = np.clip(seg, 0.0, duration)
+    changed = np.any(clipped != seg, axis=1)
+    keep = ~(changed & (clipped[:, 1] <= clipped[:, 0]))
+    return clipped[keep], keep, int(np.sum(changed & keep))
+
+
+class AssembleVideoFn(beam.DoFn):
+    """(video_id, {"meta": [meta], "features": [(index, (D,))...]}) -> (subset, bytes).
+
+    Sorts snippet features by index into (T, D), clips segments to the duration and
+    writes ``tags_tf.features.make_example``; also a ``sinks.summary`` on SUMMARY.
+    """
+
+    def __init__(self, class_names: Sequence[str] = ()):
+        self._class_names = list(class_names)
+        self._class_index: dict[str, int] = {}
+
+    def setup(self):
+        self._class_index = {n: i for i, n in enumerate(self._class_names)}
+
+    def process(self, element) -> Iterable:
+        from tags_tf.features import make_example
+
+        vid, grouped = element
+        metas, feats = list(grouped[META]), list(grouped["features"])
+        if not metas:  # failed after some snippets were decoded; already rejected
+            sinks.count("orphan_snippets", len(feats))
+            return
+        meta = metas[0]
+        subset, t_expected = meta["subset"], meta["num_snippets"]
+        feats.sort(key=lambda kv: kv[0])
+        indices = [i for i, _ in feats]
+        if indices != list(range(t_expected)):
+            yield sinks.reject(vid, MISSING_SNIPPETS, f"got snippet indices {indices[:8]}..., expected 0..{t_expected - 1}", subset)
+            return
+        features = np.stack([np.asarray(f, np.float32) for _, f in feats])  # T x (D,) -> (T, D)
+        if not np.all(np.isfinite(features)):
+            yield sinks.reject(vid, NON_FINITE_FEATURES, f"{meta['path']}: the encoder produced NaN/Inf", subset)
+            return
+        duration = meta["duration"]
+        segments, keep, n_clipped = clip_segments(meta["segments"], duration)
+        names = [n for n, k in zip(meta["labels"], keep) if k]
+        missing = sorted({n for n in names if n not in self._class_index})
+        if missing:  # cannot happen with classes from the same annotation file; guard anyway
+            yield sinks.reject(vid, UNKNOWN_LABEL, f"labels {missing} not in the class map", subset)
+            return
+        n_dropped = int(np.sum(~keep))
+        sinks.count("clipped_segments", n_clipped)
+        sinks.count("dropped_segments", n_dropped)
+        example = make_example(
+            vid,
+            subset,
+            duration,
+            features,
+            segments=segments,
+            labels=[self._class_index[n] for n in names],
+            label_names=names,
+            snippet_times=np.asarray(meta["snippet_times"], np.float64),
+        )
+        sinks.count("written")
+        yield subset, example.SerializeToString()
+        yield beam.pvalue.TaggedOutput(
+            sinks.SUMMARY,
+            sinks.summary(vid, subset, features.shape[0], features.shape[1], len(segments), n_clipped, n_dropped),
+        )

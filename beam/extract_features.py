@@ -1,0 +1,202 @@
+"""Raw videos -> snippet features -> TFRecord shards (the tags_tf.features schema).
+
+    python -m beam.extract_features --videos DIR_OR_GLOB [--annotations FILE] \\
+        --encoder SPEC --output DIR [--snippet_frames 16 --snippet_stride 16 --fps F \\
+        --batch_size B --allow_random_init] [Beam options ...]
+
+Pipeline: plan (launcher: list files, match annotations) -> decode with PyAV into
+N-frame snippets every S frames (``beam.video_decode``) -> the encoder
+(``beam.encoders``) through ``RunInference`` with our ``EncoderModelHandler``, keyed by
+(video_id, snippet_index) -> regroup per video, sort by snippet index -> (T, D) ->
+``make_example`` -> shards + ``manifest.json`` + ``rejected.jsonl`` (``beam.sinks``).
+
+Without ``--annotations`` every video goes to subset ``--subset`` (default
+"inference") with no segments, so the shards feed ``tags-evaluate``/serving batch
+inference directly. With annotations, subsets and segments come from the file
+(``--subset`` then keeps only those subsets); segments are clipped to the duration
+read from the video container.
+
+Every input video is accounted for: written + rejected = inputs (the job fails
+otherwise). The local runner is used unless ``--runner`` names another one
+(Dataflow/Flink/Spark options pass through; ``--setup_file ./setup.py`` ships the
+package; workers need the ``video`` extra: PyAV, tf-models-official for MoViNet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from beam import sinks
+from beam.encoders import EncoderError, clip_spec
+from beam.extract_dofns import META, AssembleVideoFn, DecodeSnippetsFn, list_videos, plan_tasks
+from beam.model_handler import EncoderModelHandler
+from beam.video_decode import RESIZE_MODES, DecodeOptions
+
+log = logging.getLogger(__name__)
+
+JOB = "extract_features"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m beam.extract_features",
+        description="Extract snippet features from raw videos into TAGS TFRecord shards.",
+        epilog="Unknown flags are passed to Beam (e.g. --runner DataflowRunner --project P ...).",
+    )
+    p.add_argument("--videos", required=True, help="directory of videos, one video file, or a glob")
+    p.add_argument("--annotations", help="annotation file (ActivityNet/ActionFormer/G-TAD json, BSN json)")
+    p.add_argument("--video_info", help="BSN/BMN video_info_new.csv (default: next to --annotations)")
+    p.add_argument(
+        "--subset",
+        help="without --annotations: the subset name written (default 'inference'); "
+        "with --annotations: comma-separated subsets to keep",
+    )
+    p.add_argument("--encoder", required=True, help="movinet:a0[:checkpoint=P] | keras_app:NAME[:weights=P] | savedmodel:PATH")
+    p.add_argument("--output", required=True, help="output directory (local or any Beam file system)")
+    p.add_argument("--snippet_frames", type=int, default=16, help="frames per snippet N (default 16, as the paper)")
+    p.add_argument("--snippet_stride", type=int, default=16, help="frames between snippet starts S (default 16)")
+    p.add_argument("--fps", type=float, default=None, help="resample videos to this frame rate first (default: native)")
+    p.add_argument("--resize_mode", choices=RESIZE_MODES, default="crop", help="crop: shorter side + centre crop")
+    p.add_argument("--drop_last", action="store_true", help="drop the padded last snippet of frames after the last full window")
+    p.add_argument("--min_snippets", type=int, default=2, help="reject videos with fewer snippets (default 2)")
+    p.add_argument("--batch_size", type=int, default=8, help="max snippets per encoder call (default 8)")
+    p.add_argument("--num_shards", type=int, default=0, help="shards per subset (0: ~256 videos a shard)")
+    p.add_argument("--compression", default="", help="'gzip' or none")
+    p.add_argument(
+        "--allow_random_init",
+        action="store_true",
+        help="allow an encoder without weights (random features: tests and smoke runs only)",
+    )
+    return p
+
+
+def _load_annotations(args):
+    from tags_tf.data.annotations import load_annotations
+
+    subset = [s for s in args.subset.split(",") if s] if args.subset else None
+    return load_annotations(args.annotations, video_info=args.video_info, subset=subset)
+
+
+def run(argv: Sequence[str] | None = None) -> dict:
+    """Runs the job; returns the manifest dict. Raises on bad arguments."""
+    args, pipeline_args = build_parser().parse_known_args(argv)
+    for name in ("snippet_frames", "snippet_stride", "min_snippets", "batch_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.num_shards < 0:
+        raise ValueError(f"--num_shards must be >= 0, got {args.num_shards}")
+    compression = sinks.compression_type(args.compression)
+    clip = clip_spec(args.encoder, args.snippet_frames, args.allow_random_init)
+    decode = DecodeOptions(
+        snippet_frames=args.snippet_frames,
+        snippet_stride=args.snippet_stride,
+        fps=args.fps,
+        height=clip.height,
+        width=clip.width,
+        resize_mode=args.resize_mode,
+        pad_last=not args.drop_last,
+    )
+    files = list_videos(args.videos)
+    annotations = None
+    if args.annotations:
+        annotations = _load_annotations(args)
+        tasks = plan_tasks(files, annotations)
+    else:
+        if not files:
+            raise FileNotFoundError(f"--videos {args.videos}: no video files found")
+        tasks = plan_tasks(files, None, sinks.check_subset_name(args.subset or "inference"))
+    counts: dict[str, int] = {}
+    for t in tasks:
+        if t["subset"]:
+            counts[t["subset"]] = counts.get(t["subset"], 0) + (0 if t["reject"] else 1)
+    num_shards = {
+        sinks.check_subset_name(s): args.num_shards or sinks.auto_num_shards(n) for s, n in sorted(counts.items())
+    }
+    class_names = list(annotations.class_names) if annotations is not None else []
+    options, runner = sinks.make_pipeline_options(pipeline_args)
+    base = {
+        "job": JOB,
+        "class_names": class_names,
+        "feature_dim": None,  # filled from the written videos
+        "num_shards": num_shards,
+        "compression": compression,
+        "sources": {
+            "videos": args.videos,
+            "num_video_files": len(files),
+            "annotations": args.annotations,
+            "video_info": args.video_info,
+        },
+        "encoder": {
+            "spec": args.encoder,
+            "clip_frames": clip.frames,
+            "height": clip.height,
+            "width": clip.width,
+            "snippet_stride": args.snippet_stride,
+            "fps": args.fps,
+            "resize_mode": args.resize_mode,
+            "pad_last": not args.drop_last,
+            "random_init": bool(args.allow_random_init),
+        },
+        "pipeline_options": sinks.options_for_manifest(options),
+    }
+    handler = KeyedModelHandler(
+        EncoderModelHandler(
+            args.encoder,
+            snippet_frames=args.snippet_frames,
+            allow_random_init=args.allow_random_init,
+            max_batch_size=args.batch_size,
+        )
+    )
+    log.info("%d input videos (%d video files) -> %s", len(tasks), len(files), args.output)
+    with beam.Pipeline(runner=runner, options=options) as p:
+        decoded = (
+            p
+            | "Tasks" >> beam.Create(tasks)
+            | "Decode"
+            >> beam.ParDo(DecodeSnippetsFn(decode, args.min_snippets)).with_outputs(META, sinks.REJECTED, main="snippets")
+        )
+        features = (
+            decoded.snippets
+            | "Encode" >> RunInference(handler)  # ((vid, idx), clip) -> ((vid, idx), (D,))
+            | "ByVideo" >> beam.MapTuple(lambda key, feat: (key[0], (key[1], feat)))
+        )
+        assembled = (
+            {META: decoded[META], "features": features}
+            | "GroupByVideo" >> beam.CoGroupByKey()
+            | "Assemble"
+            >> beam.ParDo(AssembleVideoFn(class_names)).with_outputs(sinks.REJECTED, sinks.SUMMARY, main="examples")
+        )
+        shard_files = assembled.examples | "WriteShards" >> sinks.WriteShards(args.output, num_shards, compression)
+        rejected = (decoded[sinks.REJECTED], assembled[sinks.REJECTED]) | "AllRejected" >> beam.Flatten()
+        _ = (assembled[sinks.SUMMARY], rejected, shard_files) | "Manifest" >> sinks.WriteManifest(
+            args.output, base, num_inputs=len(tasks)
+        )
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(FileSystems.join(args.output, sinks.MANIFEST_NAME)) as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from tags_tf.data.annotations import AnnotationError
+
+    try:
+        manifest = run(argv)
+    except (EncoderError, AnnotationError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    c = manifest["counts"]
+    print(f"{c['written']} of {c['input']} videos written, {c['rejected_total']} rejected {c['rejected']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
