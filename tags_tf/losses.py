@@ -20,15 +20,12 @@ output dict. The readings of the paper's printed equations are listed in README
 
 from __future__ import annotations
 
-import logging
 from typing import Mapping, Sequence
 
 import keras
 import tensorflow as tf
 
 from tags_tf.config import LossConfig, TagsConfig
-
-logger = logging.getLogger(__name__)
 
 _REDUCTIONS = ("mean_with_sample_weight", None, "none")
 
