@@ -148,16 +148,20 @@ def load_annotations(
     path = os.fspath(path)
     if fmt not in FORMATS:
         raise AnnotationError(f"{path}: unknown annotation format {fmt!r}; expected one of {FORMATS}")
+    wanted = None
+    if subset is not None:
+        wanted = {str(s).lower() for s in ([subset] if isinstance(subset, str) else subset)}
     data = _read_json(path)
     if fmt == "auto":
         fmt = _detect_format(path, data)
     if fmt == "bsn":
         info_path = os.fspath(video_info) if video_info is not None else os.path.join(
             os.path.dirname(path), BSN_VIDEO_INFO_NAME)
-        result = _parse_bsn(path, data, info_path, strip_v_prefix)
+        result = _parse_bsn(path, data, info_path, strip_v_prefix, wanted)
     else:
-        result = _parse_database(path, data, fmt)
+        result = _parse_database(path, data, fmt, wanted)
     logger.debug("Loaded %d videos (%s layout) from %s", len(result), fmt, path)
+    # Only the requested subsets were parsed; this checks the names (case-insensitive).
     return result.subset(subset) if subset is not None else result
 
 
@@ -244,24 +248,41 @@ def _parse_instances(path: str, video_id: str, anns: Any) -> tuple[Instance, ...
     return tuple(out)
 
 
-def _finish(path: str, fmt: str, videos: dict[str, VideoAnnotation]) -> AnnotationSet:
-    labels = {inst.label for v in videos.values() for inst in v.instances}
-    return AnnotationSet(videos, tuple(sorted(labels)), path, fmt)
+def _finish(path: str, fmt: str, videos: dict[str, VideoAnnotation], labels: set[str],
+            subsets: set[str]) -> AnnotationSet:
+    """``labels`` and ``subsets`` cover the whole file, also when only a subset was parsed."""
+    labels = labels | {inst.label for v in videos.values() for inst in v.instances}
+    return AnnotationSet(videos, tuple(sorted(labels)), path, fmt, tuple(sorted(subsets)))
 
 
-def _parse_database(path: str, data: Any, fmt: str) -> AnnotationSet:
+def _file_labels(entries: Iterable[Any]) -> set[str]:
+    """Labels of entries that were not parsed (subset filter); malformed ones are skipped."""
+    out = set()
+    for entry in entries:
+        anns = entry.get("annotations") if isinstance(entry, dict) else None
+        if isinstance(anns, list):
+            out.update(a["label"] for a in anns
+                       if isinstance(a, dict) and isinstance(a.get("label"), str) and a["label"])
+    return out
+
+
+def _parse_database(path: str, data: Any, fmt: str, wanted: set[str] | None) -> AnnotationSet:
     """Official ActivityNet, ActionFormer and G-TAD layouts (all share 'database')."""
     if not isinstance(data, dict) or "database" not in data:
         raise AnnotationError(f"{path}: missing key 'database' ({fmt} layout)")
     database = data["database"]
     if not isinstance(database, dict):
         raise AnnotationError(f"{path}: 'database' must be an object of videos")
-    videos = {}
+    videos, skipped, subsets = {}, [], set()
     for video_id, entry in database.items():
         if not isinstance(entry, dict):
             raise AnnotationError(f"{path}: video {video_id!r}: expected an object")
         if "subset" not in entry:
             raise AnnotationError(f"{path}: video {video_id!r}: missing key 'subset'")
+        subsets.add(str(entry["subset"]))
+        if wanted is not None and str(entry["subset"]).lower() not in wanted:
+            skipped.append(entry)
+            continue
         where = f"video {video_id!r}"
         videos[video_id] = VideoAnnotation(
             video_id=video_id,
@@ -270,7 +291,7 @@ def _parse_database(path: str, data: Any, fmt: str) -> AnnotationSet:
             fps=_optional_number(path, where, entry.get("fps"), "fps"),
             instances=_parse_instances(path, video_id, entry.get("annotations", [])),
         )
-    return _finish(path, fmt, videos)
+    return _finish(path, fmt, videos, _file_labels(skipped), subsets)
 
 
 def _read_video_info(info_path: str) -> dict[str, Mapping[str, str]]:
@@ -291,14 +312,19 @@ def _read_video_info(info_path: str) -> dict[str, Mapping[str, str]]:
         raise AnnotationError(f"{info_path}: cannot read csv ({err})") from None
 
 
-def _parse_bsn(path: str, data: Any, info_path: str, strip_v_prefix: bool) -> AnnotationSet:
+def _parse_bsn(path: str, data: Any, info_path: str, strip_v_prefix: bool,
+               wanted: set[str] | None) -> AnnotationSet:
     """BSN/BMN anet_anno_action.json + video_info_new.csv (the csv lists the videos)."""
     if not isinstance(data, dict):
         raise AnnotationError(f"{path}: expected a JSON object of videos (BSN/BMN layout)")
     info = _read_video_info(info_path)
-    videos = {}
+    videos, skipped, subsets = {}, [], set()
     for key, row in info.items():
         entry = data.get(key, {})
+        subsets.add(row["subset"])
+        if wanted is not None and row["subset"].lower() not in wanted:
+            skipped.append(entry)
+            continue
         if not isinstance(entry, dict):
             raise AnnotationError(f"{path}: video {key!r}: expected an object")
         where = f"video {key!r}"
@@ -315,4 +341,4 @@ def _parse_bsn(path: str, data: Any, info_path: str, strip_v_prefix: bool) -> An
     unlisted = len(set(data) - set(info))
     if unlisted:
         logger.warning("%s: %d videos are not in %s and were skipped", path, unlisted, info_path)
-    return _finish(path, "bsn", videos)
+    return _finish(path, "bsn", videos, _file_labels(skipped), subsets)
