@@ -4,7 +4,9 @@ A *feature source* (the ``--features`` / ``--features2`` argument of the Beam jo
 one of:
 
 - a directory: every ``*.npy`` (array (T, D)) and ``*.csv`` (BSN/BMN layout: T rows of D
-  comma-separated values, with or without one header row) directly inside it; the file
+  comma-separated values after a header row ``f0,...,f{D-1}``; the first row counts as a
+  header only if some cell is not a number, so a csv without header also reads, but a
+  csv whose header is all numbers loses no row and gains a bogus one) directly inside it; the file
   name without extension is the video id (``v_4Lu8ECLHvK4.npy``);
 - one ``.h5`` / ``.hdf5`` file holding one top-level dataset (T, D) per video, named by
   video id (G-TAD style); groups and nested datasets are ignored;

@@ -1,0 +1,341 @@
+"""Annotations + pre-extracted features -> sharded TFRecords, manifest, dead letter.
+
+    python -m beam.build_shards --annotations FILE [--video_info CSV] \\
+        --features DIR_OR_FILE_OR_GLOB [--features2 DIR_OR_FILE_OR_GLOB] --output DIR \\
+        [--num_shards N] [--compression gzip] [--subsets training,validation] \\
+        [--feature_dim D] [--class_map FILE] [--reject_bad_segments] [--overwrite] \\
+        [any Beam option: --runner DataflowRunner --project P --region R \\
+         --temp_location gs://... --setup_file ./pyproject.toml ...]
+
+Runs locally by default (the in-process FnApiRunner, never the Prism download; see
+sinks.make_pipeline_options). Unrecognized flags go to Beam unchanged. To ship this
+package to remote workers use ``--setup_file /path/to/repo/pyproject.toml`` (Beam
+builds an sdist with ``python -m build``, which must be installed where you launch).
+
+Outputs in DIR: ``{subset}-NNNNN-of-NNNNN.tfrecord[.gz]`` (tags_tf.features schema),
+``manifest.json`` and ``rejected.jsonl`` (see beam.sinks). Library entry point:
+:func:`run_build_shards`. Every selected annotated video is either written or listed in
+``rejected.jsonl`` with its reason; feature files without annotations are ignored (their
+number is in the manifest as ``unannotated_features``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+from typing import Mapping, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from beam import dofns
+from beam import feature_readers as fr
+from beam import sinks
+from tags_tf.data.annotations import AnnotationError, AnnotationSet, load_annotations
+
+_LOG = logging.getLogger(__name__)
+
+
+def load_class_map(path: str) -> list[str]:
+    """Class names in id order from ``path``.
+
+    Accepted: a manifest.json of earlier shards (its ``class_names``), a JSON list of
+    names, a JSON object ``{name: id}`` (ids 0..K-1), a BSN ``action_name.csv`` (header
+    ``action``) or a text file with one name per line. Raises ValueError naming the file.
+    """
+    try:
+        with FileSystems.open(path) as f:
+            text = f.read().decode("utf-8")
+    except Exception as e:
+        raise ValueError(f"--class_map {path}: cannot read ({e})") from e
+    if path.lower().endswith(".json"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--class_map {path}: invalid JSON ({e})") from e
+        if isinstance(data, dict) and "class_names" in data:
+            data = data["class_names"]
+        if isinstance(data, dict):
+            ids = sorted(data.values())
+            if ids != list(range(len(ids))):
+                raise ValueError(f"--class_map {path}: ids must be 0..{len(ids) - 1}, got {ids[:5]}...")
+            names = [n for n, _ in sorted(data.items(), key=lambda kv: kv[1])]
+        elif isinstance(data, list) and all(isinstance(n, str) for n in data):
+            names = list(data)
+        else:
+            raise ValueError(f"--class_map {path}: expected a list of names or {{name: id}}")
+    else:
+        rows = [r[0].strip() for r in csv.reader(text.splitlines()) if r and r[0].strip()]
+        if path.lower().endswith(".csv") and rows and rows[0].lower() in ("action", "name", "class", "label"):
+            rows = rows[1:]
+        names = rows
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"--class_map {path}: expected unique, non-empty class names")
+    return names
+
+
+def _shard_counts(subsets: Sequence[str], per_subset: Mapping[str, int], num_shards) -> dict[str, int]:
+    if isinstance(num_shards, Mapping):
+        return {s: int(num_shards.get(s, 0)) or sinks.auto_num_shards(per_subset[s]) for s in subsets}
+    n = int(num_shards or 0)
+    if n < 0:
+        raise ValueError(f"--num_shards {n}: expected >= 0 (0 = automatic)")
+    return {s: n or sinks.auto_num_shards(per_subset[s]) for s in subsets}
+
+
+def _check_output(output: str, overwrite: bool) -> None:
+    """Refuses to mix new shards with an earlier run's, unless ``overwrite``."""
+    old = FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list if FileSystems.exists(output) else []
+    ours = [
+        m.path
+        for m in old
+        if os.path.basename(m.path) in (sinks.MANIFEST_NAME, sinks.DEAD_LETTER_NAME)
+        or "-of-" in os.path.basename(m.path) and sinks.SHARD_SUFFIX in os.path.basename(m.path)
+    ]
+    if ours and not overwrite:
+        raise FileExistsError(f"--output {output}: holds shards of an earlier run ({len(ours)} files); pass --overwrite")
+    if ours:
+        FileSystems.delete(ours)
+
+
+def _canonical_key(video):
+    return fr.canonical_id(video.video_id), video
+
+
+def run_build_shards(
+    annotations: str | AnnotationSet,
+    features: str | Sequence[str],
+    output: str,
+    video_info: str | None = None,
+    num_shards: int | Mapping[str, int] = 0,
+    compression: str | None = None,
+    pipeline_args: Sequence[str] | None = None,
+    *,
+    features2: str | None = None,
+    subsets: Sequence[str] | str | None = None,
+    feature_dim: int | None = None,
+    class_map: str | Sequence[str] | None = None,
+    reject_bad_segments: bool = False,
+    video_ids: Sequence[str] | None = None,
+    annotation_format: str = "auto",
+    overwrite: bool = False,
+) -> dict:
+    """Builds shards and returns the manifest dict (also written to ``output``).
+
+    Args:
+      annotations: an annotation file (any layout of tags_tf.data.annotations) or an
+        already loaded AnnotationSet.
+      features: feature source (see beam.feature_readers), or a pair of sources for
+        two-stream features (same as ``features2``).
+      output: output directory (local or any Beam file system).
+      video_info: BSN/BMN ``video_info_new.csv``.
+      num_shards: shards per subset; 0 = about 256 videos a shard; or {subset: n}.
+      compression: None or "gzip".
+      pipeline_args: Beam options (``["--runner", "DataflowRunner", ...]``).
+      features2: second stream, concatenated after ``features`` on the channel axis.
+      subsets: subsets to write (default: every subset of the file).
+      feature_dim: expected D; default: the most common D among the inputs.
+      class_map: class names in id order, or a file for load_class_map (a videos
+        with a label outside it is rejected as unknown_label). Default: the sorted
+        labels of the annotation file (AnnotationSet.class_names, the evaluator's ids).
+      reject_bad_segments: reject videos having a segment with end <= start
+        (default: drop the segment and count it).
+      video_ids: restrict the inputs to these ids (others are not inputs at all).
+      annotation_format: ``fmt`` of load_annotations.
+      overwrite: replace the shards/manifest of an earlier run in ``output``.
+
+    Raises AnnotationError / ValueError / FileNotFoundError / FileExistsError with a
+    one-line message for bad arguments; bad *videos* never raise, they are rejected.
+    """
+    if isinstance(annotations, AnnotationSet):
+        ann = annotations
+    else:
+        ann = load_annotations(annotations, video_info=video_info, fmt=annotation_format)
+    if isinstance(subsets, str):
+        subsets = [s for s in subsets.split(",") if s]
+    selected = ann.subset(subsets) if subsets else ann
+    if isinstance(class_map, str):
+        class_names = load_class_map(class_map)
+    else:
+        class_names = list(class_map) if class_map is not None else list(ann.class_names)
+    class_index = {n: i for i, n in enumerate(class_names)}
+
+    videos = sorted(selected.videos.values(), key=lambda v: v.video_id)
+    if video_ids is not None:
+        wanted = set(video_ids)
+        videos = [v for v in videos if v.video_id in wanted]
+    subset_names = sorted({v.subset for v in selected.videos.values()})  # spelled as in the file
+    for s in subset_names:
+        sinks.check_subset_name(s)
+    per_subset = {s: sum(1 for v in videos if v.subset == s) for s in subset_names}
+    shard_counts = _shard_counts(subset_names, per_subset, num_shards)
+    comp = sinks.compression_type(compression)
+
+    if not isinstance(features, str):
+        features = list(features)
+        if len(features) == 2 and features2 is None:
+            features, features2 = features
+        elif len(features) == 1:
+            features = features[0]
+        else:
+            raise ValueError(f"features: expected one source or two (two-stream), got {features}")
+    sources = [features] + ([features2] if features2 else [])
+    indexes = [fr.index_features(s) for s in sources]
+    known = {fr.canonical_id(v) for v in ann.videos}
+    unannotated = sum(1 for k in indexes[0] if fr.canonical_id(k) not in known)
+
+    options, runner = sinks.make_pipeline_options(pipeline_args)
+    if "://" not in output:
+        os.makedirs(output, exist_ok=True)
+    _check_output(output, overwrite)
+    base = {
+        "format_version": sinks.MANIFEST_VERSION,
+        "created_by": "beam.build_shards",
+        "schema": "tags_tf.features (tf.train.SequenceExample per video)",
+        "class_names": class_names,
+        "class_ids": class_index,
+        "num_classes": len(class_names),
+        "feature_dim": feature_dim,
+        "compression": comp,
+        "num_shards": shard_counts,
+        "snippet_times": "uniform over the duration",
+        "segment_policy": "reject_bad_segments" if reject_bad_segments else "clip_to_duration_drop_empty",
+        "unannotated_features": unannotated,
+        "sources": {
+            "annotations": getattr(ann, "source", "") if isinstance(annotations, AnnotationSet) else str(annotations),
+            "annotation_format": ann.fmt,
+            "video_info": video_info,
+            "features": sources,
+            "class_map": class_map if isinstance(class_map, str) else None,
+        },
+        "pipeline_options": sinks.options_for_manifest(options),
+    }
+    _LOG.info("build_shards: %d videos in %s -> %s", len(videos), subset_names, output)
+
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    build_pipeline(
+        pipeline, videos, indexes, sources, output, base, shard_counts, comp, class_index, feature_dim,
+        reject_bad_segments,
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
+    with FileSystems.open(FileSystems.join(output, sinks.MANIFEST_NAME)) as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+def build_pipeline(
+    p, videos, indexes, sources, output, base, shard_counts, compression, class_index, feature_dim,
+    reject_bad_segments,
+):
+    """Adds the build_shards graph to pipeline ``p`` (see beam.dofns for the stages)."""
+    rej = sinks.REJECTED
+    keyed = p | "Annotations" >> beam.Create(videos) | "KeyByCanonicalId" >> beam.Map(_canonical_key)
+    dedup = keyed | "GroupIds" >> beam.GroupByKey() | "Dedupe" >> beam.ParDo(dofns.DedupeFn()).with_outputs(
+        rej, main="ok"
+    )
+    resolved = dedup.ok | "Resolve" >> beam.ParDo(dofns.ResolveFeaturesFn(indexes, sources)).with_outputs(
+        rej, main="ok"
+    )
+    side = {}
+    if feature_dim is None:
+        majority = (
+            resolved.ok
+            | "PeekDim" >> beam.ParDo(dofns.PeekDimFn())
+            | "MajorityDim" >> beam.CombineGlobally(dofns.MajorityDimFn())
+        )
+        side["expected_dim"] = beam.pvalue.AsSingleton(majority)
+    read = resolved.ok | "Read" >> beam.ParDo(dofns.ReadFeaturesFn()).with_outputs(rej, main="ok")
+    valid = read.ok | "Validate" >> beam.ParDo(
+        dofns.ValidateFn(class_index, feature_dim, reject_bad_segments), **side
+    ).with_outputs(rej, main="ok")
+    encoded = valid.ok | "Encode" >> beam.ParDo(dofns.EncodeExampleFn()).with_outputs(sinks.SUMMARY, main="ok")
+    files = encoded.ok | "Shards" >> sinks.WriteShards(output, shard_counts, compression)
+    rejected = (dedup[rej], resolved[rej], read[rej], valid[rej]) | "AllRejected" >> beam.Flatten()
+    return (encoded[sinks.SUMMARY], rejected, files) | "Manifest" >> sinks.WriteManifest(
+        output, base, num_inputs=len(videos)
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m beam.build_shards",
+        description="Annotations + pre-extracted features -> TFRecord shards (unknown flags go to Beam).",
+    )
+    ap.add_argument("--annotations", required=True, help="annotation file (ActivityNet/ActionFormer/G-TAD/BSN json)")
+    ap.add_argument("--video_info", "--video-info", default=None, help="BSN/BMN video_info_new.csv")
+    ap.add_argument("--annotation_format", "--annotation-format", default="auto")
+    ap.add_argument("--features", required=True, help="directory / .h5 / .npy / .csv / glob")
+    ap.add_argument("--features2", default=None, help="second stream (e.g. flow), concatenated on channels")
+    ap.add_argument("--output", required=True)
+    ap.add_argument("--num_shards", "--num-shards", type=int, default=0, help="per subset; 0 = ~256 videos a shard")
+    ap.add_argument("--compression", default=None, choices=[None, "gzip", "GZIP", "none"])
+    ap.add_argument("--subsets", default=None, help="comma-separated, default: all subsets of the file")
+    ap.add_argument("--feature_dim", "--feature-dim", type=int, default=None, help="default: majority of inputs")
+    ap.add_argument("--class_map", "--class-map", default=None, help="manifest.json / json / csv / txt of class names")
+    ap.add_argument("--reject_bad_segments", "--reject-bad-segments", action="store_true")
+    ap.add_argument("--video_ids", "--video-ids", default=None, help="comma-separated ids or @file (one a line)")
+    ap.add_argument("--overwrite", action="store_true", help="replace shards of an earlier run in --output")
+    ap.add_argument("--log_level", "--log-level", default="INFO")
+    return ap
+
+
+def _video_ids(arg: str | None) -> list[str] | None:
+    if not arg:
+        return None
+    if arg.startswith("@"):
+        with open(arg[1:]) as f:
+            return [line.strip() for line in f if line.strip()]
+    return [s for s in arg.split(",") if s]
+
+
+def format_summary(manifest: Mapping) -> str:
+    """A small text table of a manifest (for the CLI)."""
+    lines = [f"{'subset':<14}{'videos':>8}{'segments':>10}{'rejected':>10}{'shards':>8}"]
+    for name, s in manifest["subsets"].items():
+        lines.append(f"{name:<14}{s['videos']:>8}{s['segments']:>10}{s['rejected']:>10}{len(s['files']):>8}")
+    c = manifest["counts"]
+    lines.append(
+        f"input {c['input']}  written {c['written']}  rejected {c['rejected_total']}  "
+        f"clipped segments {c['clipped_segments']}  dropped segments {c['dropped_segments']}  "
+        f"feature_dim {manifest['feature_dim']}"
+    )
+    for reason, n in c["rejected"].items():
+        lines.append(f"  rejected {reason}: {n}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, beam_args = _parser().parse_known_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        manifest = run_build_shards(
+            args.annotations,
+            args.features,
+            args.output,
+            video_info=args.video_info,
+            num_shards=args.num_shards,
+            compression=args.compression,
+            pipeline_args=beam_args,
+            features2=args.features2,
+            subsets=args.subsets,
+            feature_dim=args.feature_dim,
+            class_map=args.class_map,
+            reject_bad_segments=args.reject_bad_segments,
+            video_ids=_video_ids(args.video_ids),
+            annotation_format=args.annotation_format,
+            overwrite=args.overwrite,
+        )
+    except (AnnotationError, ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"build_shards: error: {e}", file=sys.stderr)
+        return 2
+    print(format_summary(manifest))
+    print(f"wrote {args.output}/{sinks.MANIFEST_NAME} and {sinks.DEAD_LETTER_NAME}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

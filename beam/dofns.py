@@ -1,0 +1,335 @@
+"""DoFns of the build_shards job (and plain functions the extract job reuses).
+
+Stages, each a DoFn testable through ``setup()`` / ``process()``; every rejection goes
+to the ``sinks.REJECTED`` output as ``{"video_id", "subset", "reason", "detail"}``:
+
+  (canonical id, [VideoAnnotation])  --DedupeFn-->           VideoAnnotation
+      duplicate_video_id  (two annotation ids naming one video, e.g. "abc" and "v_abc")
+  VideoAnnotation  --ResolveFeaturesFn-->                    (video, (FeatureRef per stream))
+      unsafe_video_id, missing_feature_file, duplicate_video_id (ambiguous feature files)
+  (video, refs)  --PeekDimFn--> D  --MajorityDimFn--> expected D (when no --feature_dim)
+  (video, refs)  --ReadFeaturesFn-->                         (video, (T, D) float64)
+      missing_feature_file, empty_file, unreadable_file, bad_shape, stream_length_mismatch
+  (video, feats)  --ValidateFn(expected D side input)-->     ValidVideo
+      bad_duration, wrong_feature_dim, too_few_snippets, non_finite_values,
+      unknown_label, bad_segment (only with reject_bad_segments)
+  ValidVideo  --EncodeExampleFn-->  (subset, serialized SequenceExample) + SUMMARY dict
+
+Segment policy (see :func:`clean_segments`): a segment is clipped to [0, duration]
+(counted as ``clipped_segments``, video kept); a segment with end <= start after
+clipping (zero-length, reversed, or wholly outside the video) is dropped and counted
+as ``dropped_segments`` -- the video is kept unless ``reject_bad_segments`` is set,
+in which case it is rejected as ``bad_segment``.
+
+Only EncodeExampleFn imports TensorFlow (in ``setup()``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterable, Mapping, Sequence
+
+import apache_beam as beam
+import numpy as np
+
+from beam import feature_readers as fr
+from beam import sinks
+
+# Dead-letter reasons (feature_readers adds empty_file, unreadable_file, bad_shape,
+# stream_length_mismatch).
+MISSING_FEATURE_FILE = "missing_feature_file"
+DUPLICATE_VIDEO_ID = "duplicate_video_id"
+UNSAFE_VIDEO_ID = "unsafe_video_id"
+BAD_DURATION = "bad_duration"
+WRONG_FEATURE_DIM = "wrong_feature_dim"
+TOO_FEW_SNIPPETS = "too_few_snippets"
+NON_FINITE_VALUES = "non_finite_values"
+UNKNOWN_LABEL = "unknown_label"
+BAD_SEGMENT = "bad_segment"
+
+MIN_SNIPPETS = 2
+
+
+def unsafe_id_problem(video_id: str) -> str | None:
+    """Why ``video_id`` cannot be used as a name (None if it can).
+
+    Rejected: empty ids, path separators (``/`` or ``\\``), ``..``, NUL and other
+    control characters. Video ids are never joined into paths anyway (features are
+    found through a listing), but ids like these break consumers that do.
+    """
+    if not video_id:
+        return "empty video id"
+    if "/" in video_id or "\\" in video_id:
+        return "contains a path separator"
+    if ".." in video_id:
+        return "contains '..'"
+    if any(ord(c) < 32 or ord(c) == 127 for c in video_id):
+        return "contains a control character"
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class CleanSegments:
+    """Result of :func:`clean_segments`: kept (N, 2) segments in seconds + labels."""
+
+    segments: np.ndarray  # (N, 2) float64, 0 <= start < end <= duration
+    labels: tuple[str, ...]  # (N,)
+    clipped: int
+    dropped: int
+
+
+def clean_segments(instances: Iterable, duration: float) -> CleanSegments:
+    """Clips ``instances`` (objects with .start, .end, .label) to [0, duration].
+
+    A segment that still has end <= start is dropped (counted in ``dropped``); a
+    segment changed by the clip is counted in ``clipped``.
+    """
+    kept, labels, clipped, dropped = [], [], 0, 0
+    for inst in instances:
+        start, end = float(inst.start), float(inst.end)
+        cs, ce = min(max(start, 0.0), duration), min(max(end, 0.0), duration)
+        if not ce > cs:
+            dropped += 1
+            continue
+        if (cs, ce) != (start, end):
+            clipped += 1
+        kept.append((cs, ce))
+        labels.append(inst.label)
+    segments = np.asarray(kept, np.float64).reshape(-1, 2)  # [(s, e)] -> (N, 2)
+    return CleanSegments(segments, tuple(labels), clipped, dropped)
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidVideo:
+    """A video that passed every check, ready to encode."""
+
+    video_id: str
+    subset: str
+    duration: float
+    features: np.ndarray  # (T, D) float32, finite
+    segments: np.ndarray  # (N, 2) float64 seconds
+    labels: tuple[int, ...]  # (N,) class ids
+    label_names: tuple[str, ...]  # (N,)
+    clipped: int = 0
+    dropped: int = 0
+
+
+def check_features(
+    video_id: str, features: np.ndarray, expected_dim: int | None
+) -> tuple[str, str] | tuple[None, np.ndarray]:
+    """Shape/value checks of (T, D) features -> (reason, detail) or (None, float32 array).
+
+    Order: wrong_feature_dim, too_few_snippets, non_finite_values (after the float32
+    cast, so float64 values beyond float32 range count as non-finite).
+    """
+    t, d = features.shape
+    if expected_dim is not None and d != expected_dim:
+        return WRONG_FEATURE_DIM, f"{video_id}: feature dim {d}, expected {expected_dim} (shape {features.shape})"
+    if t < MIN_SNIPPETS:
+        return TOO_FEW_SNIPPETS, f"{video_id}: {t} snippet(s), need at least {MIN_SNIPPETS}"
+    with np.errstate(over="ignore"):  # float64 beyond float32 range -> inf, caught below
+        out = np.asarray(features, np.float32)
+    finite = np.isfinite(out)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        return NON_FINITE_VALUES, (
+            f"{video_id}: {int((~finite).sum())} NaN/Inf value(s) in snippet(s) {bad_rows[:5].tolist()}"
+            + ("..." if len(bad_rows) > 5 else "")
+        )
+    return None, out
+
+
+# ----------------------------------------------------------------------------------- DoFns
+
+
+class DedupeFn(beam.DoFn):
+    """(canonical id, iterable of VideoAnnotation) -> the video, or rejects all of them.
+
+    Key the annotations by ``feature_readers.canonical_id(video_id)`` and GroupByKey
+    first: ids that differ only by the ``v_`` prefix name the same video.
+    """
+
+    def process(self, element):
+        _, videos = element
+        videos = sorted(videos, key=lambda v: v.video_id)
+        sinks.count("input", len(videos))
+        if len(videos) == 1:
+            yield videos[0]
+            return
+        ids = [v.video_id for v in videos]
+        for v in videos:
+            yield sinks.reject(
+                v.video_id, DUPLICATE_VIDEO_ID, f"{v.video_id}: annotations list the same video as {ids}", v.subset
+            )
+
+
+class ResolveFeaturesFn(beam.DoFn):
+    """VideoAnnotation -> (video, (FeatureRef, ...)) with one ref per feature stream.
+
+    Args:
+      indexes: one ``feature_readers.index_features`` result per stream (1 or 2).
+      sources: the source spec of each stream (for messages).
+    """
+
+    def __init__(self, indexes: Sequence[Mapping[str, Sequence[fr.FeatureRef]]], sources: Sequence[str]):
+        self._indexes = [dict(i) for i in indexes]
+        self._sources = list(sources)
+
+    def process(self, video):
+        vid, subset = video.video_id, video.subset
+        problem = unsafe_id_problem(vid)
+        if problem:
+            yield sinks.reject(vid, UNSAFE_VIDEO_ID, f"{vid!r}: {problem}", subset)
+            return
+        refs = []
+        for index, source in zip(self._indexes, self._sources):
+            found = fr.lookup(index, vid)
+            if not found:
+                yield sinks.reject(vid, MISSING_FEATURE_FILE, f"{vid}: no feature file in {source}", subset)
+                return
+            if len(found) > 1:
+                names = ", ".join(r.describe() for r in found)
+                yield sinks.reject(vid, DUPLICATE_VIDEO_ID, f"{vid}: several feature files: {names}", subset)
+                return
+            refs.append(found[0])
+        yield video, tuple(refs)
+
+
+class PeekDimFn(beam.DoFn):
+    """(video, refs) -> D read from the file headers (nothing if unreadable)."""
+
+    def setup(self):
+        self._reader = fr.FeatureReader()
+
+    def teardown(self):
+        self._reader.close()
+
+    def process(self, element):
+        _, refs = element
+        dims = [self._reader.peek_dim(r) for r in refs]
+        if all(d is not None for d in dims):
+            yield sum(dims)
+
+
+class MajorityDimFn(beam.CombineFn):
+    """The most common feature dim (ties: the smaller dim); None if there is none."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, d):
+        acc[d] = acc.get(d, 0) + 1
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = {}
+        for a in accs:
+            for d, n in a.items():
+                out[d] = out.get(d, 0) + n
+        return out
+
+    def extract_output(self, acc):
+        if not acc:
+            return None
+        return min(acc, key=lambda d: (-acc[d], d))
+
+
+class ReadFeaturesFn(beam.DoFn):
+    """(video, refs) -> (video, (T, D) array); two streams are concatenated on D."""
+
+    def setup(self):
+        self._reader = fr.FeatureReader()
+
+    def teardown(self):
+        self._reader.close()
+
+    def process(self, element):
+        video, refs = element
+        try:
+            streams = [self._reader.read(r) for r in refs]
+            feats = streams[0] if len(streams) == 1 else fr.concat_streams(streams, video.video_id)
+        except fr.FeatureReadError as e:
+            yield sinks.reject(video.video_id, e.reason, e.detail, video.subset)
+            return
+        sinks.count("read")
+        yield video, feats
+
+
+class ValidateFn(beam.DoFn):
+    """(video, (T, D) features) -> ValidVideo, or a rejection.
+
+    Args:
+      class_index: {class name: class id}; a label outside it rejects the video
+        (``unknown_label``).
+      feature_dim: the expected D; when None the ``expected_dim`` side input (the
+        majority vote) is used, and when that is None too any D is accepted.
+      reject_bad_segments: reject videos with a dropped segment (``bad_segment``)
+        instead of dropping the segment.
+    """
+
+    def __init__(self, class_index: Mapping[str, int], feature_dim: int | None = None, reject_bad_segments: bool = False):
+        self._class_index = dict(class_index)
+        self._feature_dim = feature_dim
+        self._reject_bad_segments = reject_bad_segments
+
+    def process(self, element, expected_dim=None):
+        video, features = element
+        vid, subset = video.video_id, video.subset
+        duration = video.duration
+        if duration is None or not math.isfinite(duration) or duration <= 0:
+            yield sinks.reject(vid, BAD_DURATION, f"{vid}: duration {duration!r}, expected > 0 seconds", subset)
+            return
+        dim = self._feature_dim if self._feature_dim is not None else expected_dim
+        reason, out = check_features(vid, features, dim)
+        if reason is not None:
+            yield sinks.reject(vid, reason, out, subset)
+            return
+        unknown = sorted({i.label for i in video.instances} - set(self._class_index))
+        if unknown:
+            yield sinks.reject(vid, UNKNOWN_LABEL, f"{vid}: label(s) {unknown} not in the class map", subset)
+            return
+        clean = clean_segments(video.instances, float(duration))
+        if clean.dropped and self._reject_bad_segments:
+            yield sinks.reject(
+                vid, BAD_SEGMENT, f"{vid}: {clean.dropped} segment(s) with end <= start inside [0, {duration}]", subset
+            )
+            return
+        sinks.count("clipped_segments", clean.clipped)
+        sinks.count("dropped_segments", clean.dropped)
+        yield ValidVideo(
+            video_id=vid,
+            subset=subset,
+            duration=float(duration),
+            features=out,
+            segments=clean.segments,
+            labels=tuple(self._class_index[n] for n in clean.labels),
+            label_names=clean.labels,
+            clipped=clean.clipped,
+            dropped=clean.dropped,
+        )
+
+
+class EncodeExampleFn(beam.DoFn):
+    """ValidVideo -> (subset, serialized SequenceExample); a summary on SUMMARY.
+
+    Snippet times are uniform over the duration (features.uniform_snippet_times).
+    """
+
+    def setup(self):
+        from tags_tf import features  # TensorFlow, only where examples are made
+
+        self._features = features
+
+    def process(self, v: ValidVideo):
+        ex = self._features.make_example(
+            v.video_id, v.subset, v.duration, v.features, v.segments, v.labels, v.label_names
+        )
+        sinks.count("written")
+        yield beam.pvalue.TaggedOutput(
+            sinks.SUMMARY,
+            sinks.summary(
+                v.video_id, v.subset, v.features.shape[0], v.features.shape[1], len(v.labels), v.clipped, v.dropped
+            ),
+        )
+        yield v.subset, ex.SerializeToString()

@@ -1,0 +1,315 @@
+"""DoFns of beam.dofns and helpers of beam.sinks, called directly (setup/process)."""
+
+import json
+
+import numpy as np
+import pytest
+from apache_beam.pvalue import TaggedOutput
+
+from beam import dofns, sinks
+from beam import feature_readers as fr
+from tags_tf.data.annotations import Instance, VideoAnnotation
+
+
+def _video(vid="vid", subset="training", duration=10.0, instances=((1.0, 4.0, "jump"),)):
+    return VideoAnnotation(vid, subset, duration, None, tuple(Instance(s, e, l) for s, e, l in instances))
+
+
+def _run(fn, element, **side):
+    """Runs a DoFn on one element: (main outputs, {tag: [values]})."""
+    if hasattr(fn, "setup"):
+        fn.setup()
+    try:
+        outs = list(fn.process(element, **side))
+    finally:
+        if hasattr(fn, "teardown"):
+            fn.teardown()
+    main = [o for o in outs if not isinstance(o, TaggedOutput)]
+    tagged = {}
+    for o in outs:
+        if isinstance(o, TaggedOutput):
+            tagged.setdefault(o.tag, []).append(o.value)
+    return main, tagged
+
+
+def _rejected(tagged):
+    return [(r["video_id"], r["reason"]) for r in tagged.get(sinks.REJECTED, [])]
+
+
+# ------------------------------------------------------------------------- plain helpers
+
+
+@pytest.mark.parametrize("vid", ["../x", "a/b", "a\\b", "..", "", "a\nb", "x..y"])
+def test_unsafe_ids(vid):
+    assert dofns.unsafe_id_problem(vid) is not None
+
+
+@pytest.mark.parametrize("vid", ["4Lu8ECLHvK4", "v_-x_9", "video_test_0000004", "a.b"])
+def test_safe_ids(vid):
+    assert dofns.unsafe_id_problem(vid) is None
+
+
+def test_clean_segments_clips_and_drops():
+    inst = [
+        Instance(1.0, 3.0, "a"),  # kept as is
+        Instance(8.0, 12.5, "b"),  # past the duration -> clipped to 10
+        Instance(-1.0, 2.0, "c"),  # before 0 -> clipped
+        Instance(5.0, 5.0, "d"),  # zero length -> dropped
+        Instance(11.0, 13.0, "e"),  # wholly past the end -> empty after clip -> dropped
+    ]
+    out = dofns.clean_segments(inst, 10.0)
+    np.testing.assert_array_equal(out.segments, [[1.0, 3.0], [8.0, 10.0], [0.0, 2.0]])
+    assert out.labels == ("a", "b", "c")
+    assert (out.clipped, out.dropped) == (2, 2)
+
+
+def test_check_features_order_and_cast():
+    reason, _ = dofns.check_features("v", np.ones((1, 3)), expected_dim=4)
+    assert reason == dofns.WRONG_FEATURE_DIM  # dim is checked before T
+    reason, out = dofns.check_features("v", np.array([[1e300, 0.0], [0.0, 0.0]]), None)
+    assert reason == dofns.NON_FINITE_VALUES  # overflows float32
+    reason, out = dofns.check_features("v", np.ones((2, 3), np.float64), 3)
+    assert reason is None and out.dtype == np.float32
+
+
+# ----------------------------------------------------------------------------------- DoFns
+
+
+def test_dedupe_passes_unique_and_rejects_prefix_twins():
+    v = _video("abc")
+    main, tagged = _run(dofns.DedupeFn(), ("abc", [v]))
+    assert main == [v] and not tagged
+    main, tagged = _run(dofns.DedupeFn(), ("abc", [_video("v_abc"), _video("abc")]))
+    assert main == []
+    assert _rejected(tagged) == [("abc", "duplicate_video_id"), ("v_abc", "duplicate_video_id")]
+
+
+@pytest.fixture
+def feat_dir(tmp_path):
+    np.save(tmp_path / "good.npy", np.ones((4, 3), np.float32))
+    np.save(tmp_path / "abc.npy", np.ones((4, 3), np.float32))
+    np.save(tmp_path / "v_abc.npy", np.ones((4, 3), np.float32))
+    (tmp_path / "empty.npy").write_bytes(b"")
+    return tmp_path
+
+
+def _resolve(feat_dir, *streams):
+    specs = [str(feat_dir)] + [str(s) for s in streams]
+    return dofns.ResolveFeaturesFn([fr.index_features(s) for s in specs], specs)
+
+
+def test_resolve_finds_file(feat_dir):
+    main, tagged = _run(_resolve(feat_dir), _video("v_good"))
+    assert not tagged
+    ((video, refs),) = main
+    assert video.video_id == "v_good" and refs[0].path.endswith("good.npy")
+
+
+def test_resolve_missing_feature_file(feat_dir):
+    main, tagged = _run(_resolve(feat_dir), _video("nothere"))
+    assert main == [] and _rejected(tagged) == [("nothere", "missing_feature_file")]
+
+
+def test_resolve_duplicate_feature_files(feat_dir):
+    main, tagged = _run(_resolve(feat_dir), _video("abc"))
+    assert main == [] and _rejected(tagged) == [("abc", "duplicate_video_id")]
+    assert "abc.npy" in tagged[sinks.REJECTED][0]["detail"]
+
+
+@pytest.mark.parametrize("vid", ["../good", "x/good", "..\\good"])
+def test_resolve_unsafe_video_id(feat_dir, vid):
+    main, tagged = _run(_resolve(feat_dir), _video(vid))
+    assert main == [] and _rejected(tagged) == [(vid, "unsafe_video_id")]
+
+
+def test_resolve_two_streams_needs_both(feat_dir, tmp_path_factory):
+    flow = tmp_path_factory.mktemp("flow")
+    np.save(flow / "good.npy", np.zeros((4, 2), np.float32))
+    main, _ = _run(_resolve(feat_dir, flow), _video("good"))
+    assert len(main[0][1]) == 2
+    np.save(feat_dir / "rgb_only.npy", np.ones((4, 3), np.float32))
+    main, tagged = _run(_resolve(feat_dir, flow), _video("rgb_only"))
+    assert main == [] and _rejected(tagged) == [("rgb_only", "missing_feature_file")]
+    assert str(flow) in tagged[sinks.REJECTED][0]["detail"]
+
+
+def test_read_features_concat_two_streams(tmp_path):
+    np.save(tmp_path / "rgb.npy", np.ones((4, 3), np.float32))
+    np.save(tmp_path / "flow.npy", np.full((4, 2), 2.0, np.float32))
+    np.save(tmp_path / "flow_short.npy", np.full((3, 2), 2.0, np.float32))
+    v = _video()
+    refs = (fr.FeatureRef("npy", str(tmp_path / "rgb.npy")), fr.FeatureRef("npy", str(tmp_path / "flow.npy")))
+    ((_, feats),), _ = _run(dofns.ReadFeaturesFn(), (v, refs))
+    np.testing.assert_array_equal(feats, np.concatenate([np.ones((4, 3)), np.full((4, 2), 2.0)], axis=1))
+    short = (refs[0], fr.FeatureRef("npy", str(tmp_path / "flow_short.npy")))
+    main, tagged = _run(dofns.ReadFeaturesFn(), (v, short))
+    assert main == [] and _rejected(tagged) == [("vid", "stream_length_mismatch")]
+
+
+def test_read_features_empty_file(feat_dir):
+    main, tagged = _run(dofns.ReadFeaturesFn(), (_video("empty"), (fr.FeatureRef("npy", str(feat_dir / "empty.npy")),)))
+    assert main == [] and _rejected(tagged) == [("empty", "empty_file")]
+
+
+def test_read_features_file_removed_after_listing(tmp_path):
+    ref = fr.FeatureRef("npy", str(tmp_path / "gone.npy"))
+    _, tagged = _run(dofns.ReadFeaturesFn(), (_video("gone"), (ref,)))
+    assert _rejected(tagged) == [("gone", "missing_feature_file")]
+
+
+def test_peek_dim_sums_streams_and_majority_vote(tmp_path):
+    np.save(tmp_path / "a.npy", np.ones((4, 3), np.float32))
+    np.save(tmp_path / "b.npy", np.ones((4, 5), np.float32))
+    refs = (fr.FeatureRef("npy", str(tmp_path / "a.npy")), fr.FeatureRef("npy", str(tmp_path / "b.npy")))
+    main, _ = _run(dofns.PeekDimFn(), (_video(), refs))
+    assert main == [8]
+    combine = dofns.MajorityDimFn()
+    acc = combine.create_accumulator()
+    for d in (400, 2048, 400, 7):
+        acc = combine.add_input(acc, d)
+    assert combine.extract_output(acc) == 400
+    tie = combine.merge_accumulators([combine.add_input({}, 9), combine.add_input({}, 5)])
+    assert combine.extract_output(tie) == 5  # tie -> smaller dim
+    assert combine.extract_output(combine.create_accumulator()) is None
+
+
+CLASSES = {"jump": 0, "run": 1}
+
+
+def _validate(video, feats, expected_dim=3, **kw):
+    return _run(dofns.ValidateFn(CLASSES, **kw), (video, feats), expected_dim=expected_dim)
+
+
+def test_validate_good_video():
+    v = _video(instances=((1.0, 4.0, "run"), (2.0, 3.0, "jump")))
+    (out,), tagged = _validate(v, np.arange(12.0).reshape(4, 3))
+    assert not tagged
+    assert out.features.dtype == np.float32 and out.features.shape == (4, 3)
+    assert out.labels == (1, 0) and out.label_names == ("run", "jump")
+    np.testing.assert_array_equal(out.segments, [[1.0, 4.0], [2.0, 3.0]])
+
+
+def test_validate_wrong_feature_dim():
+    main, tagged = _validate(_video(), np.ones((4, 5)), expected_dim=3)
+    assert main == [] and _rejected(tagged) == [("vid", "wrong_feature_dim")]
+    # An explicit feature_dim wins over the majority side input.
+    main, _ = _validate(_video(), np.ones((4, 5)), expected_dim=3, feature_dim=5)
+    assert len(main) == 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_validate_non_finite(bad):
+    feats = np.ones((4, 3))
+    feats[2, 1] = bad
+    main, tagged = _validate(_video(), feats)
+    assert main == [] and _rejected(tagged) == [("vid", "non_finite_values")]
+    assert "[2]" in tagged[sinks.REJECTED][0]["detail"]
+
+
+def test_validate_too_few_snippets():
+    main, tagged = _validate(_video(), np.ones((1, 3)))
+    assert main == [] and _rejected(tagged) == [("vid", "too_few_snippets")]
+
+
+def test_validate_segment_end_before_start_is_dropped_and_counted():
+    v = _video(instances=((4.0, 4.0, "jump"), (1.0, 2.0, "run")))
+    (out,), tagged = _validate(v, np.ones((4, 3)))
+    assert not tagged and out.dropped == 1 and out.labels == (1,)
+    main, tagged = _validate(v, np.ones((4, 3)), reject_bad_segments=True)
+    assert main == [] and _rejected(tagged) == [("vid", "bad_segment")]
+
+
+def test_validate_segment_past_duration_is_clipped_not_rejected():
+    v = _video(duration=10.0, instances=((6.0, 12.0, "jump"),))
+    (out,), tagged = _validate(v, np.ones((4, 3)))
+    assert not tagged and out.clipped == 1
+    np.testing.assert_array_equal(out.segments, [[6.0, 10.0]])
+
+
+def test_validate_unknown_label():
+    main, tagged = _validate(_video(instances=((1.0, 2.0, "fly"),)), np.ones((4, 3)))
+    assert main == [] and _rejected(tagged) == [("vid", "unknown_label")]
+    assert "fly" in tagged[sinks.REJECTED][0]["detail"]
+
+
+@pytest.mark.parametrize("duration", [None, 0.0, -3.0, float("nan")])
+def test_validate_bad_duration(duration):
+    main, tagged = _validate(_video(duration=duration), np.ones((4, 3)))
+    assert main == [] and _rejected(tagged) == [("vid", "bad_duration")]
+
+
+def test_encode_example_round_trip():
+    from tags_tf import features
+
+    feats = np.arange(8, dtype=np.float32).reshape(4, 2)
+    v = dofns.ValidVideo("vid", "validation", 8.0, feats, np.array([[1.0, 3.5]]), (1,), ("run",), clipped=1)
+    main, tagged = _run(dofns.EncodeExampleFn(), v)
+    ((subset, data),) = main
+    assert subset == "validation"
+    ex = features.example_to_numpy(data)
+    np.testing.assert_array_equal(ex[features.FEATURES], feats)
+    np.testing.assert_allclose(ex["segments"], [[1.0, 3.5]])
+    np.testing.assert_array_equal(ex["labels"], [1])
+    np.testing.assert_allclose(ex[features.SNIPPET_TIMES], [1.0, 3.0, 5.0, 7.0])  # uniform centres
+    (s,) = tagged[sinks.SUMMARY]
+    assert s == sinks.summary("vid", "validation", 4, 2, 1, clipped_segments=1)
+
+
+# ----------------------------------------------------------------------------------- sinks
+
+
+def test_sink_names_match_the_schema_module():
+    from tags_tf import features
+
+    assert (sinks.MANIFEST_NAME, sinks.DEAD_LETTER_NAME, sinks.SHARD_SUFFIX) == (
+        features.MANIFEST_NAME,
+        features.DEAD_LETTER_NAME,
+        features.SHARD_SUFFIX,
+    )
+
+
+def _stats(summaries):
+    fn = sinks.SummaryStatsFn()
+    halves = [fn.create_accumulator(), fn.create_accumulator()]
+    for i, s in enumerate(summaries):  # exercise merge_accumulators too
+        halves[i % 2] = fn.add_input(halves[i % 2], s)
+    return fn.extract_output(fn.merge_accumulators(halves))
+
+
+def test_build_manifest_counts_add_up():
+    summaries = [
+        sinks.summary("a", "training", 10, 4, 2, clipped_segments=1),
+        sinks.summary("b", "training", 12, 4, 1, dropped_segments=1),
+        sinks.summary("c", "validation", 5, 4, 0),
+    ]
+    rejections = [sinks.rejection("d", "empty_file", "x", "training"), sinks.rejection("e", "empty_file", "y")]
+    files = ["/o/training-00000-of-00001.tfrecord", "/o/validation-00000-of-00001.tfrecord"]
+    base = {"feature_dim": None, "num_shards": {"training": 1, "validation": 1}}
+    m = sinks.build_manifest(base, _stats(summaries), rejections, files, num_inputs=5, output_dir="/o")
+    assert m["feature_dim"] == 4
+    assert m["counts"] == {
+        "input": 5, "written": 3, "rejected": {"empty_file": 2}, "rejected_total": 2,
+        "clipped_segments": 1, "dropped_segments": 1,
+    }
+    assert m["subsets"]["training"] == {
+        "videos": 2, "segments": 3, "rejected": 1, "files": ["training-00000-of-00001.tfrecord"],
+    }
+    assert m["num_snippets"] == {"min": 5, "max": 12}
+    json.dumps(m)
+    with pytest.raises(sinks.ManifestError, match="3 written \\+ 2 rejected != 6"):
+        sinks.build_manifest(base, _stats(summaries), rejections, files, num_inputs=6, output_dir="/o")
+
+
+def test_option_helpers():
+    assert sinks.compression_type("gzip") == "GZIP" and sinks.compression_type(None) == ""
+    with pytest.raises(ValueError, match="--compression"):
+        sinks.compression_type("zstd")
+    assert sinks.shard_suffix("gzip") == ".tfrecord.gz"
+    assert [sinks.auto_num_shards(n) for n in (0, 256, 257, 10_000)] == [1, 1, 2, 40]
+    with pytest.raises(ValueError, match="shard prefix"):
+        sinks.check_subset_name("../training")
+    options, runner = sinks.make_pipeline_options(["--runner", "DirectRunner", "--project", "p"])
+    assert type(runner).__name__ == "FnApiRunner"  # never Prism
+    assert sinks.options_for_manifest(options)["project"] == "p"
+    _, runner = sinks.make_pipeline_options(["--runner", "DataflowRunner"])
+    assert runner is None

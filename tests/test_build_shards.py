@@ -1,0 +1,180 @@
+"""End-to-end build_shards runs on the local runner (one synthetic, one real sample)."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from beam import build_shards
+from tags_tf import features as F
+
+
+def _shared_dir() -> Path:
+    return Path(os.environ.get("TAGS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
+
+
+ANET_BSN = _shared_dir() / "datasets" / "activitynet13" / "bsn"
+BMN_SAMPLE = _shared_dir() / "datasets" / "feature_samples" / "paddlevideo_bmn" / "example_feat.npy"
+
+D = 6
+CLASSES = ["jump", "run", "swim"]
+
+
+def _read_shards(out_dir, manifest):
+    """{video_id: parsed example} through tf.data + features.parse_example."""
+    files = [os.path.join(out_dir, f) for s in manifest["subsets"].values() for f in s["files"]]
+    ds = tf.data.TFRecordDataset(files, compression_type=manifest["compression"])
+    ds = ds.map(lambda x: F.parse_example(x, manifest["feature_dim"]))
+    return {ex[F.VIDEO_ID].numpy().decode(): ex for ex in ds}
+
+
+def _write_csv(path, arr):
+    with open(path, "w") as f:
+        f.write(",".join(f"f{i}" for i in range(arr.shape[1])) + "\n")  # BSN column names
+        for row in arr:
+            f.write(",".join(repr(float(x)) for x in row) + "\n")
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """ActivityNet-style annotations + a feature dir with good and bad videos."""
+    rng = np.random.default_rng(0)
+    feat_dir = tmp_path / "feats"
+    feat_dir.mkdir()
+    db, feats = {}, {}
+
+    def add(vid, subset, duration, segs, arr=None, name=None, ext=".npy"):
+        db[vid] = {
+            "subset": subset,
+            "duration": duration,
+            "annotations": [{"segment": list(s), "label": lab} for *s, lab in segs],
+        }
+        if arr is not None:
+            path = feat_dir / ((name or vid) + ext)
+            np.save(path, arr) if ext == ".npy" else _write_csv(path, arr)
+            feats[vid] = arr
+
+    good = lambda t: rng.normal(size=(t, D)).astype(np.float32)  # noqa: E731
+    # Good videos (5 written).
+    add("g1", "training", 20.0, [(1.0, 5.0, "run"), (6.0, 9.5, "jump")], good(16))
+    add("g2", "training", 12.0, [(3.0, 15.0, "swim")], good(9))  # past the duration: clipped
+    add("g3", "training", 30.0, [(4.0, 4.0, "run"), (5.0, 8.0, "run")], good(7))  # zero length: dropped
+    add("g4", "validation", 15.0, [(2.0, 7.0, "jump")], good(12), name="v_g4")  # v_ prefix on the file
+    add("g5", "validation", 9.0, [], good(5).astype(np.float64), ext=".csv")  # BSN csv, no instances
+    # Bad videos, one per reason.
+    add("missing", "training", 10.0, [(1.0, 2.0, "run")])
+    add("empty", "training", 10.0, [(1.0, 2.0, "run")])
+    (feat_dir / "empty.npy").write_bytes(b"")
+    add("wdim", "training", 10.0, [(1.0, 2.0, "run")], rng.normal(size=(8, D + 2)).astype(np.float32))
+    nan = good(8)
+    nan[3, 2] = np.nan
+    add("nan", "training", 10.0, [(1.0, 2.0, "run")], nan)
+    add("short", "validation", 10.0, [(1.0, 2.0, "run")], good(1))
+    add("dup", "training", 10.0, [(1.0, 2.0, "run")], good(4))
+    add("v_dup", "training", 10.0, [(1.0, 2.0, "run")])  # same video as "dup" by the v_ rule
+    add("twin", "training", 10.0, [(1.0, 2.0, "run")], good(4))
+    np.save(feat_dir / "v_twin.npy", good(4))  # two feature files answer for "twin"
+    add("unk", "validation", 10.0, [(1.0, 2.0, "fly")], good(4))  # not in the class map
+    add("../g1", "training", 10.0, [(1.0, 2.0, "run")])
+    add("a/b", "training", 10.0, [(1.0, 2.0, "run")])
+    np.save(feat_dir / "extra.npy", good(4))  # features without annotations: ignored
+    ann = tmp_path / "anet.json"
+    ann.write_text(json.dumps({"version": "1.3", "taxonomy": [], "database": db}))
+    class_map = tmp_path / "classes.json"
+    class_map.write_text(json.dumps(CLASSES))
+    return ann, feat_dir, class_map, feats
+
+
+EXPECTED_REJECTED = {
+    "missing": "missing_feature_file",
+    "empty": "empty_file",
+    "wdim": "wrong_feature_dim",
+    "nan": "non_finite_values",
+    "short": "too_few_snippets",
+    "dup": "duplicate_video_id",
+    "v_dup": "duplicate_video_id",
+    "twin": "duplicate_video_id",
+    "unk": "unknown_label",
+    "../g1": "unsafe_video_id",
+    "a/b": "unsafe_video_id",
+}
+
+
+def test_pipeline_round_trip_and_bad_inputs(tiny, tmp_path):
+    ann, feat_dir, class_map, feats = tiny
+    out = tmp_path / "shards"
+    manifest = build_shards.run_build_shards(
+        str(ann), str(feat_dir), str(out), num_shards=2, compression="gzip", class_map=str(class_map)
+    )
+    # Every input video is accounted for, with the expected reason.
+    c = manifest["counts"]
+    assert c["input"] == 16 and c["written"] == 5 and c["rejected_total"] == 11
+    assert c["clipped_segments"] == 1 and c["dropped_segments"] == 1
+    reasons = {}
+    for r in EXPECTED_REJECTED.values():
+        reasons[r] = reasons.get(r, 0) + 1
+    assert c["rejected"] == reasons
+    lines = [json.loads(x) for x in (out / F.DEAD_LETTER_NAME).read_text().splitlines()]
+    assert {r["video_id"]: r["reason"] for r in lines} == EXPECTED_REJECTED
+    assert all(r["detail"] for r in lines)
+    assert manifest == json.loads((out / F.MANIFEST_NAME).read_text())
+    assert manifest["feature_dim"] == D  # majority vote: the (8, D + 2) file is the odd one
+    assert manifest["class_names"] == CLASSES and manifest["unannotated_features"] == 1
+    assert manifest["subsets"]["training"]["videos"] == 3 and manifest["subsets"]["validation"]["videos"] == 2
+    assert manifest["subsets"]["validation"]["files"] == [
+        "validation-00000-of-00002.tfrecord.gz",
+        "validation-00001-of-00002.tfrecord.gz",
+    ]
+
+    # Round trip through tf.data: exactly the input features and (cleaned) segments.
+    got = _read_shards(out, manifest)
+    assert sorted(got) == ["g1", "g2", "g3", "g4", "g5"]
+    for vid, ex in got.items():
+        np.testing.assert_array_equal(ex[F.FEATURES].numpy(), feats[vid].astype(np.float32))
+    want = {
+        "g1": ([[1.0, 5.0], [6.0, 9.5]], [1, 0]),
+        "g2": ([[3.0, 12.0]], [2]),
+        "g3": ([[5.0, 8.0]], [1]),
+        "g4": ([[2.0, 7.0]], [0]),
+        "g5": (np.zeros((0, 2)), []),
+    }
+    for vid, (segs, labels) in want.items():
+        np.testing.assert_allclose(got[vid]["segments"].numpy(), segs)
+        np.testing.assert_array_equal(got[vid]["labels"].numpy(), labels)
+    assert got["g4"][F.SUBSET].numpy() == b"validation"
+    np.testing.assert_allclose(got["g2"][F.SNIPPET_TIMES].numpy(), F.uniform_snippet_times(9, 12.0), rtol=1e-6)
+
+    # A second run into the same directory must be asked for explicitly.
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        build_shards.run_build_shards(str(ann), str(feat_dir), str(out))
+
+
+@pytest.mark.skipif(not (ANET_BSN.exists() and BMN_SAMPLE.exists()), reason=f"shared data not found under {ANET_BSN.parents[2]}")
+def test_real_bmn_features_and_bsn_annotations(tmp_path, capsys):
+    feat_dir = tmp_path / "feats"
+    feat_dir.mkdir()
+    sample = np.load(BMN_SAMPLE)  # (100, 400) float64, video v_4Lu8ECLHvK4 (see PROVENANCE)
+    np.save(feat_dir / "v_4Lu8ECLHvK4.npy", sample)
+    out = tmp_path / "shards"
+    rc = build_shards.main([
+        "--annotations", str(ANET_BSN / "anet_anno_action.json"),
+        "--video-info", str(ANET_BSN / "video_info_new.csv"),
+        "--features", str(feat_dir), "--output", str(out),
+        "--subsets", "validation", "--video_ids", "4Lu8ECLHvK4",
+        "--runner", "DirectRunner",
+    ])  # fmt: skip
+    assert rc == 0
+    assert "validation" in capsys.readouterr().out
+    manifest = F.read_manifest(str(out))
+    assert manifest["counts"]["input"] == 1 and manifest["counts"]["written"] == 1
+    assert manifest["feature_dim"] == 400 and manifest["num_classes"] == 200
+    assert manifest["pipeline_options"]["runner"] == "DirectRunner"
+    (ex,) = _read_shards(out, manifest).values()
+    assert ex[F.VIDEO_ID].numpy() == b"4Lu8ECLHvK4"
+    np.testing.assert_array_equal(ex[F.FEATURES].numpy(), sample.astype(np.float32))
+    np.testing.assert_allclose(ex["segments"].numpy(), [[0.01, 124.22675736961452]], rtol=1e-6)
+    assert ex[F.DURATION].numpy() == pytest.approx(124.23)
+    assert manifest["class_names"][ex["labels"].numpy()[0]] == "Playing kickball"
