@@ -11,6 +11,8 @@ Signature ``serving_default`` (raw model outputs)
 Signature ``detect`` (features of any length -> action instances)
     inputs  ``features``   float32 [B, T_in, D], any T_in >= 1, finite
             ``duration``   float32 [B], seconds, finite and > 0
+            ``external_scores`` float32 [B, K], only when the model was exported with
+                           ``postprocess.class_fusion="external"`` (video-level classifier)
     outputs ``detection_segments`` float32 [B, N, 2] (start, end) in seconds
             ``detection_scores``   float32 [B, N], descending, 0 beyond num_detections
             ``detection_classes``  int32   [B, N], class ids in [0, K)
@@ -25,6 +27,7 @@ DETECT = "detect"
 
 FEATURES = "features"
 DURATION = "duration"
+EXTERNAL_SCORES = "external_scores"
 
 DETECTION_SEGMENTS = "detection_segments"
 DETECTION_SCORES = "detection_scores"

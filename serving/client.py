@@ -304,9 +304,10 @@ def durations_from_annotations(path: str | Path) -> dict[str, float]:
     from tags_tf.data.annotations import AnnotationError, load_annotations
 
     try:
-        return {vid: float(v.duration) for vid, v in load_annotations(str(path)).videos.items()}
+        videos = load_annotations(str(path)).videos
     except AnnotationError as e:
         raise InputError(str(e)) from e
+    return {vid: float(v.duration) for vid, v in videos.items() if v.duration is not None}
 
 
 def _lookup(durations: Mapping[str, float], video_id: str) -> float | None:
@@ -378,17 +379,22 @@ def format_table(results: Mapping[str, Detections], class_names: Sequence[str] |
     return "\n".join(lines)
 
 
-def activitynet_results(results: Mapping[str, Detections], class_names: Sequence[str] | None) -> dict:
-    """ActivityNet-1.3 submission dict {"version", "results": {video: [...]}, "external_data"}."""
-    return {
-        "version": "VERSION 1.3",
-        "results": {vid: dets.records(class_names) for vid, dets in results.items()},
-        "external_data": {"used": False, "details": "features only; TAGS served over TF Serving gRPC"},
-    }
-
-
 def write_results_json(path: str | Path, results: Mapping[str, Detections], class_names: Sequence[str] | None) -> None:
-    Path(path).write_text(json.dumps(activitynet_results(results, class_names)))
+    """ActivityNet-1.3 results file via ``tags_tf.results.ResultsWriter``.
+
+    Without ``class_names`` the labels are the class ids as strings.
+    """
+    from tags_tf.results import ResultsWriter
+
+    if class_names is None:
+        k = max((int(d.classes.max()) + 1 for d in results.values() if len(d)), default=0)
+        class_names = [str(i) for i in range(k)]
+    writer = ResultsWriter(class_names, external_data={"used": False, "details": "TAGS over TF Serving gRPC"})
+    for video_id, dets in results.items():
+        writer.add(video_id, dets.segments, dets.scores, dets.classes)
+    if not results:
+        logger.warning("no detections to write to %s", path)
+    writer.write(path)
 
 
 def _ordered_map(pool: futures.Executor, fn, items, limit: int):

@@ -102,7 +102,9 @@ def make_serving_fns(
     """The Python bodies of the two signatures (traced by ExportArchive).
 
     Returns ``(serve_raw, detect)``: ``serve_raw(features (B, T, D))`` -> raw model
-    outputs; ``detect(features (B, T_in, D), duration (B,))`` -> detection dict.
+    outputs; ``detect(features (B, T_in, D), duration (B,)[, external_scores (B, K)])``
+    -> detection dict (``external_scores`` only with ``postprocess.class_fusion ==
+    "external"``).
     """
     num_snippets = cfg.model.input_snippets
 
@@ -112,15 +114,29 @@ def make_serving_fns(
         outputs = model(features, training=False)
         return {k: tf.identity(v, name=k) for k, v in sorted(outputs.items())}
 
-    def detect(features, duration):
-        with tf.control_dependencies(_check_inputs(features, duration, names.DETECT)):
+    def detect(features, duration, external_scores=None):
+        checks = _check_inputs(features, duration, names.DETECT)
+        if external_scores is not None:
+            checks.append(tf.debugging.Assert(
+                tf.equal(tf.shape(external_scores)[0], tf.shape(features)[0])
+                & tf.reduce_all(tf.math.is_finite(external_scores)),
+                [f"{names.DETECT}: {names.EXTERNAL_SCORES} must be finite with one row per video"]))
+        with tf.control_dependencies(checks):
             features = tf.identity(features)
             duration = tf.identity(duration)
         resampled = resample_fn(features, num_snippets)  # (B, T_in, D) -> (B, T, D)
         outputs = model(resampled, training=False)
-        return _detections_dict(decoder(outputs, duration))
+        if external_scores is None:
+            return _detections_dict(decoder(outputs, duration))
+        return _detections_dict(decoder(outputs, duration, external_scores=external_scores))
 
-    return serve_raw, detect
+    if cfg.postprocess.class_fusion == "external":
+        return serve_raw, detect
+
+    def detect_without_fusion(features, duration):
+        return detect(features, duration)
+
+    return serve_raw, detect_without_fusion
 
 
 def _detections_dict(dets: Any) -> dict[str, tf.Tensor]:
@@ -168,7 +184,9 @@ def export_saved_model(
         raise ExportError(f"class_names has {len(class_names)} names but the model has num_classes={k}")
     if output_dir.exists() and not overwrite:
         raise ExportError(f"{output_dir} already exists; export to a new version directory or pass overwrite")
-    decoder = decoder if decoder is not None else default_decoder(cfg)
+    if decoder is None:  # the decoder predict_step uses, else one built from cfg
+        decoder = getattr(model, "decoder", None)
+        decoder = decoder if decoder is not None else default_decoder(cfg)
     resample_fn = resample_fn if resample_fn is not None else default_resample_fn()
 
     t, d = cfg.model.input_snippets, cfg.model.feature_dim
@@ -191,7 +209,8 @@ def export_saved_model(
         input_signature=[
             tf.TensorSpec([None, None, d], tf.float32, name=names.FEATURES),
             tf.TensorSpec([None], tf.float32, name=names.DURATION),
-        ],
+        ] + ([tf.TensorSpec([None, k], tf.float32, name=names.EXTERNAL_SCORES)]
+             if cfg.postprocess.class_fusion == "external" else []),
     )
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,216 @@
+"""serving.export: signatures, equality with the in-process model, TF Serving compatibility."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from serving import _names as names
+from serving import _testing
+from serving.export import (
+    ExportError,
+    export_saved_model,
+    graph_op_types,
+    main,
+    unsupported_ops,
+)
+from tags_tf.config import from_dict
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    cfg = _testing.tiny_config()
+    model, path = _testing.export_model(tmp_path_factory.mktemp("models") / "tags", cfg)
+    return cfg, model, path
+
+
+@pytest.fixture(scope="module")
+def reloaded(exported):
+    return tf.saved_model.load(str(exported[2]))
+
+
+def _inputs(t_in, b=2, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(b, t_in, d)).astype(np.float32), np.array([30.0, 12.5, 7.0][:b], np.float32)
+
+
+def _assert_detections_equal(got, ref):
+    assert set(got) == set(names.DETECTION_OUTPUTS)
+    np.testing.assert_array_equal(got[names.NUM_DETECTIONS], ref[names.NUM_DETECTIONS])
+    np.testing.assert_array_equal(got[names.DETECTION_CLASSES], ref[names.DETECTION_CLASSES])
+    np.testing.assert_allclose(got[names.DETECTION_SCORES], ref[names.DETECTION_SCORES], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[names.DETECTION_SEGMENTS], ref[names.DETECTION_SEGMENTS], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("t_in", [1, 7, 16, 23])  # T = 16: up-, identity and downsampling
+def test_detect_equals_in_process_model_and_decoder(exported, reloaded, t_in):
+    cfg, model, _ = exported
+    x, dur = _inputs(t_in)
+    ref = _testing.in_process_detect(model, cfg, x, dur)
+    got = {k: v.numpy() for k, v in reloaded.signatures[names.DETECT](
+        features=tf.constant(x), duration=tf.constant(dur)).items()}
+    _assert_detections_equal(got, ref)
+    assert got[names.NUM_DETECTIONS].min() > 0  # the comparison is not between empty outputs
+    n = cfg.postprocess.max_detections
+    assert got[names.DETECTION_SEGMENTS].shape == (2, n, 2)
+    assert got[names.DETECTION_SEGMENTS].max() <= dur.max() + 1e-4
+
+
+def test_serving_default_equals_model_call(exported, reloaded):
+    cfg, model, _ = exported
+    x, _ = _inputs(cfg.model.input_snippets)
+    ref = {k: v.numpy() for k, v in model(x, training=False).items()}
+    got = {k: v.numpy() for k, v in reloaded.signatures[names.SERVING_DEFAULT](features=tf.constant(x)).items()}
+    assert set(got) == set(ref) == {f"{p}_s{s}" for p in ("cls_logits", "mask_logits", "cons_cls", "cons_mask")
+                                    for s in cfg.model.scales}
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-5)
+
+
+def test_signature_names_dtypes_and_batch_dims(exported):
+    cfg, _, path = exported
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((path / "saved_model.pb").read_bytes())
+    (mg,) = sm.meta_graphs
+    assert list(mg.meta_info_def.tags) == [names.SERVE_TAG]
+    sigs = {k: v for k, v in mg.signature_def.items() if not k.startswith("__")}
+    assert set(sigs) == {names.SERVING_DEFAULT, names.DETECT}
+    detect = sigs[names.DETECT]
+    assert set(detect.inputs) == {names.FEATURES, names.DURATION}
+    assert set(detect.outputs) == set(names.DETECTION_OUTPUTS)
+    # Input tensor names are derived from the signature and input names (documented).
+    assert detect.inputs[names.FEATURES].name == "detect_features:0"
+    assert detect.inputs[names.DURATION].name == "detect_duration:0"
+    assert sigs[names.SERVING_DEFAULT].inputs[names.FEATURES].name == "serving_default_features:0"
+    dims = lambda info: [d.size for d in info.tensor_shape.dim]  # noqa: E731
+    d, k, n = cfg.model.feature_dim, cfg.model.num_classes, cfg.postprocess.max_detections
+    assert dims(detect.inputs[names.FEATURES]) == [-1, -1, d]
+    assert dims(detect.inputs[names.DURATION]) == [-1]
+    assert dims(detect.outputs[names.DETECTION_SEGMENTS]) == [-1, n, 2]
+    assert dims(detect.outputs[names.NUM_DETECTIONS]) == [-1]
+    assert detect.outputs[names.DETECTION_CLASSES].dtype == tf.int32.as_datatype_enum
+    assert detect.outputs[names.NUM_DETECTIONS].dtype == tf.int32.as_datatype_enum
+    raw = sigs[names.SERVING_DEFAULT]
+    assert dims(raw.inputs[names.FEATURES]) == [-1, cfg.model.input_snippets, d]
+    assert dims(raw.outputs["cls_logits_s2"]) == [-1, cfg.model.snippets(2), k + 1]
+    for sig in sigs.values():
+        assert sig.method_name == "tensorflow/serving/predict"
+        for info in list(sig.inputs.values()) + list(sig.outputs.values()):
+            assert dims(info)[0] == -1, info  # batch-major: first dim is the batch
+
+
+def test_graph_uses_only_core_ops(exported):
+    ops = graph_op_types(exported[2])
+    assert {"NonMaxSuppressionV5", "MatMul", "Assert"} <= ops  # decoder, model and checks are in it
+    assert not ops & {"PyFunc", "EagerPyFunc", "PyFuncStateless"}
+    assert unsupported_ops(ops) == []
+
+
+def test_op_check_flags_python_and_custom_ops(tmp_path):
+    assert unsupported_ops({"MatMul", "PyFunc", "EagerPyFunc", "Addons>GeluGrad", "NoSuchOp"}) == [
+        "Addons>GeluGrad", "EagerPyFunc", "NoSuchOp", "PyFunc"]
+    module = tf.Module()
+    module.f = tf.function(lambda x: tf.py_function(lambda v: v * 2, [x], tf.float32),
+                           input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path), signatures=module.f)
+    assert unsupported_ops(graph_op_types(tmp_path)) == ["EagerPyFunc"]
+
+
+def test_loads_in_tf1_session_and_runs_by_tensor_names(exported):
+    cfg, model, path = exported
+    x, dur = _inputs(11)
+    ref = _testing.in_process_detect(model, cfg, x, dur)
+    graph = tf.Graph()
+    with tf.compat.v1.Session(graph=graph) as sess:
+        mg = tf.compat.v1.saved_model.loader.load(sess, [names.SERVE_TAG], str(path))
+        sig = mg.signature_def[names.DETECT]
+        got = sess.run({k: v.name for k, v in sig.outputs.items()},
+                       feed_dict={sig.inputs[names.FEATURES].name: x, sig.inputs[names.DURATION].name: dur})
+    _assert_detections_equal(got, ref)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("t0", "at least one snippet"),
+    ("nan", "must be finite"),
+    ("negative_duration", "duration must be finite and > 0"),
+    ("zero_duration", "duration must be finite and > 0"),
+    ("duration_count", "one value per video"),
+])
+def test_graph_asserts_give_readable_invalid_argument(reloaded, case, message):
+    x, dur = _inputs(5)
+    if case == "t0":
+        x = x[:, :0]
+    elif case == "nan":
+        x[1, 2, 3] = np.nan
+    elif case == "negative_duration":
+        dur[0] = -1.0
+    elif case == "zero_duration":
+        dur[1] = 0.0
+    elif case == "duration_count":
+        dur = dur[:1]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        reloaded.signatures[names.DETECT](features=tf.constant(x), duration=tf.constant(dur))
+
+
+def test_extra_files(exported):
+    cfg, _, path = exported
+    extra = path / names.EXTRA_DIR
+    assert json.loads((extra / names.CLASS_NAMES_FILE).read_text()) == ["action_0", "action_1", "action_2"]
+    assert from_dict(json.loads((extra / names.CONFIG_FILE).read_text())) == cfg
+    assert not [p for p in path.parent.iterdir() if p.name != path.name]  # temp dir renamed away
+
+
+def test_export_refuses_bad_class_names_and_existing_dir(exported):
+    cfg, model, path = exported
+    with pytest.raises(ExportError, match="already exists"):
+        export_saved_model(model, cfg, path, _testing.class_names(cfg))
+    with pytest.raises(ExportError, match="2 names but the model has num_classes=3"):
+        export_saved_model(model, cfg, path.parent / "9", ["a", "b"])
+
+
+def test_class_fusion_export_adds_external_scores_input(tmp_path):
+    cfg = _testing.tiny_config(**{"postprocess.class_fusion": "external"})
+    model, path = _testing.export_model(tmp_path / "tags", cfg)
+    sig = tf.saved_model.load(str(path)).signatures[names.DETECT]
+    assert set(sig.structured_input_signature[1]) == {names.FEATURES, names.DURATION, names.EXTERNAL_SCORES}
+    x, dur = _inputs(9)
+    ext = np.array([[0.0, 0.9, 0.1], [0.7, 0.0, 0.3]], np.float32)
+    got = sig(features=tf.constant(x), duration=tf.constant(dur), external_scores=tf.constant(ext))
+    from tags_tf.data.resample import resample_features
+
+    ref = model.decoder(model(resample_features(x, cfg.model.input_snippets)), dur, external_scores=ext)
+    _assert_detections_equal({k: v.numpy() for k, v in got.items()}, {k: v.numpy() for k, v in ref.items()})
+    classes = got[names.DETECTION_CLASSES].numpy()
+    assert set(classes[0][classes[0] >= 0]) == {1}  # labelled by the best external class
+
+
+def test_cli_exports_from_workdir(exported, tmp_path, capsys):
+    cfg, model, _ = exported
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(cfg.to_json())
+    model.save(run / "best.keras")
+    (run / "class_names.json").write_text(json.dumps(["walk", "run", "jump"]))
+    out = tmp_path / "models" / "tags" / "1"
+    assert main(["--workdir", str(run), "--output", str(out)]) == 0
+    assert "exported" in capsys.readouterr().out
+    assert json.loads((out / names.EXTRA_DIR / names.CLASS_NAMES_FILE).read_text()) == ["walk", "run", "jump"]
+    x, dur = _inputs(13)
+    got = tf.saved_model.load(str(out)).signatures[names.DETECT](features=tf.constant(x), duration=tf.constant(dur))
+    _assert_detections_equal({k: v.numpy() for k, v in got.items()}, _testing.in_process_detect(model, cfg, x, dur))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--output", "{tmp}/m/1"], "give --workdir"),
+    (["--workdir", "{tmp}/nope", "--output", "{tmp}/m/1"], "checkpoint file .*best.keras not found"),
+    (["--workdir", "{tmp}", "--output", "{tmp}/m/latest"], "numeric version"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
+    assert main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert __import__("re").search(message, err), err
+
