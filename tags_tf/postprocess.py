@@ -12,8 +12,9 @@ Algorithm, per video and per scale ``s`` (``T = T^s``):
 2. Row ``t`` of ``M = sigmoid(mask_logits_s{s})`` is the mask predicted BY snippet t.
    It is binarised at every threshold theta in ``mask_thresholds`` (strictly: ``m > theta``).
    Run choice: the contiguous foreground run that contains ``t`` itself (the instance the
-   snippet belongs to; masks are instance-specific); when ``m[t] <= theta``, the
-   longest run (ties: the earliest). A threshold with no foreground gives no candidate.
+   snippet belongs to; masks are instance-specific); when ``m[t] <= theta``, the run
+   that contains the mask's peak (first arg-max). A threshold with no foreground gives
+   no candidate. Both need only masked reductions over T (no run labelling).
    A run equal to the one from the previous threshold of the same snippet is dropped
    (it would be an exact duplicate: same segment, same score).
 3. Candidate: segment ``[start/T, (end+1)/T]`` in normalized time, score
@@ -49,53 +50,41 @@ import tensorflow as tf
 _NMS_BOX_HEIGHT = 1.0  # y-extent of a segment's box; boxes of classes c and c+1 only touch.
 
 
-def foreground_runs(binary: tf.Tensor, anchor: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """The contiguous run of ``True`` that contains ``anchor``, else the longest run.
+def mask_runs(masks: tf.Tensor, anchor: tf.Tensor, thresholds: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The run of ``masks > theta`` that contains ``anchor``, else the one with the peak.
+
+    For each mask and threshold: the contiguous run of positions with ``m > theta`` that
+    contains ``anchor``; when ``m[anchor] <= theta``, the run that contains the mask's
+    maximum (its first arg-max). No run when ``max(m) <= theta``.
 
     Args:
-      binary: (..., T) bool, thresholded masks.
-      anchor: (...) int32 in [0, T), the position whose run is wanted (broadcast to
-        ``binary.shape[:-1]``).
+      masks: (..., T) float mask probabilities.
+      anchor: (...) int32 in [0, T), the predicting snippet of each mask.
+      thresholds: (H,) float.
 
     Returns:
-      start, end: (...) int32, first and last position of the chosen run (inclusive);
-        0 where there is no run.
-      valid: (...) bool, False where ``binary`` has no ``True`` at all.
+      start, end: (..., H) int32, first and last position of the run (inclusive); 0
+        where there is no run.
+      valid: (..., H) bool.
     """
-    binary = tf.convert_to_tensor(binary, tf.bool)
-    lead = tf.shape(binary)[:-1]
-    t = tf.shape(binary)[-1]
-    anchor = tf.broadcast_to(tf.cast(anchor, tf.int32), lead)
-    x = tf.reshape(tf.cast(binary, tf.int32), [-1, t])  # (..., T) -> (R, T), R rows.
-    anchor = tf.reshape(anchor, [-1])  # (...) -> (R,)
-    rows = tf.shape(x)[0]
-
-    prev = tf.pad(x[:, :-1], [[0, 0], [1, 0]])  # (R, T) value at t-1 (0 before the start).
-    starts = x * (1 - prev)  # (R, T) 1 where a run begins.
-    run_id = tf.cumsum(starts, axis=1)  # (R, T) 1-based id of the latest run; 0 before any.
-    # A row of T holds at most ceil(T/2) runs; id 0 is the leading background.
-    n_ids = t // 2 + 2
-    seg = tf.range(rows)[:, None] * n_ids + run_id  # (R, T) one segment per (row, run id).
-    pos = tf.broadcast_to(tf.range(t)[None, :], tf.shape(x))  # (R, T)
-    fg = tf.cast(x, tf.bool)
-    # Each segment holds a run plus the background that follows it, so the min/max
-    # foreground position in it are the run's first and last snippet.
-    run_start = tf.math.unsorted_segment_min(tf.where(fg, pos, t), seg, rows * n_ids)
-    run_end = tf.math.unsorted_segment_max(tf.where(fg, pos, -1), seg, rows * n_ids)
-    # Empty segments give the dtype's extremes; clamp so lengths cannot overflow.
-    run_start = tf.reshape(tf.minimum(run_start, t), [rows, n_ids])  # (R*n_ids,) -> (R, n_ids)
-    run_end = tf.reshape(tf.maximum(run_end, -1), [rows, n_ids])  # (R*n_ids,) -> (R, n_ids)
-    length = run_end - run_start + 1  # (R, n_ids), <= 0 for ids without a run.
-
-    own_id = tf.gather(run_id, anchor, batch_dims=1)  # (R,)
-    own_valid = tf.gather(x, anchor, batch_dims=1) > 0  # (R,)
-    longest_id = tf.argmax(length, axis=1, output_type=tf.int32)  # (R,) first maximum.
-    longest_valid = tf.reduce_max(length, axis=1) > 0  # (R,)
-    chosen = tf.where(own_valid, own_id, longest_id)
-    valid = own_valid | longest_valid
-    start = tf.where(valid, tf.gather(run_start, chosen, batch_dims=1), 0)
-    end = tf.where(valid, tf.gather(run_end, chosen, batch_dims=1), 0)
-    return tf.reshape(start, lead), tf.reshape(end, lead), tf.reshape(valid, lead)  # (R,) -> (...)
+    masks = tf.convert_to_tensor(masks, tf.float32)
+    thresholds = tf.convert_to_tensor(thresholds, tf.float32)
+    t = tf.shape(masks)[-1]
+    anchor = tf.cast(anchor, tf.int32)
+    peak = tf.argmax(masks, axis=-1, output_type=tf.int32)  # (...)
+    m_anchor = tf.gather(masks, anchor[..., None], batch_dims=anchor.shape.rank)[..., 0]  # (...)
+    m_peak = tf.reduce_max(masks, axis=-1)  # (...)
+    own = m_anchor[..., None] > thresholds  # (..., H)
+    valid = own | (m_peak[..., None] > thresholds)  # (..., H)
+    seed = tf.where(own, anchor[..., None], peak[..., None])  # (..., H) a position inside the run.
+    below = masks[..., None, :] <= thresholds[:, None]  # (..., H, T) background at theta.
+    pos = tf.range(t)  # (T,)
+    # The run is bounded by the nearest background position on each side of the seed.
+    left = tf.where(below & (pos < seed[..., None]), pos, -1)  # (..., H, T)
+    right = tf.where(below & (pos > seed[..., None]), pos, t)  # (..., H, T)
+    start = tf.where(valid, tf.reduce_max(left, axis=-1) + 1, 0)
+    end = tf.where(valid, tf.reduce_min(right, axis=-1) - 1, 0)
+    return start, end, valid
 
 
 def decode_scale(
@@ -135,13 +124,13 @@ def decode_scale(
     top_action = 1.0 - tf.gather(probs[..., -1], top_idx, batch_dims=1)  # (B, S) 1 - P_bg
 
     masks = tf.sigmoid(tf.gather(mask_logits, top_idx, batch_dims=1))  # (B, S, T) rows of M.
-    binary = masks[:, :, None, :] > thresholds[None, None, :, None]  # (B, S, H, T)
-    start, end, valid = foreground_runs(binary, top_idx[:, :, None])  # (B, S, H) each.
+    start, end, valid = mask_runs(masks, top_idx, thresholds)  # (B, S, H) each.
 
-    pos = tf.range(t)[None, None, None, :]  # (1, 1, 1, T)
-    inside = tf.cast((pos >= start[..., None]) & (pos <= end[..., None]), tf.float32)  # (B, S, H, T)
-    run_len = tf.cast(tf.maximum(end - start + 1, 1), tf.float32)  # (B, S, H)
-    mask_score = tf.reduce_sum(masks[:, :, None, :] * inside, axis=-1) / run_len  # (B, S, H)
+    # Mean of m over [start, end] from a float64 prefix sum (exact enough at T = 1024+).
+    csum = tf.pad(tf.cumsum(tf.cast(masks, tf.float64), axis=-1), [[0, 0], [0, 0], [1, 0]])  # (B, S, T+1)
+    run_sum = tf.gather(csum, end + 1, batch_dims=2) - tf.gather(csum, start, batch_dims=2)  # (B, S, H)
+    run_len = tf.maximum(end - start + 1, 1)  # (B, S, H)
+    mask_score = tf.cast(run_sum / tf.cast(run_len, tf.float64), tf.float32)  # (B, S, H)
 
     # Drop a run identical to the previous threshold's run of the same snippet.
     prev_start = tf.pad(start[:, :, :-1], [[0, 0], [0, 0], [1, 0]], constant_values=-1)  # (B, S, H)

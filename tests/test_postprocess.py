@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tags_tf.class_fusion import ExternalScoresError, external_scores_batch, load_external_scores
 from tags_tf.config import get_config
-from tags_tf.postprocess import DetectionDecoder, decode_detections, foreground_runs, soft_nms
+from tags_tf.postprocess import DetectionDecoder, decode_detections, mask_runs, soft_nms
 
 SIGMA = 0.5  # Bodla's sigma: decay exp(-tIoU^2 / SIGMA).
 
@@ -85,22 +85,24 @@ def _run(decoder, outputs, duration, external=None, mode="eager"):
 # --------------------------------------------------------------------------- runs
 
 
-def test_foreground_runs_own_run_longest_fallback_and_empty():
-    binary = np.array(
+def test_mask_runs_own_run_peak_fallback_and_empty():
+    masks = np.array(
         [
-            [0, 1, 1, 0, 1, 1, 1, 0],  # anchor 1 -> its own run 1..2 (not the longer 4..6).
-            [0, 0, 0, 0, 0, 0, 0, 0],  # no foreground -> invalid.
-            [1, 1, 0, 0, 0, 1, 1, 1],  # anchor 3 is background -> longest run 5..7.
-            [1, 1, 1, 1, 1, 1, 1, 1],  # one run covering everything.
-            [1, 0, 1, 0, 1, 0, 1, 0],  # anchor background, all runs of length 1 -> first.
-            [0, 1, 1, 0, 0, 1, 1, 0],  # tie of longest runs -> the earliest.
+            [0.1, 0.6, 0.7, 0.1, 0.8, 0.9, 0.6, 0.1],  # anchor 1 -> its own run 1..2, not the peak's.
+            [0.1, 0.2, 0.3, 0.4, 0.5, 0.4, 0.3, 0.2],  # max 0.5 is not > 0.5 -> no run.
+            [0.6, 0.9, 0.1, 0.3, 0.1, 0.7, 0.7, 0.8],  # anchor 3 below -> the peak's run 0..1.
+            [0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6],  # one run covering everything.
+            [0.1, 0.6, 0.1, 0.9, 0.1, 0.9, 0.1, 0.6],  # tied peaks -> the first one, 3..3.
         ],
-        bool,
+        np.float32,
     )
-    start, end, valid = foreground_runs(binary, tf.constant([1, 3, 3, 7, 1, 4]))
-    np.testing.assert_array_equal(start.numpy(), [1, 0, 5, 0, 0, 1])
-    np.testing.assert_array_equal(end.numpy(), [2, 0, 7, 7, 0, 2])
-    np.testing.assert_array_equal(valid.numpy(), [True, False, True, True, True, True])
+    start, end, valid = mask_runs(masks, tf.constant([1, 3, 3, 7, 0]), tf.constant([0.5, 0.65]))
+    # Second threshold: row 0 anchor 1 (0.6) falls below -> peak 5: run 4..5; row 3 has no run.
+    np.testing.assert_array_equal(start.numpy(), [[1, 4], [0, 0], [0, 1], [0, 0], [3, 3]])
+    np.testing.assert_array_equal(end.numpy(), [[2, 5], [0, 0], [1, 1], [7, 0], [3, 3]])
+    np.testing.assert_array_equal(
+        valid.numpy(), [[True, True], [False, False], [True, True], [True, False], [True, True]]
+    )
 
 
 # ------------------------------------------------------------ hand-built videos
@@ -347,6 +349,15 @@ def test_decoder_bad_inputs_give_clear_errors():
         _decoder(class_fusion="external")({"cls_logits_s1": cls[None], "mask_logits_s1": mask[None]}, tf.constant([1.0]))
     with pytest.raises(ValueError, match="class_fusion must be"):
         _decoder(class_fusion="cuhk")
+
+
+def test_half_precision_logits_decode_in_float32():
+    cls, mask = _two_instance_video()
+    outputs = {"cls_logits_s1": tf.constant(cls[None], tf.float16), "mask_logits_s1": tf.constant(mask[None], tf.float16)}
+    res = _decoder()(outputs, tf.constant([20.0], tf.float64))
+    assert res["detection_segments"].dtype == tf.float32 and res["detection_classes"].dtype == tf.int32
+    assert res["num_detections"].numpy().tolist() == [3]
+    np.testing.assert_allclose(res["detection_scores"].numpy()[0, 0], 0.8 * 0.95, rtol=2e-3)
 
 
 def test_decode_detections_function_matches_layer():
