@@ -341,7 +341,7 @@ class DetectionMetrics:
 
 def evaluate_detections(predictions: Detections | Mapping[str, Any], ground_truth: AnnotationSet,
                         protocol: str = "anet", tiou_thresholds: Sequence[float] | None = None,
-                        keep_matches: bool = False) -> DetectionMetrics:
+                        keep_matches: bool = False, log_notes: bool = True) -> DetectionMetrics:
     """Scores predictions against one ground-truth subset with the official protocol.
 
     Args:
@@ -351,6 +351,8 @@ def evaluate_detections(predictions: Detections | Mapping[str, Any], ground_trut
       protocol: "anet" (tIoU 0.5:0.05:0.95) or "thumos" (0.3:0.1:0.7).
       tiou_thresholds: overrides the protocol's thresholds.
       keep_matches: keep the per-prediction Matches (for PR curves).
+      log_notes: log ``DetectionMetrics.notes()`` (unknown labels, absent videos) as
+        warnings; the CLI prints them itself.
     Returns:
       DetectionMetrics.
     """
@@ -409,6 +411,6 @@ def evaluate_detections(predictions: Detections | Mapping[str, Any], ground_trut
         unknown_labels=tuple(unknown), absent_video_predictions=int(absent.sum()),
         absent_videos=absent_videos, remapped_video_ids=remapped,
         matches=matches if keep_matches else None)
-    for note in result.notes():
+    for note in result.notes() if log_notes else ():
         logger.warning(note)
     return result
