@@ -2,7 +2,8 @@
 
 Runs ``DetectionDecoder`` under ``tf.function`` (graph mode, no XLA: Soft-NMS has no XLA
 kernel) on synthetic model outputs, batch 1 and 16, and prints ms per video for the
-whole decoder and for candidate generation alone (the rest is merging + Soft-NMS).
+whole decoder, for candidate generation alone and for Soft-NMS alone (on the merged
+candidates, pre_nms_top_k included).
 
 Outputs are "structured" (a few instances per video; each snippet's mask is its
 instance's mask plus noise, as a trained model predicts) or "random" (logits ~ N(0, 1):
@@ -26,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tags_tf.config import get_config  # noqa: E402
-from tags_tf.postprocess import DetectionDecoder, decode_scale  # noqa: E402
+from tags_tf.postprocess import DetectionDecoder, decode_scale, soft_nms  # noqa: E402
 
 
 def synthetic_outputs(rng, batch, num_classes, scales, base, kind):
@@ -76,8 +77,9 @@ def main() -> None:
     rng = np.random.default_rng(0)
     print(f"TF {tf.__version__}, CPU threads intra={tf.config.threading.get_intra_op_parallelism_threads()}, "
           f"best of {args.repeats}")
-    print(f"{'size':7s} {'outputs':10s} {'B':>3s} {'T':>9s} {'decoder ms/video':>17s} "
-          f"{'candidates ms/video':>20s} {'NMS share':>9s} {'dets/video':>10s}")
+    print("ms per video (best of repeats); decoder = candidates + merge + Soft-NMS + scaling")
+    print(f"{'size':7s} {'outputs':10s} {'B':>3s} {'T':>9s} {'decoder':>8s} {'candidates':>10s} "
+          f"{'soft-NMS':>8s} {'cands/video':>11s} {'dets/video':>10s}")
     for size in args.sizes:
         cfg = get_config(size)
         m, p = cfg.model, cfg.postprocess
@@ -89,6 +91,11 @@ def main() -> None:
                     for s in scales]
 
         cands_fn = tf.function(cands)
+
+        @tf.function
+        def nms_fn(segments, scores, classes):
+            return soft_nms(segments, scores, classes, p.max_detections, p.soft_nms_sigma,
+                            p.score_threshold, p.pre_nms_top_k)
         ts = "/".join(str(m.snippets(s)) for s in m.scales)
         for kind in args.kinds:
             for batch in args.batches:
@@ -96,10 +103,13 @@ def main() -> None:
                 duration = tf.fill([batch], 120.0)
                 t_full = time_ms(full, (outputs, duration), args.repeats) / batch
                 t_cand = time_ms(cands_fn, (outputs,), args.repeats) / batch
+                merged = {k: tf.concat([c[k] for c in cands_fn(outputs)], axis=1) for k in ("segments", "class_scores", "classes", "valid")}
+                nms_args = (merged["segments"], merged["class_scores"], merged["classes"])
+                t_nms = time_ms(nms_fn, nms_args, args.repeats) / batch
+                n_cands = float(tf.reduce_mean(tf.reduce_sum(tf.cast(merged["valid"], tf.float32), axis=1)))
                 dets = float(tf.reduce_mean(tf.cast(full(outputs, duration)["num_detections"], tf.float32)))
-                share = max(0.0, 1.0 - t_cand / t_full)
-                print(f"{size:7s} {kind:10s} {batch:3d} {ts:>9s} {t_full:17.2f} {t_cand:20.2f} "
-                      f"{share:9.0%} {dets:10.1f}")
+                print(f"{size:7s} {kind:10s} {batch:3d} {ts:>9s} {t_full:8.2f} {t_cand:10.2f} "
+                      f"{t_nms:8.2f} {n_cands:11.0f} {dets:10.1f}")
 
 
 if __name__ == "__main__":

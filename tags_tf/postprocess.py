@@ -38,6 +38,10 @@ and labelled by the video classifier. Each candidate is repeated for the
 class score); classes with external score 0 give nothing.
 
 Padded rows (index >= ``num_detections``): segments 0, scores 0, classes -1.
+
+Devices: ``NonMaxSuppressionV5`` (Soft-NMS) has only a CPU kernel and no XLA lowering;
+on a GPU host TF places it on the CPU and the rest on the GPU. Keep the decoder out of
+XLA-compiled functions (``DetectionDecoder.supports_jit`` is False).
 """
 
 from __future__ import annotations
