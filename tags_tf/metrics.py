@@ -284,6 +284,16 @@ class DetectionMetrics:
     matches: Matches | None = field(default=None, repr=False)
 
     @property
+    def average_map(self) -> float:
+        """Alias of ``average_mAP`` (snake case)."""
+        return self.average_mAP
+
+    @property
+    def map_per_tiou(self) -> np.ndarray:
+        """Alias of ``mAP``: (T,) mAP per threshold."""
+        return self.mAP
+
+    @property
     def per_class_ap(self) -> dict[str, np.ndarray]:
         """{class name: (T,) AP}."""
         return {name: self.ap[:, i] for i, name in enumerate(self.class_names)}
@@ -362,6 +372,10 @@ def evaluate_detections(predictions: Detections | Mapping[str, Any], ground_trut
            else np.asarray(tiou_thresholds, dtype=np.float64).reshape(-1))
     name = protocol if tiou_thresholds is None else "custom"
 
+    subsets = {v.subset for v in ground_truth.videos.values()}
+    if len(subsets) > 1:
+        logger.warning("ground truth spans several subsets %s; pass "
+                       "ground_truth.subset(name) to score one", sorted(subsets))
     # Ground truth: classes present in the subset, reference GT order.
     vids, cls_names, starts, ends = [], [], [], []
     video_index = {vid: i for i, vid in enumerate(ground_truth.videos)}

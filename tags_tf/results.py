@@ -6,7 +6,9 @@
 * :func:`read_results` / :func:`parse_results` validate a file or a decoded object and
   return flat :class:`Detections` columns (what the evaluator and plots consume).
 * :class:`ResultsWriter` collects per-video numpy outputs of the post-processing
-  (optionally padded, with a valid count) and writes the file.
+  (optionally padded, with a valid count) and writes the file;
+  :meth:`Detections.from_arrays` builds Detections from the same arrays in memory and
+  :func:`write_submission` writes an already-built results mapping.
 
 Pure Python + numpy; no TensorFlow.
 """
@@ -65,6 +67,18 @@ class Detections:
         keep = self.video_ids == video_id
         return Detections(self.video_ids[keep], self.labels[keep], self.segments[keep],
                           self.scores[keep], self.source, self.version, self.external_data)
+
+    @classmethod
+    def from_arrays(cls, per_video: Mapping[str, Any], class_names: Sequence[str]) -> "Detections":
+        """Detections from numpy outputs: ``{video_id: {"segments": (N, 2), "scores": (N,),
+        "classes": (N,), optional "count": int}}`` (or 3/4-tuples in that order)."""
+        writer = ResultsWriter(class_names, segment_decimals=12)
+        for vid, item in per_video.items():
+            if isinstance(item, Mapping):
+                writer.add(vid, item["segments"], item["scores"], item["classes"], item.get("count"))
+            else:
+                writer.add(vid, *item)
+        return writer.detections()
 
     @classmethod
     def empty(cls, source: str = "") -> "Detections":
@@ -133,14 +147,14 @@ def parse_results(data: Any, source: str = "<results>", allow_reversed: bool = F
         except (KeyError, TypeError):
             _raise_entry_error(source, vid, entries)
         video_ids.extend([vid] * len(entries))
-    det = _columns(source, results, video_ids, labels, scores, segments, allow_reversed)
+    det = _columns(source, video_ids, labels, scores, segments, allow_reversed)
     version = data.get("version", DEFAULT_VERSION)
     external = data.get("external_data") or {}
     return Detections(det[0], det[1], det[2], det[3], source,
                       str(version), external if isinstance(external, dict) else {})
 
 
-def _locate(video_ids: list, row: int, results: Mapping) -> str:
+def _locate(video_ids: list, row: int) -> str:
     """'video X entry i' for flat row ``row``."""
     vid = video_ids[row]
     first = video_ids.index(vid)
@@ -158,21 +172,21 @@ def _raise_entry_error(source: str, vid: str, entries: list) -> None:
     raise ResultsError(f"{source}: video {vid!r}: malformed predictions")  # pragma: no cover
 
 
-def _columns(source, results, video_ids, labels, scores, segments, allow_reversed):
+def _columns(source, video_ids, labels, scores, segments, allow_reversed):
     n = len(labels)
     for row, label in enumerate(labels):
         if type(label) is not str:  # noqa: E721 - exact type check is the fast path
-            raise ResultsError(f"{source}: {_locate(video_ids, row, results)}: 'label' must be "
+            raise ResultsError(f"{source}: {_locate(video_ids, row)}: 'label' must be "
                                f"a string, got {label!r}")
     for row, score in enumerate(scores):
         if isinstance(score, bool) or not isinstance(score, _NUMBER_TYPES):
-            raise ResultsError(f"{source}: {_locate(video_ids, row, results)}: 'score' must be "
+            raise ResultsError(f"{source}: {_locate(video_ids, row)}: 'score' must be "
                                f"a number, got {score!r}")
     score_arr = np.asarray(scores, dtype=np.float64).reshape(n)
     bad = np.flatnonzero(~np.isfinite(score_arr))
     if bad.size:
         row = int(bad[0])
-        raise ResultsError(f"{source}: {_locate(video_ids, row, results)}: 'score' must be "
+        raise ResultsError(f"{source}: {_locate(video_ids, row)}: 'score' must be "
                            f"finite, got {scores[row]!r}")
     try:
         seg_arr = np.asarray(segments, dtype=np.float64).reshape(n, 2)
@@ -184,29 +198,65 @@ def _columns(source, results, video_ids, labels, scores, segments, allow_reverse
             except (TypeError, ValueError):
                 ok = False
             if not ok:
-                raise ResultsError(f"{source}: {_locate(video_ids, row, results)}: 'segment' must "
+                raise ResultsError(f"{source}: {_locate(video_ids, row)}: 'segment' must "
                                    f"be [start, end] numbers, got {seg!r}") from None
         raise ResultsError(f"{source}: malformed 'segment' values") from None
     bad = np.flatnonzero(~np.isfinite(seg_arr).all(axis=1))
     if bad.size:
         row = int(bad[0])
-        raise ResultsError(f"{source}: {_locate(video_ids, row, results)}: 'segment' must be "
+        raise ResultsError(f"{source}: {_locate(video_ids, row)}: 'segment' must be "
                            f"finite, got {segments[row]!r}")
     reversed_rows = np.flatnonzero(seg_arr[:, 1] < seg_arr[:, 0])
     if reversed_rows.size:
         row = int(reversed_rows[0])
         if not allow_reversed:
             raise ResultsError(
-                f"{source}: {_locate(video_ids, row, results)}: segment end {seg_arr[row, 1]} < "
+                f"{source}: {_locate(video_ids, row)}: segment end {seg_arr[row, 1]} < "
                 f"start {seg_arr[row, 0]} ({reversed_rows.size} such prediction(s); "
                 "allow_reversed / --allow-reversed scores them as false positives like the "
                 "official evaluator)")
         logger.warning("%s: %d prediction(s) with end < start (first: %s); scored as false "
                        "positives like the official evaluator", source, reversed_rows.size,
-                       _locate(video_ids, row, results))
+                       _locate(video_ids, row))
     vid_arr = np.array(video_ids, dtype=object).reshape(n)
     label_arr = np.array(labels, dtype=object).reshape(n)
     return vid_arr, label_arr, seg_arr, score_arr
+
+
+def write_submission(path: str | os.PathLike, results: Mapping[str, Any],
+                     version: str = DEFAULT_VERSION,
+                     external_data: Mapping[str, Any] | None = None) -> None:
+    """Validates and writes a submission file atomically.
+
+    ``results`` is either the full object (with a ``"results"`` key) or just the
+    ``{video_id: [{"label", "score", "segment"}]}`` mapping, which is then wrapped with
+    ``version`` and ``external_data``. Raises ResultsError on malformed entries.
+    """
+    path = os.fspath(path)
+    if "results" in results and isinstance(results["results"], Mapping):
+        obj = dict(results)
+        obj.setdefault("version", version)
+        obj.setdefault("external_data", dict(external_data or {"used": False, "details": ""}))
+    else:
+        obj = {"version": version, "results": dict(results),
+               "external_data": dict(external_data or {"used": False, "details": ""})}
+    parse_results(obj, source=path)  # validation only
+    _atomic_json_dump(obj, path)
+    logger.info("Wrote submission for %d videos to %s", len(obj["results"]), path)
+
+
+def _atomic_json_dump(obj: Any, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fobj:
+            json.dump(obj, fobj, allow_nan=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 class ResultsWriter:
@@ -297,15 +347,5 @@ class ResultsWriter:
     def write(self, path: str | os.PathLike) -> None:
         """Writes the file atomically (temp file + rename)."""
         path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fobj:
-                json.dump(self.to_dict(), fobj, allow_nan=False)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        _atomic_json_dump(self.to_dict(), path)
         logger.info("Wrote %d detections for %d videos to %s", len(self), len(self._results), path)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tags_tf.data.annotations import AnnotationError, Instance, load_annotations
+from tags_tf.data.annotations import AnnotationError, AnnotationSet, Instance, load_annotations
 
 
 def _write(tmp_path, name, obj):
@@ -178,3 +178,19 @@ def test_real_thumos(shared):
     assert gt.class_names[0] == "BaseballPitch" and len(gt.class_names) == 20
     gtad = load_annotations(shared / "datasets/thumos14/gtad/thumos_gt.json")
     assert (len(gtad.subset("test")), gtad.subset("test").num_instances) == (210, 3311)
+
+
+def test_from_arrays():
+    import numpy as np
+
+    gt = AnnotationSet.from_arrays(
+        {b"v1": (np.array([[1.0, 2.0], [3.0, 3.0]]), np.array([1, 0]), 10.0),
+         "v2": ([], [])}, ["Zumba", "Archery"])
+    assert gt.class_names == ("Zumba", "Archery")  # kept in id order
+    assert gt.videos["v1"].instances == (Instance(1.0, 2.0, "Archery"), Instance(3.0, 3.0, "Zumba"))
+    assert gt.videos["v1"].duration == 10.0 and gt.videos["v2"].instances == ()
+    assert len(gt.subset("validation")) == 2
+    with pytest.raises(AnnotationError, match="class id 5 outside"):
+        AnnotationSet.from_arrays({"v": ([[0, 1]], [5])}, ["A"])
+    with pytest.raises(AnnotationError, match="bad segment"):
+        AnnotationSet.from_arrays({"v": ([[2, 1]], [0])}, ["A"])

@@ -216,3 +216,11 @@ def test_official_sample_scores_one(shared):
     det = read_results(shared / "datasets/activitynet13/official_samples/sample_detection_prediction.json")
     m = evaluate_detections(det, gt, "anet")
     np.testing.assert_allclose(m.mAP, np.ones(10), atol=1e-12)
+
+
+def test_snake_case_aliases():
+    gt = make_gt([("v1", "A", 0, 10)])
+    m = evaluate_detections(make_pred([("v1", "A", 0, 10, 0.5)]), gt, "thumos")
+    assert m.average_map == m.average_mAP == 1.0
+    assert m.map_per_tiou is m.mAP
+    assert m.to_dict()["per_class_ap"] == {"A": [1.0] * 5}

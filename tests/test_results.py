@@ -131,3 +131,24 @@ def test_file_errors_and_missing_metadata(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         det = parse_results({"results": {"v": []}}, source="mem")
     assert len(det) == 0 and "missing key(s) ['version', 'external_data']" in caplog.text
+
+
+def test_write_submission_and_from_arrays(tmp_path):
+    from tags_tf.results import write_submission
+
+    mapping = {"v1": [{"label": "Zumba", "score": 0.5, "segment": [1.0, 2.0]}]}
+    write_submission(tmp_path / "a.json", mapping)
+    full = json.loads((tmp_path / "a.json").read_text())
+    assert full["results"] == mapping and "version" in full and "external_data" in full
+    write_submission(tmp_path / "b.json", {"version": "x", "results": mapping})
+    assert json.loads((tmp_path / "b.json").read_text())["version"] == "x"
+    with pytest.raises(ResultsError, match=r"c.json: video 'v1' entry 0: missing key 'score'"):
+        write_submission(tmp_path / "c.json", {"v1": [{"label": "A", "segment": [0, 1]}]})
+    assert not (tmp_path / "c.json").exists()
+
+    det = Detections.from_arrays(
+        {"v1": {"segments": np.array([[0.5, 1.5], [0, 0]]), "scores": np.array([0.7, 0.0]),
+                "classes": np.array([1, 0]), "count": 1},
+         "v2": (np.array([[2.0, 3.0]]), np.array([0.1]), np.array([2]))}, CLASSES)
+    assert det.video_ids.tolist() == ["v1", "v2"] and det.labels.tolist() == ["Bowling", "Zumba"]
+    np.testing.assert_allclose(det.segments, [[0.5, 1.5], [2.0, 3.0]])

@@ -101,6 +101,38 @@ class AnnotationSet:
     def num_instances(self) -> int:
         return sum(len(v.instances) for v in self.videos.values())
 
+    @classmethod
+    def from_arrays(cls, per_video: Mapping[str, Any], class_names: Iterable[str],
+                    subset: str = "validation", source: str = "<arrays>") -> "AnnotationSet":
+        """Ground truth from arrays, e.g. what a validation input pipeline yields.
+
+        ``per_video``: ``{video_id: (segments (N, 2) seconds, class_ids (N,))}`` or
+        ``{video_id: (segments, class_ids, duration)}``; sequences or numpy arrays.
+        ``class_names`` maps class ids to names and is kept in the given order (so the
+        ids stay valid even if it is not sorted).
+        """
+        names = tuple(class_names)
+        videos = {}
+        for vid, item in per_video.items():
+            segments, class_ids = item[0], item[1]
+            duration = float(item[2]) if len(item) > 2 and item[2] is not None else None
+            segments = segments.tolist() if hasattr(segments, "tolist") else list(segments)
+            class_ids = class_ids.tolist() if hasattr(class_ids, "tolist") else list(class_ids)
+            if len(segments) != len(class_ids):
+                raise AnnotationError(f"{source}: video {vid!r}: {len(segments)} segments but "
+                                      f"{len(class_ids)} class ids")
+            instances = []
+            for (start, end), cid in zip(segments, class_ids):
+                if not 0 <= int(cid) < len(names):
+                    raise AnnotationError(f"{source}: video {vid!r}: class id {cid} outside "
+                                          f"[0, {len(names)})")
+                if not (math.isfinite(start) and math.isfinite(end)) or end < start:
+                    raise AnnotationError(f"{source}: video {vid!r}: bad segment {[start, end]}")
+                instances.append(Instance(float(start), float(end), names[int(cid)]))
+            vid = vid.decode() if isinstance(vid, bytes) else str(vid)
+            videos[vid] = VideoAnnotation(vid, subset, duration, None, tuple(instances))
+        return cls(videos, names, source, "arrays", (subset,))
+
     def class_index(self) -> dict[str, int]:
         """``{class_name: class_id}`` following ``class_names``."""
         return {name: i for i, name in enumerate(self.class_names)}
