@@ -46,6 +46,7 @@ class ModelConfig:
     pool_type: str = "avg"  # temporal pooling P(theta) of Q/K/V: "avg" or "max".
     pool_kernel: int = 0  # 0 -> equal to the stride of each scale.
     pool_padding: int = 0  # symmetric zero padding (in snippets) before pooling.
+    position_encoding: str = "sine"  # "sine" or "none" (see layers.encoder)
     mlp_activation: str = "gelu"
     dropout: float = 0.1
     cls_kernel: int = 3  # H_c: 1-D conv kernel of the classification branch.
@@ -191,6 +192,8 @@ def validate(cfg: TagsConfig) -> None:
             )
     if m.embed_dim % m.num_heads:
         raise ConfigError(f"model.embed_dim {m.embed_dim} is not divisible by num_heads {m.num_heads}")
+    if m.position_encoding not in ("sine", "none"):
+        raise ConfigError(f"model.position_encoding must be 'sine' or 'none', got {m.position_encoding!r}")
     if m.pool_type not in ("avg", "max"):
         raise ConfigError(f"model.pool_type must be 'avg' or 'max', got {m.pool_type!r}")
     for name in ("num_classes", "feature_dim", "base_snippets", "embed_dim", "num_heads"):

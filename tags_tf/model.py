@@ -16,7 +16,7 @@ from keras import layers
 
 from tags_tf import config as config_lib
 from tags_tf.labels import build_targets
-from tags_tf.layers.encoder import ScaleEncoder
+from tags_tf.layers.encoder import ScaleEncoder, SinusoidalPositionEncoding
 from tags_tf.layers.heads import ClassificationHead, MaskHead
 
 LOSS_TERMS = ("cls", "mask", "pp", "fc")
@@ -55,6 +55,7 @@ class TagsModel(keras.Model):
         m = cfg.model
         self.scales = tuple(m.scales)
         self.input_proj = layers.Dense(m.embed_dim, name="input_proj")
+        self.position = SinusoidalPositionEncoding(name="position") if m.position_encoding == "sine" else None
         self.encoders = [
             ScaleEncoder(
                 m.embed_dim,
@@ -93,6 +94,8 @@ class TagsModel(keras.Model):
     def call(self, inputs, training=None):
         x = inputs["features"] if isinstance(inputs, dict) else inputs  # (B, T_in, D)
         x = self.input_proj(x)  # (B, T_in, D) -> (B, T_in, C)
+        if self.position is not None:
+            x = self.position(x)
         out = {}
         for s, enc, ch, mh in zip(self.scales, self.encoders, self.cls_heads, self.mask_heads):
             e = enc(x, training=training)  # (B, T^s, C)

@@ -97,3 +97,34 @@ class ScaleEncoder(layers.Layer):
             dropout=self.dropout,
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="tags_tf")
+class SinusoidalPositionEncoding(layers.Layer):
+    """Adds the fixed sine/cosine position code of Vaswani et al. to ``(B, T, C)``.
+
+    The paper does not mention one, but the mask branch must say *where* an instance
+    is: without any position signal, self-attention is permutation-equivariant and
+    two snippets with equal features would predict equal masks. Weight-free, so it
+    works for any T and leaves the parameter count unchanged.
+    """
+
+    def __init__(self, max_wavelength: float = 10000.0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_wavelength = max_wavelength
+
+    def call(self, x):
+        t = ops.shape(x)[1]
+        c = x.shape[-1]
+        pos = ops.cast(ops.arange(t), "float32")[:, None]  # (T, 1)
+        i = ops.cast(ops.arange(c // 2), "float32")[None, :]  # (1, C/2)
+        angle = pos / ops.power(self.max_wavelength, 2.0 * i / c)  # (T, C/2)
+        code = ops.concatenate([ops.sin(angle), ops.cos(angle)], axis=-1)  # (T, C/2) x 2 -> (T, C')
+        if c % 2:
+            code = ops.pad(code, [[0, 0], [0, 1]])  # odd C: (T, C-1) -> (T, C)
+        return x + ops.cast(code[None], x.dtype)  # (1, T, C) broadcast over B
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(max_wavelength=self.max_wavelength)
+        return config
