@@ -40,3 +40,6 @@ DETECTION_OUTPUTS = (DETECTION_SEGMENTS, DETECTION_SCORES, DETECTION_CLASSES, NU
 EXTRA_DIR = "assets.extra"
 CLASS_NAMES_FILE = "class_names.json"  # JSON list of K class names, index = class id.
 CONFIG_FILE = "config.json"  # TagsConfig.to_json() of the exported model.
+# TF Serving replays these PredictionLog records when it loads a version, so the first
+# real request does not pay for graph optimisation (TF Serving's file name).
+WARMUP_FILE = "tf_serving_warmup_requests"

@@ -112,6 +112,25 @@ class Servable:
         self.signature_defs = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
         logger.info("loaded %s (version %d), signatures %s", self.path, version, sorted(self.signature_defs))
 
+    def warm_up(self) -> int:
+        """Replays ``assets.extra/tf_serving_warmup_requests`` like TF Serving; returns the count."""
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        path = self.path / names.EXTRA_DIR / names.WARMUP_FILE
+        if not path.is_file():
+            return 0
+        count = 0
+        for record in tf.compat.v1.io.tf_record_iterator(str(path)):
+            log = prediction_log_pb2.PredictionLog.FromString(record)
+            if log.WhichOneof("log_type") != "predict_log":
+                continue
+            request = log.predict_log.request
+            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            self.run(request.model_spec.signature_name, inputs, tuple(request.output_filter))
+            count += 1
+        logger.info("ran %d warm-up requests from %s", count, path)
+        return count
+
     def close(self) -> None:
         self.session.close()
 

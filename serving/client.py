@@ -334,6 +334,10 @@ def iter_feature_files(
     files = sorted(path.glob("*.npy")) if path.is_dir() else [path]
     if not files:
         raise InputError(f"{path}: no .npy feature files")
+    return _feature_files(files, duration, durations)
+
+
+def _feature_files(files, duration, durations):
     for f in files:
         video_id = f.stem
         d = duration if duration is not None else (_lookup(durations, video_id) if durations else None)
@@ -349,11 +353,15 @@ def iter_feature_files(
 
 def iter_shards(pattern: str) -> Iterator[tuple[str, np.ndarray, float]]:
     """(video_id, features (T, D), duration) of every example of the matching shards."""
-    from tags_tf import features as schema
-
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise InputError(f"--shards {pattern}: no files match")
+    return _shard_examples(files)
+
+
+def _shard_examples(files):
+    from tags_tf import features as schema
+
     for f in files:
         compression = "GZIP" if f.endswith(".gz") else ""
         try:

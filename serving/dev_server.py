@@ -11,7 +11,8 @@ TF Serving binary (a Docker image or an apt package). It implements
 
 for the newest numeric version under ``--model_base_path``, loaded once at start in a
 background thread (``GetModelStatus`` reports LOADING, then AVAILABLE, or END with the
-load error). Signatures run the way TF Serving runs them: the ``serve`` MetaGraph is
+load error); the version's ``assets.extra/tf_serving_warmup_requests`` are replayed
+before it becomes AVAILABLE, as TF Serving does. Signatures run the way TF Serving runs them: the ``serve`` MetaGraph is
 loaded into a TF1 Session and tensors are fed/fetched by their SignatureDef names.
 
 Bad requests get INVALID_ARGUMENT or NOT_FOUND with a one-line message and the server
@@ -72,6 +73,11 @@ class _Model:
             self.version, path = newest_version(self.base_path)
             self.state = _STATE.LOADING
             servable = Servable(path, self.version, self.limits)
+            try:
+                servable.warm_up()  # as TF Serving does, before the version becomes AVAILABLE
+            except Exception:
+                servable.close()
+                raise
             self.servable = servable
             self.state = _STATE.AVAILABLE
         except Exception as e:  # any load failure is reported through GetModelStatus

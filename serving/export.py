@@ -222,6 +222,7 @@ def export_saved_model(
         extra.mkdir(exist_ok=True)
         (extra / names.CLASS_NAMES_FILE).write_text(json.dumps(class_names, indent=1))
         (extra / names.CONFIG_FILE).write_text(cfg.to_json())
+        write_warmup_requests(extra / names.WARMUP_FILE, cfg)
         if output_dir.exists():
             shutil.rmtree(output_dir)
         os.replace(tmp, output_dir)
@@ -230,6 +231,34 @@ def export_saved_model(
             shutil.rmtree(tmp, ignore_errors=True)
     logger.info("exported SavedModel with signatures %s to %s", [names.SERVING_DEFAULT, names.DETECT], output_dir)
     return output_dir
+
+
+def write_warmup_requests(path: Path, cfg: TagsConfig, model_name: str = "tags") -> None:
+    """TF Serving warm-up file: one ``detect`` and one ``serving_default`` request.
+
+    A TFRecord of ``PredictionLog`` protos (TF Serving's ``assets.extra`` convention);
+    inputs are zeros of one video at the model's T (duration 1 s).
+    """
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    t, d = cfg.model.input_snippets, cfg.model.feature_dim
+    zeros = tf.make_tensor_proto(tf.zeros([1, t, d]).numpy())
+    requests = []
+    for signature in (names.DETECT, names.SERVING_DEFAULT):
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = model_name
+        req.model_spec.signature_name = signature
+        req.inputs[names.FEATURES].CopyFrom(zeros)
+        if signature == names.DETECT:
+            req.inputs[names.DURATION].CopyFrom(tf.make_tensor_proto([1.0], tf.float32))
+            if cfg.postprocess.class_fusion == "external":
+                ext = tf.fill([1, cfg.model.num_classes], 1.0 / cfg.model.num_classes).numpy()
+                req.inputs[names.EXTERNAL_SCORES].CopyFrom(tf.make_tensor_proto(ext))
+        requests.append(req)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for req in requests:
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
+            writer.write(log.SerializeToString())
 
 
 # ----------------------------------------------------------------------------------

@@ -163,6 +163,23 @@ def test_extra_files(exported):
     assert not [p for p in path.parent.iterdir() if p.name != path.name]  # temp dir renamed away
 
 
+def test_warmup_requests_replay_like_tf_serving(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from serving._servable import Servable
+
+    path = exported[2]
+    records = list(tf.data.TFRecordDataset(str(path / names.EXTRA_DIR / names.WARMUP_FILE)).as_numpy_iterator())
+    logs = [prediction_log_pb2.PredictionLog.FromString(r) for r in records]
+    assert [log.predict_log.request.model_spec.signature_name for log in logs] == [names.DETECT,
+                                                                                   names.SERVING_DEFAULT]
+    servable = Servable(path, 1)
+    try:
+        assert servable.warm_up() == 2
+    finally:
+        servable.close()
+
+
 def test_export_refuses_bad_class_names_and_existing_dir(exported):
     cfg, model, path = exported
     with pytest.raises(ExportError, match="already exists"):
