@@ -232,7 +232,7 @@ class MovinetEncoder(Encoder):
                 if ckpt.endswith(".h5"):
                     model.load_weights(ckpt)
                 else:
-                    tf.train.Checkpoint(model=model).restore(ckpt).expect_partial().assert_existing_objects_matched()
+                    tf.train.Checkpoint(model=model).read(ckpt).expect_partial().assert_existing_objects_matched()
             except Exception as e:  # mismatched variables, unreadable file
                 raise EncoderError(
                     f"encoder spec {spec}: checkpoint {ckpt!r} does not match MoViNet-{spec.name} "

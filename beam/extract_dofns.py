@@ -24,36 +24,27 @@ from typing import Any, Iterable, Mapping, Sequence
 import apache_beam as beam
 import numpy as np
 
-from beam import sinks
+from beam import dofns, sinks
+from tags_tf.data.annotations import Instance
 from beam.video_decode import DecodeOptions, VideoDecodeError, iter_snippets, probe
 
 log = logging.getLogger(__name__)
 
 META = "meta"
 
-# Dead-letter reasons produced here (VideoDecodeError adds its own: file_not_found,
-# unreadable_container, no_video_stream, no_frame_rate, decode_error, no_frames, truncated).
+# Dead-letter reasons produced here; the ones shared with build_shards come from
+# beam.dofns (VideoDecodeError adds file_not_found, unreadable_container,
+# no_video_stream, no_frame_rate, decode_error, no_frames, truncated).
 MISSING_VIDEO = "missing_video"
 NOT_IN_ANNOTATIONS = "not_in_annotations"
-DUPLICATE_VIDEO_ID = "duplicate_video_id"
-BAD_VIDEO_ID = "bad_video_id"
-TOO_FEW_SNIPPETS = "too_few_snippets"
 MISSING_SNIPPETS = "missing_snippets"
-NON_FINITE_FEATURES = "non_finite_features"
-UNKNOWN_LABEL = "unknown_label"
+DUPLICATE_VIDEO_ID = dofns.DUPLICATE_VIDEO_ID
+UNSAFE_VIDEO_ID = dofns.UNSAFE_VIDEO_ID
+TOO_FEW_SNIPPETS = dofns.TOO_FEW_SNIPPETS
+NON_FINITE_VALUES = dofns.NON_FINITE_VALUES
+UNKNOWN_LABEL = dofns.UNKNOWN_LABEL
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts")
-
-
-def video_id_problem(video_id: str) -> str | None:
-    """Why ``video_id`` cannot name a video (it becomes part of paths), or None."""
-    if not video_id or not video_id.strip():
-        return "empty video id"
-    if "/" in video_id or "\\" in video_id or "\x00" in video_id:
-        return f"video id {video_id!r} contains a path separator"
-    if video_id in (".", "..") or ".." in video_id:
-        return f"video id {video_id!r} contains '..'"
-    return None
 
 
 def task(video_id: str, path: str | None, subset: str, segments=(), labels=(), reject=None) -> dict:
@@ -117,9 +108,9 @@ def plan_tasks(video_files: Sequence[str], annotations=None, subset: str = "infe
     tasks: list[dict] = []
 
     def one(video_id, paths, sub, segments=(), labels=()):
-        problem = video_id_problem(video_id)
+        problem = dofns.unsafe_id_problem(video_id)
         if problem:
-            return task(video_id, None, sub, reject=(BAD_VIDEO_ID, problem))
+            return task(video_id, None, sub, reject=(UNSAFE_VIDEO_ID, f"video id {video_id!r}: {problem}"))
         if len(paths) > 1:
             return task(video_id, None, sub, reject=(DUPLICATE_VIDEO_ID, f"several files: {', '.join(sorted(paths))}"))
         return task(video_id, paths[0], sub, segments, labels)
@@ -189,20 +180,6 @@ class DecodeSnippetsFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(META, (vid, meta))
 
 
-def clip_segments(segments: Sequence[Sequence[float]], duration: float) -> tuple[np.ndarray, np.ndarray, int]:
-    """Clips segments (N, 2) seconds to [0, duration].
-
-    Returns (clipped (M, 2), keep (N,) bool mask of the kept rows, number clipped).
-    A segment left with end <= start after clipping (wholly outside the video) is
-    dropped; a zero-length segment in the file is kept as is (the evaluator keeps it).
-    """
-    seg = np.asarray(segments, np.float64).reshape(-1, 2)  # [] -> (0, 2)
-    clipped = np.clip(seg, 0.0, duration)
-    changed = np.any(clipped != seg, axis=1)
-    keep = ~(changed & (clipped[:, 1] <= clipped[:, 0]))
-    return clipped[keep], keep, int(np.sum(changed & keep))
-
-
 class AssembleVideoFn(beam.DoFn):
     """(video_id, {"meta": [meta], "features": [(index, (D,))...]}) -> (subset, bytes).
 
@@ -215,11 +192,12 @@ class AssembleVideoFn(beam.DoFn):
         self._class_index: dict[str, int] = {}
 
     def setup(self):
+        from tags_tf import features  # TensorFlow, only where examples are made
+
+        self._features = features
         self._class_index = {n: i for i, n in enumerate(self._class_names)}
 
     def process(self, element) -> Iterable:
-        from tags_tf.features import make_example
-
         vid, grouped = element
         metas, feats = list(grouped[META]), list(grouped["features"])
         if not metas:  # failed after some snippets were decoded; already rejected
@@ -233,32 +211,36 @@ class AssembleVideoFn(beam.DoFn):
             yield sinks.reject(vid, MISSING_SNIPPETS, f"got snippet indices {indices[:8]}..., expected 0..{t_expected - 1}", subset)
             return
         features = np.stack([np.asarray(f, np.float32) for _, f in feats])  # T x (D,) -> (T, D)
-        if not np.all(np.isfinite(features)):
-            yield sinks.reject(vid, NON_FINITE_FEATURES, f"{meta['path']}: the encoder produced NaN/Inf", subset)
+        reason, checked = dofns.check_features(vid, features, None)
+        if reason is not None:  # too_few_snippets, non_finite_values
+            yield sinks.reject(vid, reason, f"{meta['path']}: {checked}", subset)
             return
         duration = meta["duration"]
-        segments, keep, n_clipped = clip_segments(meta["segments"], duration)
-        names = [n for n, k in zip(meta["labels"], keep) if k]
-        missing = sorted({n for n in names if n not in self._class_index})
+        # Same segment policy as build_shards: clip to [0, duration], drop end <= start.
+        clean = dofns.clean_segments(
+            (Instance(s, e, n) for (s, e), n in zip(meta["segments"], meta["labels"])), duration
+        )
+        missing = sorted({n for n in clean.labels if n not in self._class_index})
         if missing:  # cannot happen with classes from the same annotation file; guard anyway
             yield sinks.reject(vid, UNKNOWN_LABEL, f"labels {missing} not in the class map", subset)
             return
-        n_dropped = int(np.sum(~keep))
-        sinks.count("clipped_segments", n_clipped)
-        sinks.count("dropped_segments", n_dropped)
-        example = make_example(
+        sinks.count("clipped_segments", clean.clipped)
+        sinks.count("dropped_segments", clean.dropped)
+        example = self._features.make_example(
             vid,
             subset,
             duration,
             features,
-            segments=segments,
-            labels=[self._class_index[n] for n in names],
-            label_names=names,
+            segments=clean.segments,
+            labels=[self._class_index[n] for n in clean.labels],
+            label_names=list(clean.labels),
             snippet_times=np.asarray(meta["snippet_times"], np.float64),
         )
         sinks.count("written")
         yield subset, example.SerializeToString()
         yield beam.pvalue.TaggedOutput(
             sinks.SUMMARY,
-            sinks.summary(vid, subset, features.shape[0], features.shape[1], len(segments), n_clipped, n_dropped),
+            sinks.summary(
+                vid, subset, features.shape[0], features.shape[1], len(clean.labels), clean.clipped, clean.dropped
+            ),
         )

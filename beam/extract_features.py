@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -40,9 +41,6 @@ from beam.model_handler import EncoderModelHandler
 from beam.video_decode import RESIZE_MODES, DecodeOptions
 
 log = logging.getLogger(__name__)
-
-JOB = "extract_features"
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -69,12 +67,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=8, help="max snippets per encoder call (default 8)")
     p.add_argument("--num_shards", type=int, default=0, help="shards per subset (0: ~256 videos a shard)")
     p.add_argument("--compression", default="", help="'gzip' or none")
+    p.add_argument("--overwrite", action="store_true", help="replace the shards of an earlier run in --output")
     p.add_argument(
         "--allow_random_init",
         action="store_true",
         help="allow an encoder without weights (random features: tests and smoke runs only)",
     )
     return p
+
+
+def _check_output(output: str, overwrite: bool) -> None:
+    """Refuses to mix new shards with an earlier run's, unless ``overwrite`` (then deletes them)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if "://" not in output:
+        os.makedirs(output, exist_ok=True)
+    old = FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list if FileSystems.exists(output) else []
+    ours = [
+        m.path
+        for m in old
+        if os.path.basename(m.path) in (sinks.MANIFEST_NAME, sinks.DEAD_LETTER_NAME)
+        or ("-of-" in os.path.basename(m.path) and sinks.SHARD_SUFFIX in os.path.basename(m.path))
+    ]
+    if ours and not overwrite:
+        raise FileExistsError(f"--output {output}: holds shards of an earlier run ({len(ours)} files); pass --overwrite")
+    if ours:
+        FileSystems.delete(ours)
 
 
 def _load_annotations(args):
@@ -121,16 +139,24 @@ def run(argv: Sequence[str] | None = None) -> dict:
     }
     class_names = list(annotations.class_names) if annotations is not None else []
     options, runner = sinks.make_pipeline_options(pipeline_args)
+    _check_output(args.output, args.overwrite)
     base = {
-        "job": JOB,
+        "format_version": sinks.MANIFEST_VERSION,
+        "created_by": "beam.extract_features",
+        "schema": "tags_tf.features (tf.train.SequenceExample per video)",
         "class_names": class_names,
+        "class_ids": {n: i for i, n in enumerate(class_names)},
+        "num_classes": len(class_names),
         "feature_dim": None,  # filled from the written videos
-        "num_shards": num_shards,
         "compression": compression,
+        "num_shards": num_shards,
+        "snippet_times": "centres of the decoded snippets (seconds)",
+        "segment_policy": "clip_to_duration_drop_empty",
         "sources": {
             "videos": args.videos,
             "num_video_files": len(files),
             "annotations": args.annotations,
+            "annotation_format": annotations.fmt if annotations is not None else None,
             "video_info": args.video_info,
         },
         "encoder": {
@@ -190,11 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         manifest = run(argv)
-    except (EncoderError, AnnotationError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (EncoderError, AnnotationError, FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"extract_features: error: {e}", file=sys.stderr)
         return 2
-    c = manifest["counts"]
-    print(f"{c['written']} of {c['input']} videos written, {c['rejected_total']} rejected {c['rejected']}")
+    from beam.build_shards import format_summary
+
+    print(format_summary(manifest))
     return 0
 
 

@@ -72,3 +72,35 @@ def frame_index_of(img: np.ndarray) -> int:
     """Which synthetic frame ``img`` (H, W, 3) shows, from its median red level."""
     r = float(np.median(img[..., 0]))
     return int(round((r - 10) / 8))
+
+
+# Kernel of the tiny "mean colour" encoder: features = [R, G, B, R + G + B] of the
+# clip's mean colour in [0, 1] (D = 4), so expected features are hand-computable.
+MEAN_COLOUR_KERNEL = np.array([[1, 0, 0, 1], [0, 1, 0, 1], [0, 0, 1, 1]], np.float32)
+
+
+def mean_colour_features(clips: np.ndarray) -> np.ndarray:
+    """Expected output of the exported mean-colour model: (B, N, H, W, 3) uint8 -> (B, 4)."""
+    mean = clips.astype(np.float64).mean(axis=(1, 2, 3)) / 255.0  # (B, N, H, W, 3) -> (B, 3)
+    return (mean @ MEAN_COLOUR_KERNEL).astype(np.float32)  # (B, 3) @ (3, 4) -> (B, 4)
+
+
+def export_mean_colour_model(path, frames=None, height=None, width=None, per_frame: bool = False) -> str:
+    """Exports a Keras 3 model (``model.export``, i.e. ExportArchive) as a SavedModel.
+
+    Clip model: (B, frames, height, width, 3) float in [0, 1] -> (B, 4); per-frame
+    model: (B, height, width, 3) -> (B, 4). None dims stay dynamic in the signature.
+    """
+    import keras
+
+    if per_frame:
+        inputs = keras.Input((height, width, 3), name="frames")
+        pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    else:
+        inputs = keras.Input((frames, height, width, 3), name="clips")
+        pooled = keras.layers.GlobalAveragePooling3D()(inputs)
+    dense = keras.layers.Dense(4, use_bias=False, name="mix")
+    model = keras.Model(inputs, dense(pooled))
+    dense.set_weights([MEAN_COLOUR_KERNEL])
+    model.export(str(path), format="tf_saved_model", verbose=False)
+    return str(path)
