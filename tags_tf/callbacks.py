@@ -1,0 +1,84 @@
+"""Training callbacks: validation mAP with best-checkpoint keeping, learning rate and
+JSON-lines metrics. Checkpoints and files are written on the chief only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+
+import keras
+
+from tags_tf.evaluation_bridge import evaluate_arrays
+from tags_tf.inference import detect_dataset
+
+log = logging.getLogger(__name__)
+
+
+class ValidationCallback(keras.callbacks.Callback):
+    """Every ``every`` epochs (and after the last): detect on the validation set, score
+    with the shared evaluator, add ``val_mAP`` and ``val_mAP@<tIoU>`` to the logs, and
+    save ``best_path`` when the average mAP improves."""
+
+    def __init__(self, dataset, class_names, protocol: str, every: int, total_epochs: int,
+                 best_path: str, chief: bool, best_so_far: float = -math.inf):
+        super().__init__()
+        self.dataset = dataset
+        self.class_names = list(class_names)
+        self.protocol = protocol
+        self.every = max(1, every)
+        self.total_epochs = total_epochs
+        self.best_path = best_path
+        self.chief = chief
+        self.best = best_so_far
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        if (epoch + 1) % self.every and epoch + 1 != self.total_epochs:
+            return
+        detections, ground_truth = detect_dataset(self.model, self.dataset)
+        report = evaluate_arrays(detections, ground_truth, self.class_names, self.protocol)
+        logs["val_mAP"] = report.average_map
+        for t, v in zip(report.tiou_thresholds, report.map_per_tiou):
+            logs[f"val_mAP@{t:.2f}"] = float(v)
+        log.info("epoch %d: validation average mAP %.4f", epoch + 1, report.average_map)
+        if report.average_map > self.best:
+            self.best = report.average_map
+            logs["best_val_mAP"] = self.best
+            if self.chief:
+                self.model.save(self.best_path)
+                log.info("new best checkpoint %s", self.best_path)
+        logs["best_val_mAP"] = self.best
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds the optimizer's current learning rate to the epoch logs (for TensorBoard)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class JsonLinesLogger(keras.callbacks.Callback):
+    """One JSON object per epoch in ``path``; a resumed run replaces the epochs it redoes,
+    so the file stays continuous (each epoch exactly once)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    @staticmethod
+    def read(path: str) -> list[dict]:
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = [r for r in self.read(self.path) if r["epoch"] < epoch + 1]
+        rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        os.replace(tmp, self.path)

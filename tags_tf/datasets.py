@@ -1,0 +1,108 @@
+"""``--dataset`` resolution: a preset name (anet, thumos, demo) or a shard directory.
+
+No TensorFlow import: this runs before the distribution strategy is built.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+
+from tags_tf import config as config_lib
+
+MANIFEST_NAME = "manifest.json"  # == tags_tf.features.MANIFEST_NAME (kept TF-free here)
+
+
+class MissingDataError(RuntimeError):
+    """The shards a dataset needs are not there; the message says how to make them."""
+
+
+@dataclass(frozen=True)
+class ResolvedDataset:
+    preset: str
+    shard_dir: str
+    manifest: dict
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest["class_names"])
+
+
+# Where each preset looks for its shards by default, and how to make them.
+_BUILD_HINTS = {
+    "anet": (
+        "python -m beam.build_shards --annotations activity_net.v1-3.min.json "
+        "--features FEATURE_DIR --output {shard_dir}\n"
+        "  (or BSN/BMN files: --annotations anet_anno_action.json --video-info video_info_new.csv)"
+    ),
+    "thumos": "python -m beam.build_shards --annotations thumos14.json --features FEATURE_DIR --output {shard_dir}",
+}
+
+
+def default_data_dir(dataset: str) -> str:
+    return os.path.join("data", dataset)
+
+
+def closest_preset(num_classes: int, feature_dim: int) -> str:
+    """The preset (anet or thumos) nearest in log class count and log feature width."""
+
+    def dist(name: str) -> float:
+        m = config_lib.get_config(name).model
+        return abs(math.log(num_classes / m.num_classes)) + abs(math.log(feature_dim / m.feature_dim))
+
+    return min(("anet", "thumos"), key=dist)
+
+
+def _load_manifest(shard_dir: str) -> dict:
+    with open(os.path.join(shard_dir, MANIFEST_NAME)) as f:
+        return json.load(f)
+
+
+def resolve(dataset: str, data_dir: str | None = None) -> ResolvedDataset:
+    """Finds the shards of ``dataset``; builds the demo data on first use.
+
+    Raises:
+      MissingDataError with the expected paths and the build command.
+    """
+    if dataset == "demo":
+        from tags_tf.data.demo import prepare_demo
+
+        shard_dir = prepare_demo(data_dir or default_data_dir("demo"))
+        return ResolvedDataset("demo", str(shard_dir), _load_manifest(str(shard_dir)))
+    if dataset in _BUILD_HINTS:
+        base = data_dir or default_data_dir(dataset)
+        candidates = [base, os.path.join(base, "shards")]
+        for c in candidates:
+            if os.path.isfile(os.path.join(c, MANIFEST_NAME)):
+                return ResolvedDataset(dataset, c, _load_manifest(c))
+        shard_dir = os.path.join(base, "shards")
+        raise MissingDataError(
+            f"no {dataset} shards found: expected {os.path.join(shard_dir, MANIFEST_NAME)} "
+            f"(or {os.path.join(base, MANIFEST_NAME)}) next to TFRecord files named "
+            f"<subset>-NNNNN-of-NNNNN.tfrecord. Make them with:\n  "
+            + _BUILD_HINTS[dataset].format(shard_dir=shard_dir)
+            + f"\nthen run again (or pass --data-dir DIR where DIR holds {MANIFEST_NAME})."
+        )
+    if os.path.isdir(dataset):
+        if not os.path.isfile(os.path.join(dataset, MANIFEST_NAME)):
+            raise MissingDataError(
+                f"{dataset} is a directory but has no {MANIFEST_NAME}: point --dataset at the --output "
+                "folder of `python -m beam.build_shards` (or use anet, thumos, demo)"
+            )
+        manifest = _load_manifest(dataset)
+        preset = closest_preset(len(manifest["class_names"]), int(manifest["feature_dim"]))
+        return ResolvedDataset(preset, dataset, manifest)
+    raise MissingDataError(
+        f"--dataset {dataset!r} is neither a preset (anet, thumos, demo) nor a shard directory"
+    )
+
+
+def config_for(resolved: ResolvedDataset, overrides: dict) -> config_lib.TagsConfig:
+    """The preset's config with the manifest's classes / feature width, then ``overrides``."""
+    from_manifest = {
+        "model.num_classes": len(resolved.manifest["class_names"]),
+        "model.feature_dim": int(resolved.manifest["feature_dim"]),
+    }
+    return config_lib.get_config(resolved.preset, {**from_manifest, **overrides})

@@ -1,0 +1,69 @@
+"""Detection over a dataset of shards: the one decoding path shared by training-time
+validation and offline evaluation (serving runs the same DetectionDecoder in its
+``detect`` signature)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+
+def make_detect_fn(model) -> "tf.types.experimental.PolymorphicFunction":
+    """``(features (B, T_in, D), duration (B,)) -> detections dict`` as one tf.function."""
+
+    @tf.function(reduce_retracing=True)
+    def detect(features, duration):
+        return model.decoder(model(features, training=False), duration)
+
+    return detect
+
+
+def detect_dataset(model, dataset: tf.data.Dataset, progress: bool = False) -> tuple[dict, dict]:
+    """Runs the model and the decoder over ``dataset`` (made with ``with_metadata=True``).
+
+    Returns:
+      detections: {video_id: {"segments" (n, 2) s, "scores" (n,), "classes" (n,)}}
+      ground_truth: {video_id: {"segments" (m, 2) s, "labels" (m,), "duration"}} read from
+        the same records, so validation needs no annotation file.
+    """
+    detect = make_detect_fn(model)
+    detections, ground_truth = {}, {}
+    batches: Iterable = dataset
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(dataset, desc="detect", unit="batch", leave=False)
+    for x, _ in batches:
+        out = {k: v.numpy() for k, v in detect(x["features"], x["duration"]).items()}
+        ids = [v.decode() for v in x["video_id"].numpy()]
+        segs, labels, durs = x["segments"].numpy(), x["labels"].numpy(), x["duration"].numpy()
+        for i, vid in enumerate(ids):
+            n = int(out["num_detections"][i])
+            detections[vid] = {
+                "segments": out["detection_segments"][i, :n].astype(np.float64),
+                "scores": out["detection_scores"][i, :n].astype(np.float64),
+                "classes": out["detection_classes"][i, :n].astype(np.int64),
+            }
+            keep = labels[i] >= 0
+            ground_truth[vid] = {
+                "segments": segs[i][keep].astype(np.float64),
+                "labels": labels[i][keep].astype(np.int64),
+                "duration": float(durs[i]),
+            }
+    return detections, ground_truth
+
+
+def to_submission(detections: dict, class_names: Sequence[str]) -> dict:
+    """Detections -> the ActivityNet submission ``results`` mapping."""
+    results = {}
+    for vid, d in detections.items():
+        results[vid] = [
+            {"label": class_names[int(c)], "score": float(s), "segment": [float(a), float(b)]}
+            for (a, b), s, c in zip(d["segments"], d["scores"], d["classes"])
+        ]
+    return results

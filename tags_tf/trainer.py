@@ -1,0 +1,204 @@
+"""Training: strategy, data, model, callbacks, fit, final evaluation and export.
+
+Workdir layout::
+
+    config.json            resolved config (saved before training; a resumed run must match)
+    class_names.json       class id -> name
+    backup/                keras.callbacks.BackupAndRestore state (resume after a kill)
+    best.keras             best checkpoint by validation average mAP
+    last.keras             model after the last epoch
+    metrics.jsonl          one JSON object per epoch (losses, lr, validation mAP)
+    tensorboard/           TensorBoard scalars
+    state.json             {"finished": bool, "epochs": n}
+    val_detections.json    validation detections (ActivityNet submission format)
+    plots/                 timeline, PR curves, false-positive profile
+    export/tags/1/         SavedModel for TF Serving
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+
+log = logging.getLogger(__name__)
+
+
+def _protocol(preset: str) -> str:
+    return "thumos" if preset == "thumos" else "anet"
+
+
+def _match_subset(manifest: dict, wanted: str) -> str:
+    names = list(manifest.get("subsets", {}))
+    for n in names:
+        if n.lower() == wanted.lower():
+            return n
+    from tags_tf.datasets import MissingDataError
+
+    raise MissingDataError(f"subset {wanted!r} is not in the shards (they have {names}); set data.train_subset / data.val_subset")
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _read_json(path: str, default=None):
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def train_from_args(args, overrides: dict) -> int:
+    # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
+    from tags_tf.distribute import build_strategy
+
+    strategy = build_strategy(args.strategy)
+    from tags_tf import datasets
+
+    resolved = datasets.resolve(args.dataset, args.data_dir)
+    cfg = datasets.config_for(resolved, overrides)
+    workdir = args.workdir or os.path.join("runs", os.path.basename(os.path.normpath(args.dataset)))
+    verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    train(cfg, resolved, workdir, strategy, resume=args.resume, export=not args.no_export, verbose=verbose)
+    return 0
+
+
+def _check_or_save_config(cfg, workdir: str, chief: bool) -> None:
+    from tags_tf import config as config_lib
+
+    path = os.path.join(workdir, "config.json")
+    saved = _read_json(path)
+    if saved is not None:
+        old = config_lib.from_dict(saved)
+        # Only the epoch count may change between a run and its continuation.
+        if dataclasses.replace(old, train=dataclasses.replace(old.train, epochs=cfg.train.epochs)) != cfg:
+            raise FileExistsError(
+                f"{path} holds a different config; use another --workdir or the same options "
+                "(only --epochs may change when resuming)"
+            )
+    if chief:
+        _write_json(path, cfg.to_dict())
+
+
+def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: bool = True, verbose: int = 2) -> dict:
+    """Trains ``cfg`` on ``resolved`` shards into ``workdir``; returns the final report dict."""
+    import keras
+    import tensorflow as tf
+
+    from tags_tf.callbacks import JsonLinesLogger, LearningRateLogger, ValidationCallback
+    from tags_tf.data.input import make_dataset, subset_pattern
+    from tags_tf.distribute import is_chief, worker_dir
+    from tags_tf.model import TagsModel
+
+    chief = is_chief()
+    os.makedirs(workdir, exist_ok=True)
+    log.info("resolved config (%s preset, shards %s):\n%s", resolved.preset, resolved.shard_dir, cfg.to_json())
+    state_path = os.path.join(workdir, "state.json")
+    state = _read_json(state_path, {"finished": False, "epochs": 0})
+    if state["finished"] and not resume:
+        log.info("%s holds a finished run of %d epochs; pass --resume --epochs N to train further",
+                 workdir, state["epochs"])
+        return {"finished": True, "epochs": state["epochs"]}
+    _check_or_save_config(cfg, workdir, chief)
+    class_names = resolved.class_names
+    if chief:
+        _write_json(os.path.join(workdir, "class_names.json"), class_names)
+
+    train_subset = _match_subset(resolved.manifest, cfg.data.train_subset)
+    val_subset = _match_subset(resolved.manifest, cfg.data.val_subset)
+    train_pattern = subset_pattern(resolved.shard_dir, train_subset)
+    val_pattern = subset_pattern(resolved.shard_dir, val_subset)
+    compression = cfg.data.compression or None
+    global_batch = cfg.train.batch_size
+    keras.utils.set_random_seed(cfg.train.seed)
+
+    if strategy.num_replicas_in_sync > 1:
+        train_ds = strategy.distribute_datasets_from_function(
+            lambda ctx: make_dataset(train_pattern, cfg, training=True, batch_size=global_batch,
+                                     compression=compression, input_context=ctx, seed=cfg.train.seed)
+        )
+    else:
+        train_ds = make_dataset(train_pattern, cfg, training=True, batch_size=global_batch,
+                                compression=compression, seed=cfg.train.seed)
+    val_ds = make_dataset(val_pattern, cfg, training=False, batch_size=global_batch,
+                          compression=compression, with_metadata=True)
+
+    with strategy.scope():
+        model = TagsModel(cfg)
+        if cfg.train.weight_decay > 0:
+            opt = keras.optimizers.AdamW(cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
+                                         clipnorm=cfg.train.clipnorm or None)
+        else:
+            opt = keras.optimizers.Adam(cfg.train.learning_rate, clipnorm=cfg.train.clipnorm or None)
+        model.compile(optimizer=opt, jit_compile=False)
+        model.build((None, cfg.model.input_snippets, cfg.model.feature_dim))
+
+    metrics_path = os.path.join(workdir, "metrics.jsonl")
+    history = JsonLinesLogger.read(metrics_path)
+    best_so_far = max((r.get("val_mAP", -math.inf) for r in history), default=-math.inf)
+    best_path = os.path.join(workdir, "best.keras")
+    callbacks = [
+        keras.callbacks.BackupAndRestore(worker_dir(os.path.join(workdir, "backup")), delete_checkpoint=False),
+        ValidationCallback(val_ds, class_names, _protocol(resolved.preset), cfg.train.validate_every,
+                           cfg.train.epochs, best_path, chief, best_so_far),
+        LearningRateLogger(),
+    ]
+    if chief:
+        callbacks += [
+            keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
+            JsonLinesLogger(metrics_path),
+        ]
+    start = time.time()
+    model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
+    train_seconds = time.time() - start
+    if chief:
+        model.save(os.path.join(workdir, "last.keras"))
+        _write_json(state_path, {"finished": True, "epochs": cfg.train.epochs})
+    log.info("training took %.1f s", train_seconds)
+    if not chief:
+        return {"finished": True, "epochs": cfg.train.epochs}
+    return finish(workdir, cfg, resolved, val_ds, model, export=export, train_seconds=train_seconds)
+
+
+def finish(workdir, cfg, resolved, val_ds, model, export: bool = True, train_seconds: float | None = None) -> dict:
+    """Final evaluation with the best checkpoint: table, detections file, plots, export."""
+    import keras
+
+    from tags_tf.evaluation_bridge import evaluate_arrays, format_report, write_plots
+    from tags_tf.inference import detect_dataset, to_submission
+    from tags_tf.results import write_submission
+
+    best_path = os.path.join(workdir, "best.keras")
+    if os.path.exists(best_path):
+        model = keras.saving.load_model(best_path)
+    class_names = resolved.class_names
+    detections, ground_truth = detect_dataset(model, val_ds, progress=True)
+    report = evaluate_arrays(detections, ground_truth, class_names, _protocol(resolved.preset))
+    write_submission(os.path.join(workdir, "val_detections.json"), to_submission(detections, class_names))
+    table = format_report(report)
+    print(table)
+    plot_files = write_plots(os.path.join(workdir, "plots"), detections, ground_truth, class_names, report)
+    export_dir = None
+    if export:
+        from serving.export import export_saved_model
+
+        export_dir = os.path.join(workdir, "export", "tags", "1")
+        export_saved_model(model, cfg, export_dir, class_names=class_names)
+        log.info("SavedModel exported to %s", export_dir)
+    summary = {
+        "average_mAP": report.average_map,
+        "mAP_per_tIoU": dict(zip([f"{t:.2f}" for t in report.tiou_thresholds], map(float, report.map_per_tiou))),
+        "train_seconds": train_seconds,
+        "plots": plot_files,
+        "export": export_dir,
+    }
+    _write_json(os.path.join(workdir, "summary.json"), summary)
+    return summary
