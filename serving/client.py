@@ -9,6 +9,8 @@ Library: :class:`DetectionClient`. CLI::
     python -m serving.client --server HOST:8500 --features FEATURE_DIR --annotations anet.json
     # batch mode: TFRecord shards in the tags_tf.features schema (duration from each example)
     python -m serving.client --server HOST:8500 --shards 'shards/validation-*.tfrecord*' --json out.json
+    # fixed-shape requests of 16 videos (what TF Serving's --enable_batching needs)
+    python -m serving.client --server HOST:8500 --shards '...' --resample --batch-size 16 --concurrency 4
 
 Every call has a deadline (``--timeout`` seconds); calls failing with UNAVAILABLE are
 retried ``--retries`` times with exponential backoff; before its first call the client
@@ -238,6 +240,11 @@ class DetectionClient:
         response.metadata["signature_def"].Unpack(sig_map)
         return dict(sig_map.signature_def)
 
+    def input_snippets(self) -> int:
+        """T, the model's fixed number of snippets (``serving_default`` features dim 1)."""
+        info = self.signature_defs()[names.SERVING_DEFAULT].inputs[names.FEATURES]
+        return int(info.tensor_shape.dim[1].size)
+
     def close(self) -> None:
         self._channel.close()
 
@@ -246,6 +253,25 @@ class DetectionClient:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def resample_numpy(features: np.ndarray, num_snippets: int) -> np.ndarray:
+    """(T_in, D) or (B, T_in, D) -> T snippets; NumPy twin of ``tags_tf.data.resample``.
+
+    Linear interpolation, align_corners=False: output j samples input position
+    ``(j + 0.5) * T_in / T - 0.5`` clamped to [0, T_in - 1]. Resampling to the model's T
+    on the client makes the graph's own resampling an identity, so detections match.
+    """
+    x = np.asarray(features, np.float32)
+    n_in = x.shape[-2]
+    if n_in < 1:
+        raise InputError(f"features have 0 snippets (shape {list(x.shape)}); at least 1 is needed")
+    pos = (np.arange(num_snippets, dtype=np.float64) + 0.5) * (n_in / num_snippets) - 0.5  # (T,)
+    pos = np.clip(pos, 0.0, n_in - 1.0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    w = (pos - lo).astype(np.float32)[:, None]  # (T,) -> (T, 1), broadcasts over D
+    return np.take(x, lo, axis=-2) * (1.0 - w) + np.take(x, hi, axis=-2) * w
 
 
 # ----------------------------------------------------------------------------------
@@ -405,6 +431,31 @@ def write_results_json(path: str | Path, results: Mapping[str, Detections], clas
     writer.write(path)
 
 
+def _batches(videos, batch_size: int, num_snippets: int | None):
+    """Groups consecutive videos of equal T into request batches of up to ``batch_size``.
+
+    Unreadable inputs come out alone, as their error. With ``num_snippets`` every video
+    is first resampled to that T (so all of them can share a batch).
+    """
+    batch: list = []
+    for video_id, feats, duration in videos:
+        if isinstance(feats, InputError):
+            yield [(video_id, feats)]
+            continue
+        if num_snippets is not None:
+            try:
+                feats = resample_numpy(feats, num_snippets)
+            except InputError as e:
+                yield [(video_id, InputError(f"{video_id}: {e}"))]
+                continue
+        if batch and (len(batch) == batch_size or batch[0][1].shape != feats.shape):
+            yield batch
+            batch = []
+        batch.append((video_id, feats, duration))
+    if batch:
+        yield batch
+
+
 def _ordered_map(pool: futures.Executor, fn, items, limit: int):
     """pool.map that keeps at most ``limit`` items in flight (features are not all loaded)."""
     pending: collections.deque = collections.deque()
@@ -435,6 +486,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--retries", type=int, default=3, help="retries of a call failing with UNAVAILABLE")
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the model to be AVAILABLE")
     p.add_argument("--concurrency", type=int, default=1, help="requests in flight in batch mode")
+    p.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=1,
+                   help="videos per request (consecutive videos of equal length; see --resample)")
+    p.add_argument("--resample", action="store_true",
+                   help="resample features to the model's T on the client (same linear rule as the "
+                        "graph): fixed-shape requests, needed for TF Serving --enable_batching")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -460,27 +516,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Detections] = {}
     failures = 0
 
-    def one(item):
-        video_id, feats, duration = item
-        if isinstance(feats, InputError):
-            return video_id, feats
+    def run_batch(batch):
+        """[(video_id, features, duration)] of equal T -> [(video_id, Detections | error)]."""
+        if len(batch[0]) == 2:  # an input error, passed through
+            return batch
         try:
-            return video_id, client.detect(feats, duration)[0]
+            dets = client.detect(np.stack([f for _, f, _ in batch]), [d for _, _, d in batch])
+            return [(vid, det) for (vid, _, _), det in zip(batch, dets)]
         except ServingError as e:
-            return video_id, e
+            return [(vid, e) for vid, _, _ in batch]
 
     try:
         client.wait_until_available()
+        num_snippets = client.input_snippets() if args.resample else None
+        batches = _batches(videos, max(1, args.batch_size), num_snippets)
         with futures.ThreadPoolExecutor(max(1, args.concurrency)) as pool:
-            for video_id, out in _ordered_map(pool, one, videos, 2 * max(1, args.concurrency)):
-                if isinstance(out, Detections):
-                    results[video_id] = out
-                else:
+            for outs in _ordered_map(pool, run_batch, batches, 2 * max(1, args.concurrency)):
+                for video_id, out in outs:
+                    if isinstance(out, Detections):
+                        results[video_id] = out
+                        continue
                     failures += 1
                     print(f"error: {video_id}: {out}", file=sys.stderr)
-                    if isinstance(out, ServingError) and out.code in (
-                            grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                        break  # the server is gone; do not grind through the rest
+                if any(isinstance(out, ServingError) and out.code in (
+                        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) for _, out in outs):
+                    break  # the server is gone; do not grind through the rest
     except (ServingError, InputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -117,6 +117,20 @@ def test_load_durations_csv_json_and_errors(tmp_path):
         client_lib.load_durations(tmp_path / "bad.json")
 
 
+@pytest.mark.parametrize("t_in", [1, 5, 16, 37])
+def test_resample_numpy_matches_the_graph_resampling(t_in):
+    from tags_tf.data.resample import resample_features
+
+    x = np.random.default_rng(t_in).normal(size=(2, t_in, 3)).astype(np.float32)
+    np.testing.assert_allclose(client_lib.resample_numpy(x, 16), resample_features(x, 16).numpy(), atol=1e-6)
+    np.testing.assert_allclose(client_lib.resample_numpy(x[0], 16), resample_features(x[0], 16).numpy(), atol=1e-6)
+
+
+def test_resample_numpy_golden():
+    x = np.array([[0.0], [10.0]], np.float32)  # T_in = 2 -> 4: positions -0.25, 0.25, 0.75, 1.25
+    np.testing.assert_allclose(client_lib.resample_numpy(x, 4)[:, 0], [0.0, 2.5, 7.5, 10.0])
+
+
 # ------------------------------------------------------------------ against a server
 
 
@@ -207,6 +221,24 @@ def test_cli_folder_with_durations_and_a_bad_file(exported, server, tmp_path, ca
     assert sorted(results) == ["b", "v_a"]
     _assert_json_matches(results["v_a"], _reference(exported, feats["v_a"].astype(np.float32), 30.0), None)
     _assert_json_matches(results["b"], _reference(exported, feats["b"].astype(np.float32), 12.0), None)
+
+
+def test_cli_resampled_batches(exported, server, tmp_path):
+    rng = np.random.default_rng(5)
+    feats = {f"v{i}": (rng.normal(size=(t, 8)).astype(np.float32), 10.0 + i) for i, t in enumerate((7, 16, 33))}
+    for vid, (x, _) in feats.items():
+        np.save(tmp_path / f"{vid}.npy", x)
+    (tmp_path / "d.json").write_text(json.dumps({vid: dur for vid, (_, dur) in feats.items()}))
+    out = tmp_path / "out.json"
+    rc = client_lib.main(["--server", server.address, "--features", str(tmp_path), "--durations",
+                          str(tmp_path / "d.json"), "--json", str(out), "--resample", "--batch-size", "2"])
+    assert rc == 0
+    results = json.loads(out.read_text())["results"]
+    for vid, (x, dur) in feats.items():  # same detections as the graph's own resampling
+        _assert_json_matches(results[vid], _reference(exported, x, dur), None)
+    sizes = [len(b) for b in client_lib._batches(((v, x, d) for v, (x, d) in feats.items()), 2, 16)]
+    assert sizes == [2, 1]
+    assert [len(b) for b in client_lib._batches(((v, x, d) for v, (x, d) in feats.items()), 2, None)] == [1, 1, 1]
 
 
 def test_cli_folder_with_annotation_durations(exported, server, tmp_path):

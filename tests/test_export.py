@@ -231,3 +231,34 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     assert err.startswith("error: ") and "\n" not in err
     assert __import__("re").search(message, err), err
 
+
+
+SERVING_DIR = __import__("pathlib").Path(__file__).resolve().parents[1] / "serving"
+
+
+def test_models_config_is_a_model_server_config():
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    cfg = text_format.Parse((SERVING_DIR / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
+    (model,) = cfg.model_config_list.config
+    assert (model.name, model.base_path, model.model_platform) == ("tags", "/models/tags", "tensorflow")
+
+
+def test_batching_config_uses_known_batching_parameters():
+    # BatchingParameters (tensorflow_serving/servables/tensorflow/session_bundle_config.proto)
+    # is not in the tensorflow-serving-api wheel, so check its fields by name.
+    import re
+
+    known = {"max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
+             "thread_pool_name", "allowed_batch_sizes", "pad_variable_length_inputs",
+             "enable_large_batch_splitting", "max_execution_batch_size"}
+    lines = [ln.split("#")[0].strip() for ln in (SERVING_DIR / "batching.config").read_text().splitlines()]
+    fields = {}
+    for ln in filter(None, lines):
+        m = re.fullmatch(r"(\w+) \{ value: (\d+) \}|(\w+): (true|false)", ln)
+        assert m, f"unexpected line {ln!r}"
+        fields[m.group(1) or m.group(3)] = m.group(2) or m.group(4)
+    assert set(fields) <= known
+    assert fields["pad_variable_length_inputs"] == "false"  # padding T_in would change detections
+    assert int(fields["max_batch_size"]) >= 1
