@@ -272,3 +272,39 @@ def test_load_8_clients_x_50_requests(exported, server):
     log.info(report)
     assert errors == []
     assert len(latencies) == 400
+
+
+def test_cli_serves_until_sigterm(exported):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo), TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serving.dev_server", "--model_name", "tags", "--model_base_path",
+         str(exported[2]), "--port", str(port)],
+        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert f"serving model 'tags' version 1 on 127.0.0.1:{port}" in line
+        with DetectionClient(f"127.0.0.1:{port}", timeout=30) as client:
+            assert len(client.detect(np.ones((4, 8), np.float32), 3.0)) == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_cli_bad_base_path(tmp_path, capsys):
+    from serving.dev_server import main
+
+    assert main(["--model_base_path", str(tmp_path / "nope")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
