@@ -96,6 +96,9 @@ def _check_output(output: str, overwrite: bool) -> None:
         if os.path.basename(m.path) in (sinks.MANIFEST_NAME, sinks.DEAD_LETTER_NAME)
         or "-of-" in os.path.basename(m.path) and sinks.SHARD_SUFFIX in os.path.basename(m.path)
     ]
+    tmp = FileSystems.join(output, sinks.TMP_DIR)
+    if overwrite and FileSystems.exists(tmp):
+        FileSystems.delete([tmp])  # leftovers of an interrupted run
     if ours and not overwrite:
         raise FileExistsError(f"--output {output}: holds shards of an earlier run ({len(ours)} files); pass --overwrite")
     if ours:
@@ -227,6 +230,24 @@ def run_build_shards(
         return json.loads(f.read().decode("utf-8"))
 
 
+def assign_shards(videos, shard_counts: Mapping[str, int]) -> dict[str, tuple[str, int]]:
+    """video id -> (subset, shard index): round robin over the ids of each subset, sorted.
+
+    Deterministic and balanced (shard sizes differ by at most one before rejections).
+    """
+    out, seen = {}, {}
+    for v in sorted(videos, key=lambda v: v.video_id):
+        i = seen.get(v.subset, 0)
+        out[v.video_id] = (v.subset, i % shard_counts[v.subset])
+        seen[v.subset] = i + 1
+    return out
+
+
+def _shard_key(element, shard_of):
+    video, _ = element
+    return shard_of[video.video_id], element
+
+
 def build_pipeline(
     p, videos, indexes, sources, output, base, shard_counts, compression, class_index, feature_dim,
     reject_bad_segments,
@@ -248,14 +269,21 @@ def build_pipeline(
             | "MajorityDim" >> beam.CombineGlobally(dofns.MajorityDimFn())
         )
         side["expected_dim"] = beam.pvalue.AsSingleton(majority)
-    read = resolved.ok | "Read" >> beam.ParDo(dofns.ReadFeaturesFn()).with_outputs(rej, main="ok")
-    valid = read.ok | "Validate" >> beam.ParDo(
-        dofns.ValidateFn(class_index, feature_dim, reject_bad_segments), **side
-    ).with_outputs(rej, main="ok")
-    encoded = valid.ok | "Encode" >> beam.ParDo(dofns.EncodeExampleFn()).with_outputs(sinks.SUMMARY, main="ok")
-    files = encoded.ok | "Shards" >> sinks.WriteShards(output, shard_counts, compression)
-    rejected = (dedup[rej], resolved[rej], read[rej], valid[rej]) | "AllRejected" >> beam.Flatten()
-    return (encoded[sinks.SUMMARY], rejected, files) | "Manifest" >> sinks.WriteManifest(
+    # Only (video, refs) pairs are shuffled; every shard gets a marker so it exists even if empty.
+    markers = p | "ShardMarkers" >> beam.Create([((s, i), None) for s, n in shard_counts.items() for i in range(n)])
+    work = resolved.ok | "KeyByShard" >> beam.Map(_shard_key, assign_shards(videos, shard_counts))
+    shards = (
+        (markers, work)
+        | "ShardWork" >> beam.Flatten()
+        | "GroupShards" >> beam.GroupByKey()
+        | "BuildShards"
+        >> beam.ParDo(
+            dofns.BuildShardFn(output, shard_counts, compression, class_index, feature_dim, reject_bad_segments),
+            **side,
+        ).with_outputs(rej, sinks.SUMMARY, main="files")
+    )
+    rejected = (dedup[rej], resolved[rej], shards[rej]) | "AllRejected" >> beam.Flatten()
+    return (shards[sinks.SUMMARY], rejected, shards.files) | "Manifest" >> sinks.WriteManifest(
         output, base, num_inputs=len(videos)
     )
 

@@ -8,12 +8,18 @@ to the ``sinks.REJECTED`` output as ``{"video_id", "subset", "reason", "detail"}
   VideoAnnotation  --ResolveFeaturesFn-->                    (video, (FeatureRef per stream))
       unsafe_video_id, missing_feature_file, duplicate_video_id (ambiguous feature files)
   (video, refs)  --PeekDimFn--> D  --MajorityDimFn--> expected D (when no --feature_dim)
-  (video, refs)  --ReadFeaturesFn-->                         (video, (T, D) float64)
-      missing_feature_file, empty_file, unreadable_file, bad_shape, stream_length_mismatch
-  (video, feats)  --ValidateFn(expected D side input)-->     ValidVideo
-      bad_duration, wrong_feature_dim, too_few_snippets, non_finite_values,
-      unknown_label, bad_segment (only with reject_bad_segments)
-  ValidVideo  --EncodeExampleFn-->  (subset, serialized SequenceExample) + SUMMARY dict
+  ((subset, shard), [(video, refs)])  --BuildShardFn(expected D side input)-->  shard path
+      per video: read_video_features (missing_feature_file, empty_file,
+      unreadable_file, bad_shape, stream_length_mismatch), then validate_video
+      (bad_duration, wrong_feature_dim, too_few_snippets, non_finite_values,
+      unknown_label, bad_segment), then features.make_example -> the shard file;
+      a sinks.summary per written video on SUMMARY.
+
+Only (video, refs) pairs -- a few hundred bytes -- go through the shuffle that groups
+videos into shards; features are read inside BuildShardFn and streamed to the shard
+file, so memory stays at one video whatever the dataset size (the stock
+WriteToTFRecord route would shuffle every serialized example, which the local runner
+keeps in RAM several times over).
 
 Segment policy (see :func:`clean_segments`): a segment is clipped to [0, duration]
 (counted as ``clipped_segments``, video kept); a segment with end <= start after
@@ -21,7 +27,7 @@ clipping (zero-length, reversed, or wholly outside the video) is dropped and cou
 as ``dropped_segments`` -- the video is kept unless ``reject_bad_segments`` is set,
 in which case it is rejected as ``bad_segment``.
 
-Only EncodeExampleFn imports TensorFlow (in ``setup()``).
+Only BuildShardFn imports TensorFlow (in ``setup()``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Iterable, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 
 from beam import feature_readers as fr
 from beam import sinks
@@ -235,101 +242,134 @@ class MajorityDimFn(beam.CombineFn):
         return min(acc, key=lambda d: (-acc[d], d))
 
 
-class ReadFeaturesFn(beam.DoFn):
-    """(video, refs) -> (video, (T, D) array); two streams are concatenated on D."""
+class Rejected(Exception):
+    """A video failed a check: ``reason`` (dead-letter reason) and one-line ``detail``."""
 
-    def setup(self):
-        self._reader = fr.FeatureReader()
-
-    def teardown(self):
-        self._reader.close()
-
-    def process(self, element):
-        video, refs = element
-        try:
-            streams = [self._reader.read(r) for r in refs]
-            feats = streams[0] if len(streams) == 1 else fr.concat_streams(streams, video.video_id)
-        except fr.FeatureReadError as e:
-            yield sinks.reject(video.video_id, e.reason, e.detail, video.subset)
-            return
-        sinks.count("read")
-        yield video, feats
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
-class ValidateFn(beam.DoFn):
-    """(video, (T, D) features) -> ValidVideo, or a rejection.
+def read_video_features(reader: fr.FeatureReader, video, refs: Sequence[fr.FeatureRef]) -> np.ndarray:
+    """Reads one video's streams -> (T, D) (two streams concatenated on D).
 
-    Args:
-      class_index: {class name: class id}; a label outside it rejects the video
-        (``unknown_label``).
-      feature_dim: the expected D; when None the ``expected_dim`` side input (the
-        majority vote) is used, and when that is None too any D is accepted.
-      reject_bad_segments: reject videos with a dropped segment (``bad_segment``)
-        instead of dropping the segment.
+    Raises Rejected with the reader's reason (missing_feature_file, empty_file,
+    unreadable_file, bad_shape, stream_length_mismatch).
     """
-
-    def __init__(self, class_index: Mapping[str, int], feature_dim: int | None = None, reject_bad_segments: bool = False):
-        self._class_index = dict(class_index)
-        self._feature_dim = feature_dim
-        self._reject_bad_segments = reject_bad_segments
-
-    def process(self, element, expected_dim=None):
-        video, features = element
-        vid, subset = video.video_id, video.subset
-        duration = video.duration
-        if duration is None or not math.isfinite(duration) or duration <= 0:
-            yield sinks.reject(vid, BAD_DURATION, f"{vid}: duration {duration!r}, expected > 0 seconds", subset)
-            return
-        dim = self._feature_dim if self._feature_dim is not None else expected_dim
-        reason, out = check_features(vid, features, dim)
-        if reason is not None:
-            yield sinks.reject(vid, reason, out, subset)
-            return
-        unknown = sorted({i.label for i in video.instances} - set(self._class_index))
-        if unknown:
-            yield sinks.reject(vid, UNKNOWN_LABEL, f"{vid}: label(s) {unknown} not in the class map", subset)
-            return
-        clean = clean_segments(video.instances, float(duration))
-        if clean.dropped and self._reject_bad_segments:
-            yield sinks.reject(
-                vid, BAD_SEGMENT, f"{vid}: {clean.dropped} segment(s) with end <= start inside [0, {duration}]", subset
-            )
-            return
-        sinks.count("clipped_segments", clean.clipped)
-        sinks.count("dropped_segments", clean.dropped)
-        yield ValidVideo(
-            video_id=vid,
-            subset=subset,
-            duration=float(duration),
-            features=out,
-            segments=clean.segments,
-            labels=tuple(self._class_index[n] for n in clean.labels),
-            label_names=clean.labels,
-            clipped=clean.clipped,
-            dropped=clean.dropped,
-        )
+    try:
+        streams = [reader.read(r) for r in refs]
+        return streams[0] if len(streams) == 1 else fr.concat_streams(streams, video.video_id)
+    except fr.FeatureReadError as e:
+        raise Rejected(e.reason, e.detail) from None
 
 
-class EncodeExampleFn(beam.DoFn):
-    """ValidVideo -> (subset, serialized SequenceExample); a summary on SUMMARY.
+def validate_video(
+    video,
+    features: np.ndarray,
+    class_index: Mapping[str, int],
+    expected_dim: int | None = None,
+    reject_bad_segments: bool = False,
+) -> ValidVideo:
+    """Checks one video (annotation + (T, D) features) -> ValidVideo, or raises Rejected.
+
+    Order of the checks: bad_duration, wrong_feature_dim, too_few_snippets,
+    non_finite_values, unknown_label (a label outside ``class_index``), bad_segment
+    (only with ``reject_bad_segments``; otherwise such segments are dropped and
+    counted, see clean_segments). ``expected_dim`` None accepts any D.
+    """
+    vid, duration = video.video_id, video.duration
+    if duration is None or not math.isfinite(duration) or duration <= 0:
+        raise Rejected(BAD_DURATION, f"{vid}: duration {duration!r}, expected > 0 seconds")
+    reason, out = check_features(vid, features, expected_dim)
+    if reason is not None:
+        raise Rejected(reason, out)
+    unknown = sorted({i.label for i in video.instances} - set(class_index))
+    if unknown:
+        raise Rejected(UNKNOWN_LABEL, f"{vid}: label(s) {unknown} not in the class map")
+    clean = clean_segments(video.instances, float(duration))
+    if clean.dropped and reject_bad_segments:
+        raise Rejected(BAD_SEGMENT, f"{vid}: {clean.dropped} segment(s) with end <= start inside [0, {duration}]")
+    return ValidVideo(
+        video_id=vid,
+        subset=video.subset,
+        duration=float(duration),
+        features=out,
+        segments=clean.segments,
+        labels=tuple(class_index[n] for n in clean.labels),
+        label_names=clean.labels,
+        clipped=clean.clipped,
+        dropped=clean.dropped,
+    )
+
+
+class BuildShardFn(beam.DoFn):
+    """((subset, shard index), [(video, refs) or None]) -> the written shard's path.
+
+    Reads, validates and encodes the videos of one shard in video-id order and streams
+    them into ``{output}/{subset}-{shard:05d}-of-{n:05d}.tfrecord[.gz]`` (written under
+    a temporary name, renamed when complete, so a retried bundle never leaves a partial
+    shard). Memory holds one video at a time: the big arrays never go through a
+    shuffle. ``None`` values are markers that make every shard exist, empty or not.
+    Outputs: the shard path (main), a sinks.summary per written video (SUMMARY), a
+    rejection per failed video (REJECTED). Side input ``expected_dim`` (the majority
+    vote) is used when ``feature_dim`` is None; when both are None any D is accepted.
 
     Snippet times are uniform over the duration (features.uniform_snippet_times).
     """
+
+    def __init__(
+        self,
+        output_dir: str,
+        num_shards: Mapping[str, int],
+        compression: str,
+        class_index: Mapping[str, int],
+        feature_dim: int | None = None,
+        reject_bad_segments: bool = False,
+    ):
+        self._output_dir = output_dir
+        self._num_shards = dict(num_shards)
+        self._compression = compression
+        self._class_index = dict(class_index)
+        self._feature_dim = feature_dim
+        self._reject_bad_segments = reject_bad_segments
 
     def setup(self):
         from tags_tf import features  # TensorFlow, only where examples are made
 
         self._features = features
+        self._reader = fr.FeatureReader()
 
-    def process(self, v: ValidVideo):
-        ex = self._features.make_example(
-            v.video_id, v.subset, v.duration, v.features, v.segments, v.labels, v.label_names
-        )
-        sinks.count("written")
-        yield beam.pvalue.TaggedOutput(
-            sinks.SUMMARY,
-            sinks.summary(
-                v.video_id, v.subset, v.features.shape[0], v.features.shape[1], len(v.labels), v.clipped, v.dropped
-            ),
-        )
-        yield v.subset, ex.SerializeToString()
+    def teardown(self):
+        self._reader.close()
+
+    def process(self, element, expected_dim=None):
+        (subset, shard), items = element
+        dim = self._feature_dim if self._feature_dim is not None else expected_dim
+        name = sinks.shard_name(subset, shard, self._num_shards[subset], self._compression)
+        final = FileSystems.join(self._output_dir, name)
+        with sinks.TFRecordFileWriter(sinks.temp_path(self._output_dir, name), self._compression) as writer:
+            for video, refs in sorted((x for x in items if x is not None), key=lambda x: x[0].video_id):
+                try:
+                    feats = read_video_features(self._reader, video, refs)
+                    sinks.count("read")
+                    v = validate_video(video, feats, self._class_index, dim, self._reject_bad_segments)
+                except Rejected as r:
+                    yield sinks.reject(video.video_id, r.reason, r.detail, video.subset)
+                    continue
+                ex = self._features.make_example(
+                    v.video_id, v.subset, v.duration, v.features, v.segments, v.labels, v.label_names
+                )
+                writer.write(ex.SerializeToString())
+                sinks.count("written")
+                sinks.count("clipped_segments", v.clipped)
+                sinks.count("dropped_segments", v.dropped)
+                yield beam.pvalue.TaggedOutput(
+                    sinks.SUMMARY,
+                    sinks.summary(
+                        v.video_id, v.subset, v.features.shape[0], v.features.shape[1], len(v.labels),
+                        v.clipped, v.dropped,
+                    ),
+                )
+        writer.commit(final)
+        yield final

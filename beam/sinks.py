@@ -220,6 +220,78 @@ class WriteShards(beam.PTransform):
         return files | "AllShards" >> beam.Flatten()
 
 
+# -------------------------------------------------------------- streamed TFRecord files
+
+TMP_DIR = ".tmp"  # under the output directory; removed by WriteManifest
+
+
+def shard_name(subset: str, index: int, num_shards: int, compression: str = "") -> str:
+    """``{subset}-{index:05d}-of-{num_shards:05d}.tfrecord[.gz]`` (WriteToTFRecord's names)."""
+    return f"{subset}-{index:05d}-of-{num_shards:05d}{shard_suffix(compression)}"
+
+
+def temp_path(output_dir: str, name: str) -> str:
+    """A unique temporary path for ``name`` (one per attempt, so retries never collide)."""
+    import uuid
+
+    return FileSystems.join(output_dir, TMP_DIR, f"{name}.{uuid.uuid4().hex}")
+
+
+def _masked_crc(data: bytes) -> int:
+    import google_crc32c
+
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def tfrecord_frame(data: bytes) -> bytes:
+    """One TFRecord: uint64 length, masked crc32c(length), data, masked crc32c(data)."""
+    import struct
+
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
+
+
+class TFRecordFileWriter:
+    """Streams records into one TFRecord file through Beam's FileSystems (local, gs://...).
+
+    Write to a temporary path, then :meth:`commit` renames it to the final name::
+
+        with TFRecordFileWriter(temp_path(out, name), "GZIP") as w:
+            w.write(serialized)
+        w.commit(FileSystems.join(out, name))
+
+    A writer left by an exception is closed and its file deleted.
+    """
+
+    def __init__(self, path: str, compression: str = ""):
+        self.path = path
+        self.count = 0
+        comp = CompressionTypes.GZIP if compression_type(compression) == "GZIP" else CompressionTypes.UNCOMPRESSED
+        self._f = FileSystems.create(path, compression_type=comp)
+
+    def write(self, record: bytes) -> None:
+        self._f.write(tfrecord_frame(record))
+        self.count += 1
+
+    def __enter__(self) -> "TFRecordFileWriter":
+        return self
+
+    def __exit__(self, exc_type, *unused) -> None:
+        self._f.close()
+        if exc_type is not None:
+            try:
+                FileSystems.delete([self.path])
+            except Exception:  # best effort; the temp dir goes with WriteManifest
+                pass
+
+    def commit(self, final_path: str) -> None:
+        """Renames the (closed) file to ``final_path``, replacing any earlier attempt."""
+        if FileSystems.exists(final_path):
+            FileSystems.delete([final_path])
+        FileSystems.rename([self.path], [final_path])
+
+
 # ----------------------------------------------------------------------------- manifest
 
 
@@ -329,6 +401,9 @@ class _WriteManifestFn(beam.DoFn):
             FileSystems.join(self._output_dir, DEAD_LETTER_NAME),
             "".join(json.dumps(r, sort_keys=True) + "\n" for r in rejections),
         )
+        tmp = FileSystems.join(self._output_dir, TMP_DIR)
+        if FileSystems.exists(tmp):
+            FileSystems.delete([tmp])
         # The manifest goes last: its presence means the directory is complete.
         write_text(
             FileSystems.join(self._output_dir, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=True) + "\n"

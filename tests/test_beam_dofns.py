@@ -1,6 +1,7 @@
 """DoFns of beam.dofns and helpers of beam.sinks, called directly (setup/process)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -133,28 +134,34 @@ def test_resolve_two_streams_needs_both(feat_dir, tmp_path_factory):
     assert str(flow) in tagged[sinks.REJECTED][0]["detail"]
 
 
+def _read(video, refs):
+    with fr.FeatureReader() as reader:
+        return dofns.read_video_features(reader, video, refs)
+
+
 def test_read_features_concat_two_streams(tmp_path):
     np.save(tmp_path / "rgb.npy", np.ones((4, 3), np.float32))
     np.save(tmp_path / "flow.npy", np.full((4, 2), 2.0, np.float32))
     np.save(tmp_path / "flow_short.npy", np.full((3, 2), 2.0, np.float32))
-    v = _video()
     refs = (fr.FeatureRef("npy", str(tmp_path / "rgb.npy")), fr.FeatureRef("npy", str(tmp_path / "flow.npy")))
-    ((_, feats),), _ = _run(dofns.ReadFeaturesFn(), (v, refs))
+    feats = _read(_video(), refs)
     np.testing.assert_array_equal(feats, np.concatenate([np.ones((4, 3)), np.full((4, 2), 2.0)], axis=1))
     short = (refs[0], fr.FeatureRef("npy", str(tmp_path / "flow_short.npy")))
-    main, tagged = _run(dofns.ReadFeaturesFn(), (v, short))
-    assert main == [] and _rejected(tagged) == [("vid", "stream_length_mismatch")]
+    with pytest.raises(dofns.Rejected) as err:
+        _read(_video(), short)
+    assert err.value.reason == "stream_length_mismatch"
 
 
 def test_read_features_empty_file(feat_dir):
-    main, tagged = _run(dofns.ReadFeaturesFn(), (_video("empty"), (fr.FeatureRef("npy", str(feat_dir / "empty.npy")),)))
-    assert main == [] and _rejected(tagged) == [("empty", "empty_file")]
+    with pytest.raises(dofns.Rejected) as err:
+        _read(_video("empty"), (fr.FeatureRef("npy", str(feat_dir / "empty.npy")),))
+    assert err.value.reason == "empty_file"
 
 
 def test_read_features_file_removed_after_listing(tmp_path):
-    ref = fr.FeatureRef("npy", str(tmp_path / "gone.npy"))
-    _, tagged = _run(dofns.ReadFeaturesFn(), (_video("gone"), (ref,)))
-    assert _rejected(tagged) == [("gone", "missing_feature_file")]
+    with pytest.raises(dofns.Rejected) as err:
+        _read(_video("gone"), (fr.FeatureRef("npy", str(tmp_path / "gone.npy")),))
+    assert err.value.reason == "missing_feature_file"
 
 
 def test_peek_dim_sums_streams_and_majority_vote(tmp_path):
@@ -176,83 +183,100 @@ def test_peek_dim_sums_streams_and_majority_vote(tmp_path):
 CLASSES = {"jump": 0, "run": 1}
 
 
-def _validate(video, feats, expected_dim=3, **kw):
-    return _run(dofns.ValidateFn(CLASSES, **kw), (video, feats), expected_dim=expected_dim)
+def _validate(video, feats, expected_dim=3, reject_bad_segments=False):
+    return dofns.validate_video(video, feats, CLASSES, expected_dim, reject_bad_segments)
+
+
+def _reason(video, feats, **kw):
+    with pytest.raises(dofns.Rejected) as err:
+        _validate(video, feats, **kw)
+    return err.value.reason
 
 
 def test_validate_good_video():
     v = _video(instances=((1.0, 4.0, "run"), (2.0, 3.0, "jump")))
-    (out,), tagged = _validate(v, np.arange(12.0).reshape(4, 3))
-    assert not tagged
+    out = _validate(v, np.arange(12.0).reshape(4, 3))
     assert out.features.dtype == np.float32 and out.features.shape == (4, 3)
     assert out.labels == (1, 0) and out.label_names == ("run", "jump")
     np.testing.assert_array_equal(out.segments, [[1.0, 4.0], [2.0, 3.0]])
 
 
 def test_validate_wrong_feature_dim():
-    main, tagged = _validate(_video(), np.ones((4, 5)), expected_dim=3)
-    assert main == [] and _rejected(tagged) == [("vid", "wrong_feature_dim")]
-    # An explicit feature_dim wins over the majority side input.
-    main, _ = _validate(_video(), np.ones((4, 5)), expected_dim=3, feature_dim=5)
-    assert len(main) == 1
+    assert _reason(_video(), np.ones((4, 5)), expected_dim=3) == "wrong_feature_dim"
+    assert _validate(_video(), np.ones((4, 5)), expected_dim=None).features.shape == (4, 5)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_validate_non_finite(bad):
     feats = np.ones((4, 3))
     feats[2, 1] = bad
-    main, tagged = _validate(_video(), feats)
-    assert main == [] and _rejected(tagged) == [("vid", "non_finite_values")]
-    assert "[2]" in tagged[sinks.REJECTED][0]["detail"]
+    with pytest.raises(dofns.Rejected) as err:
+        _validate(_video(), feats)
+    assert err.value.reason == "non_finite_values" and "[2]" in err.value.detail
 
 
 def test_validate_too_few_snippets():
-    main, tagged = _validate(_video(), np.ones((1, 3)))
-    assert main == [] and _rejected(tagged) == [("vid", "too_few_snippets")]
+    assert _reason(_video(), np.ones((1, 3))) == "too_few_snippets"
 
 
 def test_validate_segment_end_before_start_is_dropped_and_counted():
     v = _video(instances=((4.0, 4.0, "jump"), (1.0, 2.0, "run")))
-    (out,), tagged = _validate(v, np.ones((4, 3)))
-    assert not tagged and out.dropped == 1 and out.labels == (1,)
-    main, tagged = _validate(v, np.ones((4, 3)), reject_bad_segments=True)
-    assert main == [] and _rejected(tagged) == [("vid", "bad_segment")]
+    out = _validate(v, np.ones((4, 3)))
+    assert out.dropped == 1 and out.labels == (1,)
+    assert _reason(v, np.ones((4, 3)), reject_bad_segments=True) == "bad_segment"
 
 
 def test_validate_segment_past_duration_is_clipped_not_rejected():
-    v = _video(duration=10.0, instances=((6.0, 12.0, "jump"),))
-    (out,), tagged = _validate(v, np.ones((4, 3)))
-    assert not tagged and out.clipped == 1
+    out = _validate(_video(duration=10.0, instances=((6.0, 12.0, "jump"),)), np.ones((4, 3)))
+    assert out.clipped == 1
     np.testing.assert_array_equal(out.segments, [[6.0, 10.0]])
 
 
 def test_validate_unknown_label():
-    main, tagged = _validate(_video(instances=((1.0, 2.0, "fly"),)), np.ones((4, 3)))
-    assert main == [] and _rejected(tagged) == [("vid", "unknown_label")]
-    assert "fly" in tagged[sinks.REJECTED][0]["detail"]
+    with pytest.raises(dofns.Rejected) as err:
+        _validate(_video(instances=((1.0, 2.0, "fly"),)), np.ones((4, 3)))
+    assert err.value.reason == "unknown_label" and "fly" in err.value.detail
 
 
 @pytest.mark.parametrize("duration", [None, 0.0, -3.0, float("nan")])
 def test_validate_bad_duration(duration):
-    main, tagged = _validate(_video(duration=duration), np.ones((4, 3)))
-    assert main == [] and _rejected(tagged) == [("vid", "bad_duration")]
+    assert _reason(_video(duration=duration), np.ones((4, 3))) == "bad_duration"
 
 
-def test_encode_example_round_trip():
+def test_build_shard_fn_writes_one_shard_and_rejects(tmp_path):
+    import tensorflow as tf
+
     from tags_tf import features
 
     feats = np.arange(8, dtype=np.float32).reshape(4, 2)
-    v = dofns.ValidVideo("vid", "validation", 8.0, feats, np.array([[1.0, 3.5]]), (1,), ("run",), clipped=1)
-    main, tagged = _run(dofns.EncodeExampleFn(), v)
-    ((subset, data),) = main
-    assert subset == "validation"
+    np.save(tmp_path / "a.npy", feats)
+    np.save(tmp_path / "b.npy", np.ones((4, 5), np.float32))  # wrong dim
+    ref = lambda n: (fr.FeatureRef("npy", str(tmp_path / n)),)  # noqa: E731
+    items = [
+        (_video("b", "validation", 8.0), ref("b.npy")),
+        None,  # marker
+        (_video("a", "validation", 8.0, ((1.0, 3.5, "run"), (6.0, 9.0, "jump"))), ref("a.npy")),
+    ]
+    out = tmp_path / "out"
+    fn = dofns.BuildShardFn(str(out), {"validation": 3}, "GZIP", CLASSES, feature_dim=2)
+    main, tagged = _run(fn, (("validation", 1), items))
+    assert main == [str(out / "validation-00001-of-00003.tfrecord.gz")]
+    assert _rejected(tagged) == [("b", "wrong_feature_dim")]
+    assert tagged[sinks.SUMMARY] == [sinks.summary("a", "validation", 4, 2, 2, clipped_segments=1)]
+    assert sorted(os.listdir(out / sinks.TMP_DIR)) == []  # the temp file was renamed
+    (data,) = list(tf.data.TFRecordDataset(main, compression_type="GZIP").as_numpy_iterator())
     ex = features.example_to_numpy(data)
     np.testing.assert_array_equal(ex[features.FEATURES], feats)
-    np.testing.assert_allclose(ex["segments"], [[1.0, 3.5]])
-    np.testing.assert_array_equal(ex["labels"], [1])
+    np.testing.assert_allclose(ex["segments"], [[1.0, 3.5], [6.0, 8.0]])
+    np.testing.assert_array_equal(ex["labels"], [1, 0])
     np.testing.assert_allclose(ex[features.SNIPPET_TIMES], [1.0, 3.0, 5.0, 7.0])  # uniform centres
-    (s,) = tagged[sinks.SUMMARY]
-    assert s == sinks.summary("vid", "validation", 4, 2, 1, clipped_segments=1)
+
+
+def test_build_shard_fn_empty_shard(tmp_path):
+    fn = dofns.BuildShardFn(str(tmp_path), {"training": 1}, "", CLASSES)
+    main, tagged = _run(fn, (("training", 0), [None]))
+    assert main == [str(tmp_path / "training-00000-of-00001.tfrecord")] and not tagged
+    assert (tmp_path / "training-00000-of-00001.tfrecord").read_bytes() == b""
 
 
 # ----------------------------------------------------------------------------------- sinks
@@ -313,3 +337,16 @@ def test_option_helpers():
     assert sinks.options_for_manifest(options)["project"] == "p"
     _, runner = sinks.make_pipeline_options(["--runner", "DataflowRunner"])
     assert runner is None
+
+
+def test_tfrecord_writer_frames_read_back_by_tf(tmp_path):
+    import tensorflow as tf
+
+    records = [b"", b"x", bytes(range(256)) * 40]
+    for comp in ("", "GZIP"):
+        final = str(tmp_path / f"f{comp}.tfrecord")
+        with sinks.TFRecordFileWriter(sinks.temp_path(str(tmp_path), "f"), comp) as w:
+            for r in records:
+                w.write(r)
+        w.commit(final)
+        assert list(tf.data.TFRecordDataset([final], compression_type=comp).as_numpy_iterator()) == records

@@ -121,6 +121,9 @@ def test_pipeline_round_trip_and_bad_inputs(tiny, tmp_path):
     assert {r["video_id"]: r["reason"] for r in lines} == EXPECTED_REJECTED
     assert all(r["detail"] for r in lines)
     assert manifest == json.loads((out / F.MANIFEST_NAME).read_text())
+    assert sorted(os.listdir(out)) == sorted(
+        [F.MANIFEST_NAME, F.DEAD_LETTER_NAME] + [f for s in manifest["subsets"].values() for f in s["files"]]
+    )  # no temporary files left
     assert manifest["feature_dim"] == D  # majority vote: the (8, D + 2) file is the odd one
     assert manifest["class_names"] == CLASSES and manifest["unannotated_features"] == 1
     assert manifest["subsets"]["training"]["videos"] == 3 and manifest["subsets"]["validation"]["videos"] == 2
