@@ -120,7 +120,7 @@ class Servable:
         if not path.is_file():
             return 0
         count = 0
-        for record in tf.compat.v1.io.tf_record_iterator(str(path)):
+        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
             log = prediction_log_pb2.PredictionLog.FromString(record)
             if log.WhichOneof("log_type") != "predict_log":
                 continue
