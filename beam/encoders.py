@@ -137,6 +137,11 @@ def _require_file(spec: EncoderSpec, key: str, path: str, tf_checkpoint: bool = 
         raise EncoderError(f"encoder spec {spec}: {key} file {path!r} does not exist")
 
 
+def _first_line(e: BaseException) -> str:
+    """The first line of an exception message (TF errors are long), capped at 300 chars."""
+    return (str(e).splitlines() or [""])[0][:300]
+
+
 def _no_weights_error(spec: EncoderSpec, key: str) -> EncoderError:
     return EncoderError(
         f"encoder spec {spec}: no {key}=PATH given; features from a randomly initialized "
@@ -169,12 +174,14 @@ class Encoder(abc.ABC):
         clips = np.asarray(clips)
         want = (self.clip.frames, self.clip.height, self.clip.width, 3)
         if clips.ndim != 5 or clips.shape[1:] != want:
-            raise EncoderError(f"encoder {self.spec}: expected clips (B, {', '.join(map(str, want))}), got {clips.shape}")
+            want_s = ", ".join(map(str, want))
+            raise EncoderError(f"encoder {self.spec}: expected clips (B, {want_s}), got {clips.shape}")
         if clips.dtype != np.uint8:
             raise EncoderError(f"encoder {self.spec}: expected uint8 clips, got {clips.dtype}")
         out = self._fn(tf.convert_to_tensor(clips)).numpy().astype(np.float32)
         if out.shape != (clips.shape[0], self.feature_dim):
-            raise EncoderError(f"encoder {self.spec}: produced {out.shape}, expected ({clips.shape[0]}, {self.feature_dim})")
+            want_s = f"({clips.shape[0]}, {self.feature_dim})"
+            raise EncoderError(f"encoder {self.spec}: produced {out.shape}, expected {want_s}")
         return out
 
     def _trace(self, fn: Callable) -> None:
@@ -236,7 +243,7 @@ class MovinetEncoder(Encoder):
             except Exception as e:  # mismatched variables, unreadable file
                 raise EncoderError(
                     f"encoder spec {spec}: checkpoint {ckpt!r} does not match MoViNet-{spec.name} "
-                    f"(num_classes={num_classes}): {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+                    f"(num_classes={num_classes}): {type(e).__name__}: {_first_line(e)}"
                 ) from None
             log.info("MoViNet-%s weights restored from %s", spec.name, ckpt)
         else:
@@ -280,7 +287,7 @@ class KerasAppEncoder(Encoder):
             # weights=None or a local file path: keras never downloads in either case.
             model = ctor(include_top=False, weights=weights, input_shape=(h, w, 3), pooling="avg", **kwargs)
         except (ValueError, TypeError, OSError) as e:
-            raise EncoderError(f"encoder spec {spec}: cannot build {ctor_name}: {str(e).splitlines()[0][:300]}") from None
+            raise EncoderError(f"encoder spec {spec}: cannot build {ctor_name}: {_first_line(e)}") from None
         if weights is None:
             log.warning("%s is randomly initialized (--allow_random_init)", ctor_name)
         self.model = model
@@ -311,16 +318,19 @@ class SavedModelEncoder(Encoder):
         try:
             loaded = tf.saved_model.load(path)
         except Exception as e:
-            raise EncoderError(f"encoder spec {spec}: cannot load SavedModel: {str(e).splitlines()[0][:300]}") from None
+            raise EncoderError(f"encoder spec {spec}: cannot load SavedModel: {_first_line(e)}") from None
         sig_name = spec.get("signature", "serving_default")
         if sig_name not in loaded.signatures:
-            raise EncoderError(f"encoder spec {spec}: no signature {sig_name!r}; available: {sorted(loaded.signatures)}")
+            available = sorted(loaded.signatures)
+            raise EncoderError(f"encoder spec {spec}: no signature {sig_name!r}; available: {available}")
         sig = loaded.signatures[sig_name]
         inputs = sig.structured_input_signature[1]  # {name: TensorSpec}
         in_name = spec.get("input")
         if in_name is None:
             if len(inputs) != 1:
-                raise EncoderError(f"encoder spec {spec}: signature has inputs {sorted(inputs)}; pick one with input=NAME")
+                raise EncoderError(
+                    f"encoder spec {spec}: signature has inputs {sorted(inputs)}; pick one with input=NAME"
+                )
             in_name = next(iter(inputs))
         if in_name not in inputs:
             raise EncoderError(f"encoder spec {spec}: signature has no input {in_name!r}; inputs: {sorted(inputs)}")
@@ -334,7 +344,8 @@ class SavedModelEncoder(Encoder):
         dims = in_spec.shape.as_list()
         if rank == 5 and dims[1] is not None and dims[1] != snippet_frames:
             raise EncoderError(
-                f"encoder spec {spec}: the model takes clips of {dims[1]} frames but --snippet_frames is {snippet_frames}"
+                f"encoder spec {spec}: the model takes clips of {dims[1]} frames "
+                f"but --snippet_frames is {snippet_frames}"
             )
         static_hw = (dims[-3], dims[-2]) if dims[-3] and dims[-2] else None
         size = _parse_size(spec, static_hw)
@@ -350,7 +361,9 @@ class SavedModelEncoder(Encoder):
         out_name = spec.get("output")
         if out_name is None:
             if len(outputs) != 1:
-                raise EncoderError(f"encoder spec {spec}: signature has outputs {sorted(outputs)}; pick one with output=NAME")
+                raise EncoderError(
+                    f"encoder spec {spec}: signature has outputs {sorted(outputs)}; pick one with output=NAME"
+                )
             out_name = next(iter(outputs))
         if out_name not in outputs:
             raise EncoderError(f"encoder spec {spec}: signature has no output {out_name!r}; outputs: {sorted(outputs)}")
@@ -363,7 +376,9 @@ class SavedModelEncoder(Encoder):
                 x = tf.cast(tf.cast(x, tf.float32) * ((hi - lo) / 255.0) + lo, dtype)
             y = sig(**{in_name: x})[out_name]
             if y.shape.rank < 2:
-                raise EncoderError(f"encoder spec {spec}: output {out_name!r} has rank {y.shape.rank}; expected (B, ..., D)")
+                raise EncoderError(
+                    f"encoder spec {spec}: output {out_name!r} has rank {y.shape.rank}; expected (B, ..., D)"
+                )
             if y.shape.rank > 2:  # (B, ..., D) -> (B, D)
                 y = tf.reduce_mean(y, axis=list(range(1, y.shape.rank - 1)))
             return tf.cast(y, tf.float32)
@@ -376,7 +391,7 @@ class SavedModelEncoder(Encoder):
         except EncoderError:
             raise
         except Exception as e:
-            raise EncoderError(f"encoder spec {spec}: calling the signature failed: {str(e).splitlines()[0][:300]}") from None
+            raise EncoderError(f"encoder spec {spec}: calling the signature failed: {_first_line(e)}") from None
 
 
 _BUILDERS = {"movinet": MovinetEncoder, "keras_app": KerasAppEncoder, "savedmodel": SavedModelEncoder}

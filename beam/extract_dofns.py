@@ -126,7 +126,8 @@ def plan_tasks(video_files: Sequence[str], annotations=None, subset: str = "infe
         paths = [p for k in keys for p in by_stem[k]]
         used.update(keys)
         if not paths:
-            tasks.append(task(video_id, None, ann.subset, reject=(MISSING_VIDEO, "no video file for this annotated video")))
+            reject = (MISSING_VIDEO, "no video file for this annotated video")
+            tasks.append(task(video_id, None, ann.subset, reject=reject))
             continue
         segs = [(i.start, i.end) for i in ann.instances]
         tasks.append(one(video_id, paths, ann.subset, segs, [i.label for i in ann.instances]))
@@ -155,10 +156,13 @@ class DecodeSnippetsFn(beam.DoFn):
             yield sinks.reject(vid, reason, detail, subset)
             return
         times = []
+        end = 0.0  # end time of the last real frame: the duration when the container has none
         try:
             info = probe(t["path"])  # header only: duration and fps from the container
+            rate = self._options.fps or info.fps
             for snip in iter_snippets(t["path"], self._options, info=info):
                 times.append(snip.center_time)
+                end = snip.center_time + snip.num_real_frames / (2.0 * rate)
                 yield (vid, snip.index), snip.frames
         except VideoDecodeError as e:
             yield sinks.reject(vid, e.reason, f"{e.path}: {e.detail}", subset)
@@ -172,7 +176,7 @@ class DecodeSnippetsFn(beam.DoFn):
         sinks.count("snippets", len(times))
         meta = dict(t)
         meta.update(
-            duration=info.duration,
+            duration=info.duration if info.duration > 0 else end,
             fps=info.fps,
             snippet_times=times,
             num_snippets=len(times),
@@ -208,12 +212,13 @@ class AssembleVideoFn(beam.DoFn):
         feats.sort(key=lambda kv: kv[0])
         indices = [i for i, _ in feats]
         if indices != list(range(t_expected)):
-            yield sinks.reject(vid, MISSING_SNIPPETS, f"got snippet indices {indices[:8]}..., expected 0..{t_expected - 1}", subset)
+            detail = f"{meta['path']}: got snippet indices {indices[:8]}..., expected 0..{t_expected - 1}"
+            yield sinks.reject(vid, MISSING_SNIPPETS, detail, subset)
             return
-        features = np.stack([np.asarray(f, np.float32) for _, f in feats])  # T x (D,) -> (T, D)
-        reason, checked = dofns.check_features(vid, features, None)
-        if reason is not None:  # too_few_snippets, non_finite_values
-            yield sinks.reject(vid, reason, f"{meta['path']}: {checked}", subset)
+        stacked = np.stack([np.asarray(f, np.float32) for _, f in feats])  # T x (D,) -> (T, D)
+        reason, features = dofns.check_features(vid, stacked, None)
+        if reason is not None:  # too_few_snippets, non_finite_values; features is the detail
+            yield sinks.reject(vid, reason, f"{meta['path']}: {features}", subset)
             return
         duration = meta["duration"]
         # Same segment policy as build_shards: clip to [0, duration], drop end <= start.

@@ -56,13 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="without --annotations: the subset name written (default 'inference'); "
         "with --annotations: comma-separated subsets to keep",
     )
-    p.add_argument("--encoder", required=True, help="movinet:a0[:checkpoint=P] | keras_app:NAME[:weights=P] | savedmodel:PATH")
+    p.add_argument(
+        "--encoder",
+        required=True,
+        help="movinet:a0[:checkpoint=P] | keras_app:NAME[:weights=P] | savedmodel:PATH (see beam.encoders)",
+    )
     p.add_argument("--output", required=True, help="output directory (local or any Beam file system)")
     p.add_argument("--snippet_frames", type=int, default=16, help="frames per snippet N (default 16, as the paper)")
     p.add_argument("--snippet_stride", type=int, default=16, help="frames between snippet starts S (default 16)")
     p.add_argument("--fps", type=float, default=None, help="resample videos to this frame rate first (default: native)")
     p.add_argument("--resize_mode", choices=RESIZE_MODES, default="crop", help="crop: shorter side + centre crop")
-    p.add_argument("--drop_last", action="store_true", help="drop the padded last snippet of frames after the last full window")
+    p.add_argument(
+        "--drop_last", action="store_true", help="no padded last snippet for the frames after the last full window"
+    )
     p.add_argument("--min_snippets", type=int, default=2, help="reject videos with fewer snippets (default 2)")
     p.add_argument("--batch_size", type=int, default=8, help="max snippets per encoder call (default 8)")
     p.add_argument("--num_shards", type=int, default=0, help="shards per subset (0: ~256 videos a shard)")
@@ -90,7 +96,9 @@ def _check_output(output: str, overwrite: bool) -> None:
         or ("-of-" in os.path.basename(m.path) and sinks.SHARD_SUFFIX in os.path.basename(m.path))
     ]
     if ours and not overwrite:
-        raise FileExistsError(f"--output {output}: holds shards of an earlier run ({len(ours)} files); pass --overwrite")
+        raise FileExistsError(
+            f"--output {output}: holds shards of an earlier run ({len(ours)} files); pass --overwrite"
+        )
     if ours:
         FileSystems.delete(ours)
 
@@ -186,7 +194,9 @@ def run(argv: Sequence[str] | None = None) -> dict:
             p
             | "Tasks" >> beam.Create(tasks)
             | "Decode"
-            >> beam.ParDo(DecodeSnippetsFn(decode, args.min_snippets)).with_outputs(META, sinks.REJECTED, main="snippets")
+            >> beam.ParDo(DecodeSnippetsFn(decode, args.min_snippets)).with_outputs(
+                META, sinks.REJECTED, main="snippets"
+            )
         )
         features = (
             decoded.snippets

@@ -174,7 +174,8 @@ def test_cli_errors_are_one_line(data, tmp_path, capsys):
     assert "no checkpoint=PATH given" in err and "--allow_random_init" in err and len(err.strip().splitlines()) == 1
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["--videos", str(empty), "--encoder", data["encoder"], "--output", out, "--snippet_frames", str(N)]) == 2
+    args = ["--videos", str(empty), "--encoder", data["encoder"], "--output", out, "--snippet_frames", str(N)]
+    assert main(args) == 2
     assert "no video files found" in capsys.readouterr().err
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "manifest.json").write_text("{}")

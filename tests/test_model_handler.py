@@ -49,7 +49,8 @@ def test_keyed_handler_keeps_video_and_snippet_keys(spec):
     keys = [("v1", 0), ("v1", 1), ("v2", 0)]
     out = list(keyed.run_inference(list(zip(keys, clips)), model))
     assert [k for k, _ in out] == keys
-    np.testing.assert_allclose(np.stack([f for _, f in out]), mean_colour_features(np.stack(clips)), rtol=1e-5, atol=1e-6)
+    feats = np.stack([f for _, f in out])
+    np.testing.assert_allclose(feats, mean_colour_features(np.stack(clips)), rtol=1e-5, atol=1e-6)
 
 
 def test_bad_spec_fails_at_construction_and_random_init_at_load():

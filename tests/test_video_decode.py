@@ -94,9 +94,8 @@ def test_crop_keeps_the_centre(tmp_path):
     # the moving bar starts at x = 0 so in frame 0 it is mostly cropped away.
     path = write_video(tmp_path / "bar.mp4", num_frames=4, fps=10)
     crop = next(iter_snippets(path, DecodeOptions(snippet_frames=4, snippet_stride=4, height=32, width=32)))
-    stretch = next(
-        iter_snippets(path, DecodeOptions(snippet_frames=4, snippet_stride=4, height=32, width=32, resize_mode="stretch"))
-    )
+    opts = DecodeOptions(snippet_frames=4, snippet_stride=4, height=32, width=32, resize_mode="stretch")
+    stretch = next(iter_snippets(path, opts))
     white = lambda img: int(np.sum(img[..., 2].mean(axis=0) > 160))  # noqa: E731  columns where the bar is
     assert white(stretch.frames[0]) >= 3  # 8 px of 64 -> 4 px of 32
     assert white(crop.frames[0]) < white(stretch.frames[0])
