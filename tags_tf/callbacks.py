@@ -60,6 +60,20 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
+class StartLogger(keras.callbacks.Callback):
+    """Logs the first epoch this process trains (after BackupAndRestore restored state)."""
+
+    def __init__(self, total_epochs: int):
+        super().__init__()
+        self.total_epochs = total_epochs
+        self._logged = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._logged:
+            log.info("training from epoch %d to %d", epoch + 1, self.total_epochs)
+            self._logged = True
+
+
 class JsonLinesLogger(keras.callbacks.Callback):
     """One JSON object per epoch in ``path``; a resumed run replaces the epochs it redoes,
     so the file stays continuous (each epoch exactly once)."""

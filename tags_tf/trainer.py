@@ -93,7 +93,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
     import keras
     import tensorflow as tf
 
-    from tags_tf.callbacks import JsonLinesLogger, LearningRateLogger, ValidationCallback
+    from tags_tf.callbacks import JsonLinesLogger, LearningRateLogger, StartLogger, ValidationCallback
     from tags_tf.data.input import make_dataset, subset_pattern
     from tags_tf.distribute import is_chief, worker_dir
     from tags_tf.model import TagsModel
@@ -150,6 +150,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
         ValidationCallback(val_ds, class_names, _protocol(resolved.preset), cfg.train.validate_every,
                            cfg.train.epochs, best_path, chief, best_so_far),
         LearningRateLogger(),
+        StartLogger(cfg.train.epochs),
     ]
     if chief:
         callbacks += [

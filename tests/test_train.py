@@ -1,0 +1,151 @@
+"""Training CLI: missing data, config errors, a tiny end-to-end run, resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tags_tf import datasets
+from tags_tf.config import get_config
+from tags_tf.features import make_example
+from tests.conftest import REPO
+
+# A tiny config that trains in seconds on 2 cores.
+TINY_SET = [
+    "model.base_snippets=8",
+    "model.embed_dim=16",
+    "loss.topk=4",
+    "postprocess.top_snippets=4",
+    "postprocess.pre_nms_top_k=100",
+    "train.learning_rate=3e-3",
+]
+
+
+def write_tiny_shards(shard_dir: Path, num_train=16, num_val=6, dim=8, seed=0):
+    """Shards in the build_shards layout: 3 classes, features say which class is where."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    protos = rng.normal(size=(3, dim)) * 2.0
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for subset, n in (("training", num_train), ("validation", num_val)):
+        path = shard_dir / f"{subset}-00000-of-00001.tfrecord"
+        with tf.io.TFRecordWriter(str(path)) as w:
+            for i in range(n):
+                t, dur = int(rng.integers(12, 24)), float(rng.uniform(20, 60))
+                feats = rng.normal(size=(t, dim)) * 0.3
+                a = int(rng.integers(0, t // 2))
+                b = a + int(rng.integers(3, t // 2))
+                c = int(rng.integers(0, 3))
+                feats[a:b] += protos[c]
+                seg = [[a * dur / t, b * dur / t]]
+                ex = make_example(f"{subset}_{i}", subset, dur, feats, seg, [c], [f"class{c}"])
+                w.write(ex.SerializeToString())
+        counts[subset] = {"videos": n, "files": [path.name]}
+    manifest = {"class_names": ["class0", "class1", "class2"], "feature_dim": dim, "subsets": counts}
+    (shard_dir / "manifest.json").write_text(json.dumps(manifest))
+    return shard_dir
+
+
+def run_train(args, env=None, timeout=600, **kw):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "tags_tf.train", *args], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=timeout, **kw,
+    )
+
+
+def test_missing_data_names_the_files_and_the_command(tmp_path):
+    proc = run_train(["--dataset", "anet", "--data-dir", str(tmp_path / "nothing")], timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "manifest.json" in proc.stderr and "python -m beam.build_shards" in proc.stderr
+    assert str(tmp_path / "nothing") in proc.stderr
+
+
+def test_unknown_config_key_is_a_one_line_error(tmp_path):
+    shards = write_tiny_shards(tmp_path / "shards")
+    proc = run_train(["--dataset", str(shards), "--set", "model.nope=1"], timeout=120)
+    assert proc.returncode == 2 and "unknown config key 'model.nope'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_shard_directory_takes_classes_and_dim_from_its_manifest(tmp_path):
+    shards = write_tiny_shards(tmp_path / "shards", dim=2048)
+    resolved = datasets.resolve(str(shards))
+    assert resolved.preset == "thumos"  # 3 classes, 2048-d: closer to THUMOS than ActivityNet
+    cfg = datasets.config_for(resolved, {})
+    assert cfg.model.num_classes == 3 and cfg.model.feature_dim == 2048
+    assert cfg.train.learning_rate == get_config("thumos").train.learning_rate
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_everything_and_resumes_for_more_epochs(tmp_path):
+    shards = write_tiny_shards(tmp_path / "shards")
+    work = tmp_path / "run"
+    args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "2", "--batch-size", "4", "--verbose", "0"]
+    for s in TINY_SET:
+        args += ["--set", s]
+    proc = run_train(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("config.json", "best.keras", "last.keras", "metrics.jsonl", "val_detections.json",
+                 "summary.json", "class_names.json"):
+        assert (work / name).exists(), name
+    assert (work / "export" / "tags" / "1" / "saved_model.pb").exists()
+    assert any((work / "plots").glob("*.png"))
+    assert any((work / "tensorboard").rglob("*tfevents*"))
+    rows = [json.loads(l) for l in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert {"cls_loss", "mask_loss", "pp_loss", "fc_loss", "lr", "val_mAP"} <= set(rows[0])
+    assert "avg" in proc.stdout  # the mAP table
+
+    # The same command again does nothing; --resume continues to 3 epochs.
+    again = run_train(args)
+    assert again.returncode == 0 and "finished run" in again.stderr
+    more = run_train([*args[:5], "3", *args[6:], "--resume", "--no-export"])
+    assert more.returncode == 0, more.stderr[-3000:]
+    rows = [json.loads(l) for l in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_same_command_finishes_continuously(tmp_path):
+    shards = write_tiny_shards(tmp_path / "shards", num_train=32)
+    work = tmp_path / "run"
+    args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "6", "--batch-size", "4",
+            "--verbose", "0", "--no-export"]
+    for s in TINY_SET:
+        args += ["--set", s]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen([sys.executable, "-m", "tags_tf.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = work / "metrics.jsonl"
+    deadline = time.time() + 400
+    while time.time() < deadline:  # kill once 2 epochs are logged (mid-run)
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        if proc.poll() is not None:
+            pytest.fail("training ended before it could be killed")
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(metrics.read_text().splitlines())
+    assert 2 <= done_before < 6
+    assert not (work / "state.json").exists()
+
+    again = run_train(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    # It restarted after the last backed-up epoch, not from scratch.
+    assert f"training from epoch {done_before + 1} to 6" in again.stderr
+    rows = [json.loads(l) for l in metrics.read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]  # continuous: no epoch lost or repeated
+    assert all(np.isfinite(r["loss"]) for r in rows)
+    state = json.loads((work / "state.json").read_text())
+    assert state == {"finished": True, "epochs": 6}
