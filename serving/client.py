@@ -175,7 +175,8 @@ class DetectionClient:
         delay, last = self.backoff, "no answer"
         while True:
             try:
-                response = self._models.GetModelStatus(request, timeout=max(0.1, min(self.timeout, deadline - time.monotonic())))
+                call_timeout = max(0.1, min(self.timeout, deadline - time.monotonic()))
+                response = self._models.GetModelStatus(request, timeout=call_timeout)
                 available = [s.version for s in response.model_version_status if s.state == _AVAILABLE]
                 if available:
                     self.version = max(available)
@@ -312,7 +313,8 @@ def load_durations(path: str | Path) -> dict[str, float]:
             data = json.loads(text)
             return {str(k): float(v["duration"] if isinstance(v, Mapping) else v) for k, v in data.items()}
         except (json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as e:
-            raise InputError(f"{path}: expected {{video_id: seconds}} or {{video_id: {{\"duration\": s}}}} ({e})") from e
+            raise InputError(
+                f"{path}: expected {{video_id: seconds}} or {{video_id: {{\"duration\": s}}}} ({e})") from e
     rows = list(csv.DictReader(text.splitlines()))
     header = rows[0].keys() if rows else []
     vid = next((c for c in ("video_id", "video", "id") if c in header), None)

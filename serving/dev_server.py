@@ -200,7 +200,8 @@ class DevServer:
             ("grpc.max_send_message_length", max_message_bytes),
         ]
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.model), self._server)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionServicer(self.model), self._server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.model), self._server)
         self.port = self._server.add_insecure_port(f"{host}:{port}")
         if self.port == 0:

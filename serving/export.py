@@ -70,11 +70,11 @@ def _check_inputs(features: tf.Tensor, duration: tf.Tensor | None, signature: st
     shape = tf.shape(features)  # (3,) = [B, T, D]
     checks = [
         tf.debugging.Assert(
-            shape[0] >= 1, [f"{signature}: {names.FEATURES} must hold at least one video (B >= 1), got B ="
-                            , shape[0]]),
+            shape[0] >= 1,
+            [f"{signature}: {names.FEATURES} must hold at least one video (B >= 1), got B =", shape[0]]),
         tf.debugging.Assert(
-            shape[1] >= 1, [f"{signature}: {names.FEATURES} must hold at least one snippet (T >= 1), got T =",
-                            shape[1]]),
+            shape[1] >= 1,
+            [f"{signature}: {names.FEATURES} must hold at least one snippet (T >= 1), got T =", shape[1]]),
         tf.debugging.Assert(
             tf.reduce_all(tf.math.is_finite(features)),
             [f"{signature}: {names.FEATURES} must be finite (found NaN or Inf)"]),

@@ -1,7 +1,6 @@
 """serving.dev_server over real gRPC: end-to-end detect, metadata/status, bad requests, load."""
 
 import logging
-import shutil
 import threading
 import time
 
