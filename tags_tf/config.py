@@ -98,6 +98,10 @@ class PostprocessConfig:
     max_detections: int = 100  # N detections per video (100 ANet, 200 THUMOS).
     score_threshold: float = 1e-4  # detections below this score are dropped.
     class_fusion: str = "none"  # "none" or "external" video-level classifier scores.
+    # "mask": decode the global masks (the paper). "actionness": decode runs of the
+    # classification branch's foreground probability instead (the "w/o mask branch"
+    # ablation of Table 6; use with loss.mask_weight=0).
+    mask_source: str = "mask"
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,8 @@ def validate(cfg: TagsConfig) -> None:
     th = cfg.postprocess.mask_thresholds
     if not th or any(not 0.0 < t < 1.0 for t in th):
         raise ConfigError(f"postprocess.mask_thresholds must lie in (0, 1), got {th}")
+    if cfg.postprocess.mask_source not in ("mask", "actionness"):
+        raise ConfigError("postprocess.mask_source must be 'mask' or 'actionness'")
     if cfg.postprocess.class_fusion not in ("none", "external"):
         raise ConfigError("postprocess.class_fusion must be 'none' or 'external'")
     if cfg.train.batch_size < 1 or cfg.train.epochs < 0:

@@ -326,6 +326,25 @@ def decode_detections(
     }
 
 
+def actionness_masks(outputs, scales: Sequence[int], num_classes: int) -> dict:
+    """Replaces every mask row by the actionness curve of the classification branch.
+
+    The "w/o mask branch" ablation (paper Table 6) and the 1-D actionness design of
+    Table 8: each snippet's "mask" is ``1 - P_bg`` over the whole video, so candidates
+    are runs of snippets the classifier calls foreground, decoded by the same code.
+    """
+    outputs = dict(outputs)
+    for s in scales:
+        logits = tf.cast(outputs[f"cls_logits_s{s}"], tf.float32)  # (B, T, K+1)
+        log_p = tf.nn.log_softmax(logits, axis=-1)
+        log_bg = log_p[..., num_classes]  # (B, T)
+        log_fg = tf.reduce_logsumexp(log_p[..., :num_classes], axis=-1)  # (B, T)
+        curve = log_fg - log_bg  # logit of 1 - P_bg, (B, T)
+        t = tf.shape(curve)[1]
+        outputs[f"mask_logits_s{s}"] = tf.tile(curve[:, None, :], [1, t, 1])  # (B, 1, T) -> (B, T, T)
+    return outputs
+
+
 @keras.saving.register_keras_serializable(package="tags_tf")
 class DetectionDecoder(keras.layers.Layer):
     """Model outputs -> detections; shared by ``predict_step``, evaluation and serving.
@@ -358,6 +377,7 @@ class DetectionDecoder(keras.layers.Layer):
         class_fusion: str = "none",
         fusion_top_k: int = 1,
         nms_per_class: bool = True,
+        mask_source: str = "mask",
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -376,6 +396,8 @@ class DetectionDecoder(keras.layers.Layer):
         ):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if mask_source not in ("mask", "actionness"):
+            raise ValueError(f"mask_source must be 'mask' or 'actionness', got {mask_source!r}")
         if soft_nms_sigma <= 0:
             raise ValueError(f"soft_nms_sigma must be > 0, got {soft_nms_sigma}")
         if fusion_top_k > num_classes:
@@ -391,6 +413,7 @@ class DetectionDecoder(keras.layers.Layer):
         self.class_fusion = class_fusion
         self.fusion_top_k = int(fusion_top_k)
         self.nms_per_class = bool(nms_per_class)
+        self.mask_source = mask_source
         self.supports_jit = False
 
     @classmethod
@@ -407,6 +430,7 @@ class DetectionDecoder(keras.layers.Layer):
             max_detections=p.max_detections,
             score_threshold=p.score_threshold,
             class_fusion=p.class_fusion,
+            mask_source=p.mask_source,
             **kwargs,
         )
 
@@ -431,6 +455,8 @@ class DetectionDecoder(keras.layers.Layer):
 
     def call(self, outputs, duration, external_scores=None):
         self._check(outputs, external_scores)
+        if self.mask_source == "actionness":
+            outputs = actionness_masks(outputs, self.scales, self.num_classes)
         return decode_detections(
             outputs,
             duration,
@@ -470,6 +496,7 @@ class DetectionDecoder(keras.layers.Layer):
                 "class_fusion": self.class_fusion,
                 "fusion_top_k": self.fusion_top_k,
                 "nms_per_class": self.nms_per_class,
+                "mask_source": self.mask_source,
             }
         )
         return config
