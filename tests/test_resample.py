@@ -116,3 +116,31 @@ def test_bad_rank_and_bad_length():
         resample_features(np.zeros((4,), np.float32), 2)
     with pytest.raises(ValueError, match="num_snippets"):
         resample_features(np.zeros((4, 2), np.float32), 0)
+
+
+def test_per_video_lengths_equal_resampling_each_unpadded_video():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 7, 2)).astype(np.float32)  # (B, T_max, D), rows padded at the end
+    lengths = np.array([7, 1, 4])
+    x[1, 1:] = 99.0  # padding must never leak into the output
+    x[2, 4:] = 99.0
+    out = resample_features(x, 5, lengths=lengths).numpy()
+    assert out.shape == (3, 5, 2)
+    for b, n in enumerate(lengths):
+        np.testing.assert_allclose(out[b], numpy_reference(x[b, :n], 5), atol=1e-5)
+
+
+def test_per_video_lengths_hand_values_inside_tf_data():
+    # Row 0: [0, 10] (length 2) -> 4 snippets: positions -0.25, 0.25, 0.75, 1.25 -> [0, 2.5, 7.5, 10].
+    # Row 1: [0, 10, 20] (length 3) -> 4: positions -0.125, 0.625, 1.375, 2.125 -> [0, 6.25, 13.75, 20].
+    x = np.array([[0, 10, 0, 0], [0, 10, 20, 0]], np.float32)[..., None]  # (2, 4) -> (2, 4, 1)
+    ds = tf.data.Dataset.from_tensors((x, np.array([2, 3]))).map(lambda f, n: resample_features(f, 4, lengths=n))
+    out = next(iter(ds)).numpy()[..., 0]
+    np.testing.assert_allclose(out, [[0, 2.5, 7.5, 10], [0, 6.25, 13.75, 20]], atol=1e-6)
+
+
+def test_per_video_zero_length_rejected():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="0 snippets"):
+        resample_features(np.ones((2, 3, 1), np.float32), 4, lengths=np.array([3, 0]))
+    with pytest.raises(ValueError, match="batched"):
+        resample_features(np.ones((3, 1), np.float32), 4, lengths=np.array([3]))
