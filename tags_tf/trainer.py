@@ -192,7 +192,7 @@ def finish(workdir, cfg, resolved, val_ds, model, export: bool = True, train_sec
         from serving.export import export_saved_model
 
         export_dir = os.path.join(workdir, "export", "tags", "1")
-        export_saved_model(model, cfg, export_dir, class_names=class_names)
+        export_saved_model(model, cfg, export_dir, class_names=class_names, overwrite=True)
         log.info("SavedModel exported to %s", export_dir)
     summary = {
         "average_mAP": report.average_map,
