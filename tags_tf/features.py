@@ -82,10 +82,31 @@ def make_example(
     ctx[SEG_END].float_list.value.extend(segments[:, 1].tolist())
     ctx[SEG_LABEL].int64_list.value.extend(int(x) for x in labels)
     ctx[SEG_LABEL_NAME].bytes_list.value.extend(n.encode() for n in label_names)
-    fl = ex.feature_lists.feature_list[FEATURES]
-    for row in features:
-        fl.feature.add().float_list.value.extend(row.tolist())
+    # Parsing the wire bytes is ~10x faster than adding T FloatLists value by value,
+    # and gives the identical message.
+    ex.feature_lists.feature_list[FEATURES].MergeFromString(_float_feature_list_bytes(features))
     return ex
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if not n:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
+def _float_feature_list_bytes(features: np.ndarray) -> bytes:
+    """Wire format of FeatureList{feature: [Feature{float_list{value (packed)}}] per row}."""
+    parts = []
+    for row in np.ascontiguousarray(features, "<f4"):  # (T, D): one Feature per snippet
+        raw = row.tobytes()
+        float_list = b"\x0a" + _varint(len(raw)) + raw  # FloatList.value = 1, packed
+        feature = b"\x12" + _varint(len(float_list)) + float_list  # Feature.float_list = 2
+        parts.append(b"\x0a" + _varint(len(feature)) + feature)  # FeatureList.feature = 1
+    return b"".join(parts)
 
 
 CONTEXT_SPEC = {
