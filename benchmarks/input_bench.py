@@ -5,7 +5,8 @@ segments each), then measures
 
 1. input examples/s of ``tags_tf.data.input.make_dataset`` (training mode: interleave,
    shuffle, parse, resample 100 -> 200, targets at 100 and 200 snippets, batch, prefetch),
-   plus the same pipeline without the targets (where the time goes);
+   plus the same pipeline without the targets (where the time goes) and with
+   ``targets="raw"`` (the model builds the targets on the accelerator);
 2. the TagsModel training step (``train_on_batch`` on one in-memory batch, the preset's
    config) in examples/s;
 3. ``model.fit`` steps fed by the real pipeline vs by one cached batch repeated: the
@@ -132,6 +133,8 @@ def main(argv=None) -> None:
             .prefetch(tf.data.AUTOTUNE)
         )
         print(f"tf.data input, no targets     : {time_dataset(no_targets, args.epochs):8.1f} examples/s")
+        raw = input_lib.make_dataset(pattern, cfg, training=True, batch_size=args.batch, seed=0, targets="raw")
+        print(f"tf.data input, targets='raw'  : {time_dataset(raw, args.epochs):8.1f} examples/s (targets built by the model)")
 
         try:
             from tags_tf.model import TagsModel
@@ -151,6 +154,12 @@ def main(argv=None) -> None:
         step = (time.perf_counter() - t0) / args.steps
         model_eps = args.batch / step
         print(f"model train step              : {step * 1e3:8.1f} ms = {model_eps:8.1f} examples/s")
+        xr, yr = next(iter(raw))
+        model.train_on_batch(xr, yr)  # retrace for the raw ground truth
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            model.train_on_batch(xr, yr)
+        print(f"model train step, raw targets : {(time.perf_counter() - t0) / args.steps * 1e3:8.1f} ms (targets built in the step)")
         print(f"ratio input / model           : {input_eps / model_eps:8.1f}x  ({'input keeps up' if input_eps > model_eps else 'INPUT IS THE BOTTLENECK'})")
 
         # One fit per feed, timing each step with a callback; the first 2 steps (tracing,

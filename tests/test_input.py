@@ -120,6 +120,17 @@ def test_training_shapes_keys_and_drop_remainder(shards):
     assert spec.shape == (2, 8, 3)  # static batch dim for training
 
 
+def test_raw_targets_give_padded_ground_truth(shards):
+    d, videos = shards
+    ds = make_dataset(subset_pattern(d, "training"), CFG, training=False, batch_size=7, targets="raw", with_metadata=True)
+    x, y = next(iter(ds))
+    assert sorted(y) == ["duration", "labels", "segments"]
+    np.testing.assert_array_equal(y["labels"], x["labels"])
+    assert y["segments"].shape == (7, 2, 2)  # at most 2 instances per video
+    with pytest.raises(ValueError, match="targets must be"):
+        make_dataset(subset_pattern(d, "training"), CFG, training=False, targets="none")
+
+
 def test_training_shuffles_between_epochs(tmp_path):
     videos = make_videos(16)
     write_shards(tmp_path, videos, num_files=4)

@@ -19,7 +19,9 @@ demo size (fixed per-op costs are shared by the batch) and ~25 % less at ANet si
 Each element is ``(x, y)``:
   x["features"]  (B, T_in, D) float32, T_in = cfg.model.input_snippets
   y              build_targets(...) dict: cls_target_s{s} (B, T^s) int32,
-                 mask_target_s{s} (B, T^s, T^s), fg_s{s} (B, T^s), valid_s{s} (B, T^s)
+                 mask_target_s{s} (B, T^s, T^s), fg_s{s} (B, T^s), valid_s{s} (B, T^s);
+                 or, with targets="raw", the ground truth segments / labels / duration
+                 for TagsModel to turn into targets on the accelerator.
 With ``with_metadata=True`` (what evaluation uses), x also carries
   x["video_id"] (B,) string, x["duration"] (B,) float32 seconds,
   x["num_snippets"] (B,) int32 (stored snippets before resampling),
@@ -163,6 +165,7 @@ def make_dataset(
     with_metadata: bool = False,
     seed: int | None = None,
     check: bool = True,
+    targets: str = "built",
 ) -> tf.data.Dataset:
     """Builds the input pipeline of the module docstring.
 
@@ -179,10 +182,16 @@ def make_dataset(
       with_metadata: add video_id, duration, num_snippets, segments, labels to x.
       seed: shuffle seed (None: a different order every run).
       check: read the first record of every file first (clear errors, see check_files).
+      targets: "built" (y = build_targets(...), made on the input CPUs) or "raw"
+        (y = {"segments" (B, N, 2), "labels" (B, N) padded with -1, "duration" (B,)};
+        TagsModel.compute_loss then builds the targets on the accelerator, which
+        removes most of the input's CPU work at ANet size and the (B, T, T) transfers).
 
     Returns:
       A dataset of ``(x, y)``; one pass = one epoch (call ``.repeat()`` for more).
     """
+    if targets not in ("built", "raw"):
+        raise ValueError(f"targets must be 'built' or 'raw', got {targets!r}")
     files = list_files(file_pattern_or_list)
     if compression is None and cfg.data.compression:
         compression = cfg.data.compression
@@ -225,7 +234,10 @@ def make_dataset(
 
     def to_inputs_targets(serialized):
         v = decode_batch(serialized, cfg)
-        y = build_targets(v["segments"], v["labels"], v["duration"], cfg.model)  # batched, (B, ...)
+        if targets == "raw":
+            y = {k: v[k] for k in ("segments", "labels", "duration")}
+        else:
+            y = build_targets(v["segments"], v["labels"], v["duration"], cfg.model)  # batched, (B, ...)
         x = {"features": v["features"]}
         if with_metadata:
             x.update({k: v[k] for k in METADATA_KEYS})
