@@ -127,7 +127,8 @@ def run_build_shards(
     annotation_format: str = "auto",
     overwrite: bool = False,
 ) -> dict:
-    """Builds shards and returns the manifest dict (also written to ``output``).
+    """Builds shards; returns the manifest dict written to ``output`` plus, in the
+    returned dict only, ``beam_counters`` ({counter: value}, see beam.sinks).
 
     Args:
       annotations: an annotation file (any layout of tags_tf.data.annotations) or an
@@ -227,7 +228,10 @@ def run_build_shards(
     result = pipeline.run()
     result.wait_until_finish()
     with FileSystems.open(FileSystems.join(output, sinks.MANIFEST_NAME)) as f:
-        return json.loads(f.read().decode("utf-8"))
+        manifest = json.loads(f.read().decode("utf-8"))
+    manifest["beam_counters"] = sinks.pipeline_counters(result)
+    _LOG.info("build_shards counters: %s", manifest["beam_counters"])
+    return manifest
 
 
 def assign_shards(videos, shard_counts: Mapping[str, int]) -> dict[str, tuple[str, int]]:
@@ -333,6 +337,8 @@ def format_summary(manifest: Mapping) -> str:
     )
     for reason, n in c["rejected"].items():
         lines.append(f"  rejected {reason}: {n}")
+    if manifest.get("beam_counters"):
+        lines.append("beam counters: " + ", ".join(f"{k}={v}" for k, v in manifest["beam_counters"].items()))
     return "\n".join(lines)
 
 

@@ -106,6 +106,24 @@ def count(name: str, n: int = 1) -> None:
         Metrics.counter(NAMESPACE, name).inc(n)
 
 
+def pipeline_counters(result) -> dict[str, int]:
+    """{counter name: value} of the ``NAMESPACE`` counters of a finished pipeline.
+
+    Empty when the runner does not report metrics.
+    """
+    from apache_beam.metrics.metric import MetricsFilter
+
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    except Exception:  # some runners do not support metric queries
+        return {}
+    out: dict[str, int] = {}
+    for c in counters:
+        value = c.committed if c.committed is not None else c.attempted
+        out[c.key.metric.name] = out.get(c.key.metric.name, 0) + int(value or 0)
+    return dict(sorted(out.items()))
+
+
 # ------------------------------------------------------------------------------ options
 
 

@@ -120,7 +120,12 @@ def test_pipeline_round_trip_and_bad_inputs(tiny, tmp_path):
     lines = [json.loads(x) for x in (out / F.DEAD_LETTER_NAME).read_text().splitlines()]
     assert {r["video_id"]: r["reason"] for r in lines} == EXPECTED_REJECTED
     assert all(r["detail"] for r in lines)
+    counters = manifest.pop("beam_counters")
     assert manifest == json.loads((out / F.MANIFEST_NAME).read_text())
+    assert counters["input"] == 16 and counters["written"] == 5
+    assert counters["read"] == 9  # 5 written + wdim, nan, short, unk: read, then rejected
+    assert {k[len("rejected_"):]: v for k, v in counters.items() if k.startswith("rejected_")} == reasons
+    assert counters["clipped_segments"] == 1 and counters["dropped_segments"] == 1
     assert sorted(os.listdir(out)) == sorted(
         [F.MANIFEST_NAME, F.DEAD_LETTER_NAME] + [f for s in manifest["subsets"].values() for f in s["files"]]
     )  # no temporary files left
