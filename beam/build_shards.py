@@ -45,7 +45,10 @@ def load_class_map(path: str) -> list[str]:
 
     Accepted: a manifest.json of earlier shards (its ``class_names``), a JSON list of
     names, a JSON object ``{name: id}`` (ids 0..K-1), a BSN ``action_name.csv`` (header
-    ``action``) or a text file with one name per line. Raises ValueError naming the file.
+    ``action``) or a text file with one name per line. The file's order defines the ids:
+    to keep the evaluator's ids (sorted names of the annotation file) pass the training
+    shards' manifest.json, not BSN's action_name.csv (which is not sorted).
+    Raises ValueError naming the file.
     """
     try:
         with FileSystems.open(path) as f:
@@ -100,7 +103,9 @@ def _check_output(output: str, overwrite: bool) -> None:
     if overwrite and FileSystems.exists(tmp):
         FileSystems.delete([tmp])  # leftovers of an interrupted run
     if ours and not overwrite:
-        raise FileExistsError(f"--output {output}: holds shards of an earlier run ({len(ours)} files); pass --overwrite")
+        raise FileExistsError(
+            f"--output {output}: holds shards of an earlier run ({len(ours)} files); pass --overwrite"
+        )
     if ours:
         FileSystems.delete(ours)
 
@@ -143,26 +148,30 @@ def run_build_shards(
       features2: second stream, concatenated after ``features`` on the channel axis.
       subsets: subsets to write (default: every subset of the file).
       feature_dim: expected D; default: the most common D among the inputs.
-      class_map: class names in id order, or a file for load_class_map (a videos
+      class_map: class names in id order, or a file for load_class_map (a video
         with a label outside it is rejected as unknown_label). Default: the sorted
         labels of the annotation file (AnnotationSet.class_names, the evaluator's ids).
       reject_bad_segments: reject videos having a segment with end <= start
         (default: drop the segment and count it).
-      video_ids: restrict the inputs to these ids (others are not inputs at all).
+      video_ids: restrict the inputs to these ids, ``v_`` prefix tolerated (other
+        videos are not inputs at all).
       annotation_format: ``fmt`` of load_annotations.
       overwrite: replace the shards/manifest of an earlier run in ``output``.
 
     Raises AnnotationError / ValueError / FileNotFoundError / FileExistsError with a
     one-line message for bad arguments; bad *videos* never raise, they are rejected.
     """
+    output = os.fspath(output)
     if isinstance(annotations, AnnotationSet):
         ann = annotations
     else:
+        annotations = os.fspath(annotations)
         ann = load_annotations(annotations, video_info=video_info, fmt=annotation_format)
     if isinstance(subsets, str):
         subsets = [s for s in subsets.split(",") if s]
     selected = ann.subset(subsets) if subsets else ann
-    if isinstance(class_map, str):
+    if isinstance(class_map, (str, os.PathLike)):
+        class_map = os.fspath(class_map)
         class_names = load_class_map(class_map)
     else:
         class_names = list(class_map) if class_map is not None else list(ann.class_names)
@@ -170,8 +179,8 @@ def run_build_shards(
 
     videos = sorted(selected.videos.values(), key=lambda v: v.video_id)
     if video_ids is not None:
-        wanted = set(video_ids)
-        videos = [v for v in videos if v.video_id in wanted]
+        wanted = {fr.canonical_id(i) for i in video_ids}  # "v_" prefix either way
+        videos = [v for v in videos if fr.canonical_id(v.video_id) in wanted]
     subset_names = sorted({v.subset for v in selected.videos.values()})  # spelled as in the file
     for s in subset_names:
         sinks.check_subset_name(s)
@@ -179,15 +188,17 @@ def run_build_shards(
     shard_counts = _shard_counts(subset_names, per_subset, num_shards)
     comp = sinks.compression_type(compression)
 
-    if not isinstance(features, str):
-        features = list(features)
+    if isinstance(features, (str, os.PathLike)):
+        features = os.fspath(features)
+    else:
+        features = [os.fspath(f) for f in features]
         if len(features) == 2 and features2 is None:
             features, features2 = features
         elif len(features) == 1:
             features = features[0]
         else:
             raise ValueError(f"features: expected one source or two (two-stream), got {features}")
-    sources = [features] + ([features2] if features2 else [])
+    sources = [features] + ([os.fspath(features2)] if features2 else [])
     indexes = [fr.index_features(s) for s in sources]
     known = {fr.canonical_id(v) for v in ann.videos}
     unannotated = sum(1 for k in indexes[0] if fr.canonical_id(k) not in known)

@@ -50,7 +50,8 @@ def make_inputs(root: str, num_videos: int, t: int, d: int, seed: int = 0) -> tu
         segs = []
         for _ in range(int(rng.integers(1, 4))):
             s = float(rng.uniform(0, duration * 0.9))
-            segs.append({"segment": [s, s + float(rng.uniform(1.0, duration - s))], "label": classes[rng.integers(200)]})
+            e = s + float(rng.uniform(1.0, duration - s))
+            segs.append({"segment": [s, e], "label": classes[rng.integers(200)]})
         db[vid] = {"subset": "training" if i % 4 else "validation", "duration": duration, "annotations": segs}
         np.save(os.path.join(feat_dir, vid + ".npy"), rng.standard_normal((t, d), dtype=np.float32))
     ann = os.path.join(root, "annotations.json")

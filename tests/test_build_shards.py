@@ -160,7 +160,9 @@ def test_pipeline_round_trip_and_bad_inputs(tiny, tmp_path):
         build_shards.run_build_shards(str(ann), str(feat_dir), str(out))
 
 
-@pytest.mark.skipif(not (ANET_BSN.exists() and BMN_SAMPLE.exists()), reason=f"shared data not found under {ANET_BSN.parents[2]}")
+@pytest.mark.skipif(
+    not (ANET_BSN.exists() and BMN_SAMPLE.exists()), reason=f"shared data not found under {ANET_BSN.parents[2]}"
+)
 def test_real_bmn_features_and_bsn_annotations(tmp_path, capsys):
     feat_dir = tmp_path / "feats"
     feat_dir.mkdir()
@@ -186,3 +188,52 @@ def test_real_bmn_features_and_bsn_annotations(tmp_path, capsys):
     np.testing.assert_allclose(ex["segments"].numpy(), [[0.01, 124.22675736961452]], rtol=1e-6)
     assert ex[F.DURATION].numpy() == pytest.approx(124.23)
     assert manifest["class_names"][ex["labels"].numpy()[0]] == "Playing kickball"
+
+
+def test_load_class_map_formats(tmp_path):
+    names = ["a", "b", "c"]
+    (tmp_path / "manifest.json").write_text(json.dumps({"class_names": names, "feature_dim": 4}))
+    (tmp_path / "list.json").write_text(json.dumps(names))
+    (tmp_path / "ids.json").write_text(json.dumps({"c": 2, "a": 0, "b": 1}))
+    (tmp_path / "action_name.csv").write_text("action\na\nb\nc\n")
+    (tmp_path / "names.txt").write_text("a\nb\n\nc\n")
+    for f in ("manifest.json", "list.json", "ids.json", "action_name.csv", "names.txt"):
+        assert build_shards.load_class_map(str(tmp_path / f)) == names, f
+    (tmp_path / "gap.json").write_text(json.dumps({"a": 0, "b": 2}))
+    (tmp_path / "dup.txt").write_text("a\na\n")
+    for f, msg in (("gap.json", "ids must be"), ("dup.txt", "unique"), ("nope.json", "cannot read")):
+        with pytest.raises(ValueError, match=msg):
+            build_shards.load_class_map(str(tmp_path / f))
+
+
+@pytest.mark.skipif(not ANET_BSN.exists(), reason=f"shared data not found: {ANET_BSN}")
+def test_bsn_action_names_cover_the_classes_in_another_order():
+    from tags_tf.data.annotations import load_annotations
+
+    ann = load_annotations(ANET_BSN / "anet_anno_action.json", ANET_BSN / "video_info_new.csv", subset="validation")
+    names = build_shards.load_class_map(str(ANET_BSN / "action_name.csv"))
+    assert len(names) == 200 and sorted(names) == list(ann.class_names)
+    assert names != list(ann.class_names)  # BSN's order: its ids differ from the evaluator's
+
+
+def test_assign_shards_round_robin_per_subset():
+    from tags_tf.data.annotations import VideoAnnotation
+
+    videos = [VideoAnnotation(f"v{i}", "training" if i < 5 else "validation", 1.0, None, ()) for i in range(7)]
+    shard_of = build_shards.assign_shards(videos[::-1], {"training": 2, "validation": 3})
+    assert shard_of == {
+        "v0": ("training", 0), "v1": ("training", 1), "v2": ("training", 0), "v3": ("training", 1),
+        "v4": ("training", 0), "v5": ("validation", 0), "v6": ("validation", 1),
+    }  # fmt: skip
+
+
+def test_bad_arguments_fail_fast_with_one_line(tmp_path, capsys):
+    (tmp_path / "f").mkdir()
+    np.save(tmp_path / "f" / "a.npy", np.ones((2, 2)))
+    ann = tmp_path / "a.json"
+    ann.write_text(json.dumps({"version": "1", "taxonomy": [], "database": {}}))
+    common = ["--annotations", str(ann), "--output", str(tmp_path / "o")]
+    assert build_shards.main(common + ["--features", str(tmp_path / "missing")]) == 2
+    assert "no files found" in capsys.readouterr().err
+    assert build_shards.main(common + ["--features", str(tmp_path / "f"), "--subsets", "nope"]) == 2
+    assert "wrong subset name" in capsys.readouterr().err
