@@ -201,8 +201,11 @@ def _read_bytes(path: str) -> bytes:
 
 def _parse_csv(data: bytes, path: str) -> np.ndarray:
     """BSN/BMN csv: optional header row, then T rows of D floats -> (T, D) float64."""
-    text = data.decode("utf-8", errors="strict")
-    rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    try:
+        text = data.decode("utf-8", errors="strict")
+        rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise FeatureReadError(UNREADABLE_FILE, f"{path}: not a text csv ({e})") from e
     if rows:
         try:
             [float(c) for c in rows[0]]

@@ -99,6 +99,7 @@ def test_missing_source_raises(tmp_path):
         ("garbage.npy", b"not a numpy file", fr.UNREADABLE_FILE),
         ("ragged.csv", b"1,2,3\n4,5\n", fr.UNREADABLE_FILE),
         ("text.csv", b"1,2\n3,x\n", fr.UNREADABLE_FILE),
+        ("binary.csv", b"\x93NUMPY\x01\x00\xff\xfe", fr.UNREADABLE_FILE),
     ],
 )
 def test_bad_files_raise_with_reason(tmp_path, name, content, reason):
