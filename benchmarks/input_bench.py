@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -60,15 +61,23 @@ def write_shards(out_dir: str, videos: int, snippets: int, dim: int, classes: in
     return time.perf_counter() - t0
 
 
-def time_dataset(ds: tf.data.Dataset, epochs: int) -> float:
-    """Examples/s over ``epochs`` passes, after one warm-up pass."""
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)  # all threads of this process
+    return r.ru_utime + r.ru_stime
+
+
+def time_dataset(ds: tf.data.Dataset, epochs: int) -> tuple[float, float]:
+    """(examples/s, CPU-µs/example) over ``epochs`` passes, after one warm-up pass.
+
+    CPU time (all tf.data threads) is steadier than wall time on a shared machine.
+    """
     for _ in ds:
         pass
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), _cpu_seconds()
     for _ in range(epochs):
         for x, _ in ds:
             n += int(tf.shape(x["features"])[0])
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), (_cpu_seconds() - c0) / n * 1e6
 
 
 class StepTimer:
@@ -123,18 +132,21 @@ def main(argv=None) -> None:
         pattern = os.path.join(tmp, "*.tfrecord")
 
         ds = input_lib.make_dataset(pattern, cfg, training=True, batch_size=args.batch, seed=0)
-        input_eps = time_dataset(ds, args.epochs)
-        print(f"tf.data input, full pipeline  : {input_eps:8.1f} examples/s")
+        input_eps, cpu = time_dataset(ds, args.epochs)
+        print(f"tf.data input, full pipeline  : {input_eps:8.1f} examples/s, {cpu:6.0f} CPU-µs/example")
         no_targets = (
             tf.data.Dataset.list_files(pattern, shuffle=False)
-            .interleave(tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(args.batch)
+            .interleave(tf.data.TFRecordDataset, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+            .shuffle(cfg.data.shuffle_buffer, seed=0)
+            .batch(args.batch, drop_remainder=True)
             .map(lambda r: ({"features": input_lib.decode_batch(r, cfg)["features"]}, 0), num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE)
         )
-        print(f"tf.data input, no targets     : {time_dataset(no_targets, args.epochs):8.1f} examples/s")
+        eps, cpu = time_dataset(no_targets, args.epochs)
+        print(f"tf.data input, no targets     : {eps:8.1f} examples/s, {cpu:6.0f} CPU-µs/example")
         raw = input_lib.make_dataset(pattern, cfg, training=True, batch_size=args.batch, seed=0, targets="raw")
-        print(f"tf.data input, targets='raw'  : {time_dataset(raw, args.epochs):8.1f} examples/s (targets built by the model)")
+        eps, cpu = time_dataset(raw, args.epochs)
+        print(f"tf.data input, targets='raw'  : {eps:8.1f} examples/s, {cpu:6.0f} CPU-µs/example (targets built by the model)")
 
         try:
             from tags_tf.model import TagsModel
