@@ -132,8 +132,10 @@ def plan_tasks(video_files: Sequence[str], annotations=None, subset: str = "infe
         segs = [(i.start, i.end) for i in ann.instances]
         tasks.append(one(video_id, paths, ann.subset, segs, [i.label for i in ann.instances]))
     src = getattr(annotations, "source", "") or "the annotation file"
+    kept = ", ".join(sorted({v.subset for v in annotations.videos.values()})) or "none"
     for stem in sorted(set(by_stem) - used):
-        tasks.append(task(stem, None, "", reject=(NOT_IN_ANNOTATIONS, f"{by_stem[stem][0]}: not a video of {src}")))
+        detail = f"{by_stem[stem][0]}: no annotated video of {src} (subsets kept: {kept}) has this name"
+        tasks.append(task(stem, None, "", reject=(NOT_IN_ANNOTATIONS, detail)))
     return tasks
 
 

@@ -155,7 +155,6 @@ def test_keras_app_encoder_end_to_end(data, tmp_path):
     np.testing.assert_allclose(ex["snippet_times"], [0.4, 2.0], atol=1e-6)
 
 
-@pytest.mark.slow
 def test_movinet_encoder_end_to_end(data, tmp_path):
     out = str(tmp_path / "out")
     manifest = run([
