@@ -116,7 +116,11 @@ class TagsModel(keras.Model):
         terms = total_loss(y_pred, self.targets_from(y), self.tags_config)
         for name, tracker in self.loss_trackers.items():
             tracker.update_state(terms[name])
-        return terms["total"]
+        # Keras sums gradients over replicas and expects compute_loss to return the
+        # per-replica loss divided by the replica count (its built-in losses do the
+        # same); the loss it reports is multiplied back.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return terms["total"] / float(replicas) if replicas > 1 else terms["total"]
 
     # -------------------------------------------------------------- inference
     def predict_step(self, data):

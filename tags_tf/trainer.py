@@ -32,14 +32,49 @@ def _protocol(preset: str) -> str:
     return "thumos" if preset == "thumos" else "anet"
 
 
-def _match_subset(manifest: dict, wanted: str) -> str:
-    names = list(manifest.get("subsets", {}))
-    for n in names:
-        if n.lower() == wanted.lower():
-            return n
-    from tags_tf.datasets import MissingDataError
+_SUBSET_FALLBACKS = {
+    "train": ("training", "train"),
+    "val": ("validation", "val", "test", "testing"),
+}
 
-    raise MissingDataError(f"subset {wanted!r} is not in the shards (they have {names}); set data.train_subset / data.val_subset")
+
+def choose_subsets(manifest: dict, train_wanted: str, val_wanted: str) -> tuple[str, str]:
+    """(train, validation) subset names present in the shards (case-insensitive).
+
+    The config's names when both exist (THUMOS trains on "validation" and tests on
+    "test"); otherwise conventional names for each role, so a user's shard directory
+    with e.g. training/validation subsets works without --set data.*_subset.
+    """
+    names = list(manifest.get("subsets", {}))
+    lower = {n.lower(): n for n in names}
+    if train_wanted.lower() in lower and val_wanted.lower() in lower:
+        return lower[train_wanted.lower()], lower[val_wanted.lower()]
+    picked = []
+    for role, wanted in (("train", train_wanted), ("val", val_wanted)):
+        for alt in (*_SUBSET_FALLBACKS[role], wanted.lower()):
+            if alt in lower and lower[alt] not in picked:
+                picked.append(lower[alt])
+                break
+        else:
+            from tags_tf.datasets import MissingDataError
+
+            raise MissingDataError(
+                f"no {role} subset in the shards (wanted {wanted!r}; they have {names}); "
+                "set data.train_subset / data.val_subset"
+            )
+    log.info("using subsets %r (train) and %r (validation) of %s", picked[0], picked[1], names)
+    return picked[0], picked[1]
+
+
+def _check_enough_videos(manifest: dict, subset: str, batch_size: int) -> None:
+    n = manifest.get("subsets", {}).get(subset, {}).get("videos")
+    if n is not None and n < batch_size:
+        from tags_tf.datasets import MissingDataError
+
+        raise MissingDataError(
+            f"the {subset!r} subset has {n} videos, fewer than the batch size {batch_size}: "
+            "no full training batch (use --batch-size)"
+        )
 
 
 def _write_json(path: str, obj) -> None:
@@ -112,8 +147,8 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
     if chief:
         _write_json(os.path.join(workdir, "class_names.json"), class_names)
 
-    train_subset = _match_subset(resolved.manifest, cfg.data.train_subset)
-    val_subset = _match_subset(resolved.manifest, cfg.data.val_subset)
+    train_subset, val_subset = choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
+    _check_enough_videos(resolved.manifest, train_subset, cfg.train.batch_size)
     train_pattern = subset_pattern(resolved.shard_dir, train_subset)
     val_pattern = subset_pattern(resolved.shard_dir, val_subset)
     compression = cfg.data.compression or None

@@ -1,0 +1,98 @@
+"""tf.distribute: MirroredStrategy on 2 logical CPUs matches the default strategy;
+MultiWorkerMirroredStrategy with 2 worker processes on 127.0.0.1 completes a run."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+from tests.test_train import TINY_SET, write_tiny_shards
+
+# Runs trainer.train under one strategy and prints the per-epoch losses as JSON.
+_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+    from tags_tf import datasets, trainer
+    from tags_tf.config import parse_set_args
+    shards, workdir, which, sets = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+    if which == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    else:
+        strategy = tf.distribute.get_strategy()
+    resolved = datasets.resolve(shards)
+    cfg = datasets.config_for(resolved, parse_set_args(sets))
+    trainer.train(cfg, resolved, workdir, strategy, export=False, verbose=0)
+    rows = [json.loads(l) for l in open(workdir + "/metrics.jsonl")]
+    print("LOSSES=" + json.dumps([r["loss"] for r in rows]) + " REPLICAS=" + str(strategy.num_replicas_in_sync))
+    """
+)
+
+
+def _run_strategy(tmp_path, shards, which, sets):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(shards), str(tmp_path / which), which, *sets],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [l for l in proc.stdout.splitlines() if l.startswith("LOSSES=")][-1]
+    losses, replicas = line[len("LOSSES="):].split(" REPLICAS=")
+    return np.array(json.loads(losses)), int(replicas)
+
+
+@pytest.mark.slow
+def test_mirrored_on_two_logical_cpus_matches_default_strategy(tmp_path):
+    shards = write_tiny_shards(tmp_path / "shards", num_train=16)
+    sets = [*TINY_SET, "train.epochs=3", "train.batch_size=8", "data.shuffle_buffer=1", "train.validate_every=100"]
+    default, r1 = _run_strategy(tmp_path, shards, "default", sets)
+    mirrored, r2 = _run_strategy(tmp_path, shards, "mirrored", sets)
+    assert (r1, r2) == (1, 2)
+    assert len(default) == len(mirrored) == 3
+    assert default[-1] < default[0]  # it trains
+    # Same curve within a small tolerance (per-replica loss normalisation and float
+    # summation order differ slightly).
+    np.testing.assert_allclose(mirrored, default, rtol=0.05)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multi_worker_two_processes_on_localhost(tmp_path):
+    shards = write_tiny_shards(tmp_path / "shards", num_train=16)
+    work = tmp_path / "run"
+    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    args = [sys.executable, "-m", "tags_tf.train", "--dataset", str(shards), "--workdir", str(work),
+            "--epochs", "2", "--batch-size", "4", "--strategy", "multi_worker", "--verbose", "0", "--no-export"]
+    for s in TINY_SET:
+        args += ["--set", s]
+    procs = []
+    for i in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config)}
+        procs.append(subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=600))
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert "MultiWorkerMirroredStrategy with 2 replica(s)" in outs[0][1]
+    rows = [json.loads(l) for l in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]  # the chief wrote the metrics, once per epoch
+    assert (work / "best.keras").exists() and (work / "summary.json").exists()
