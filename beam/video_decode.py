@@ -189,24 +189,27 @@ def _timed_frames(path: str, container, info: VideoInfo, opts: DecodeOptions) ->
     start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
     plan = None
     decoded = 0
-    prev: tuple[float, np.ndarray] | None = None  # (time, image) waiting for the next frame (fps resampling)
+    # Target rate: the last decoded frame waits for the next one (its display interval
+    # ends there); it is converted to RGB only if some output time falls in it, so
+    # lowering the rate also skips the resize of dropped frames.
+    prev_t, prev_frame, prev_img = 0.0, None, None
     next_k = 0  # index of the next output frame at the target rate
     try:
         for frame in container.decode(stream):
             t = (frame.time - start) if frame.time is not None else decoded / info.fps
             if plan is None and opts.height is not None:
                 plan = _resize_plan(frame.height, frame.width, opts)
-            img = _to_rgb(frame, plan, opts)
             decoded += 1
             if opts.fps is None:
-                yield t, img
+                yield t, _to_rgb(frame, plan, opts)
                 continue
-            # Target rate: output frame k (time k/fps) shows the latest frame with time <= k/fps.
-            if prev is not None:
-                while next_k / opts.fps < t - 1e-9:
-                    yield next_k / opts.fps, prev[1]
-                    next_k += 1
-            prev = (t, img)
+            # Output frame k (time k/fps) shows the latest frame with time <= k/fps.
+            while prev_frame is not None and next_k / opts.fps < t - 1e-9:
+                if prev_img is None:
+                    prev_img = _to_rgb(prev_frame, plan, opts)
+                yield next_k / opts.fps, prev_img
+                next_k += 1
+            prev_t, prev_frame, prev_img = t, frame, None
     except VideoDecodeError:
         raise
     except Exception as e:  # corrupt packets mid-stream
@@ -216,10 +219,12 @@ def _timed_frames(path: str, container, info: VideoInfo, opts: DecodeOptions) ->
     announced = info.num_frames or int(round(info.duration * info.fps))  # else estimate from the duration
     if announced > 0 and decoded < opts.min_frame_fraction * announced:
         raise VideoDecodeError(path, "truncated", f"decoded {decoded} of {announced} announced frames")
-    if prev is not None:  # flush the target-rate tail up to the end of the last native frame
-        end = prev[0] + 1.0 / info.fps
+    if prev_frame is not None:  # flush the target-rate tail up to the end of the last native frame
+        end = prev_t + 1.0 / info.fps
         while next_k / opts.fps < end - 1e-9:
-            yield next_k / opts.fps, prev[1]
+            if prev_img is None:
+                prev_img = _to_rgb(prev_frame, plan, opts)
+            yield next_k / opts.fps, prev_img
             next_k += 1
 
 

@@ -185,3 +185,11 @@ def test_assemble_rejects(feats, reason):
 def test_assemble_drops_orphan_snippets_of_a_failed_video():
     out = run_fn(AssembleVideoFn(), ("v", {META: [], "features": [(0, np.zeros(4))]}))
     assert out == {"main": []}
+
+
+def test_plan_with_a_subset_filter_rejects_files_of_other_subsets():
+    ann = _ann({"a": ("training", [(0.0, 1.0, "run")]), "b": ("validation", [])}).subset("training")
+    tasks = {t["video_id"]: t for t in plan_tasks(["/v/a.mp4", "/v/b.mp4"], ann)}
+    assert tasks["a"]["reject"] is None
+    assert tasks["b"]["reject"][0] == "not_in_annotations"
+    assert "subsets kept: training" in tasks["b"]["reject"][1]
