@@ -7,7 +7,8 @@ parts, so NAME may itself contain ``:`` as in ``savedmodel:gs://bucket/model``).
     MoViNet (tf-models-official ``official.projects.movinet``, a tf_keras model),
     model ids a0..a5. Weights come from a TF checkpoint of
     ``tf.train.Checkpoint(model=MovinetClassifier(...))`` as in the official
-    release (``movinet_a0_base/ckpt-1``) or a ``.h5`` weights file. The feature is
+    release (``checkpoint=movinet_a0_base`` -- a directory means its latest
+    checkpoint -- or ``movinet_a0_base/ckpt-1``) or a ``.h5`` weights file. The feature is
     the backbone's ``head`` endpoint (globally pooled), D = 480 for a0. The options
     must describe the checkpoint's model (``causal=true`` for the ``*_stream``
     releases; ``conv_type=2plus1d`` only with a (2+1)D checkpoint).
@@ -143,6 +144,20 @@ def _require_file(spec: EncoderSpec, key: str, path: str, tf_checkpoint: bool = 
         raise EncoderError(f"encoder spec {spec}: {key} file {path!r} does not exist")
 
 
+def _movinet_checkpoint(spec: EncoderSpec, path: str) -> str:
+    """A checkpoint prefix, ``.h5`` file, or a directory (its latest checkpoint, as in
+    the extracted ``movinet_a0_base/`` release). Raises EncoderError when absent."""
+    import tensorflow as tf
+
+    if not path.endswith(".h5") and tf.io.gfile.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise EncoderError(f"encoder spec {spec}: checkpoint directory {path!r} holds no TF checkpoint")
+        return latest
+    _require_file(spec, "checkpoint", path, tf_checkpoint=not path.endswith(".h5"))
+    return path
+
+
 def _first_line(e: BaseException) -> str:
     """The first line of an exception message (TF errors are long), capped at 300 chars."""
     return (str(e).splitlines() or [""])[0][:300]
@@ -245,7 +260,7 @@ class MovinetEncoder(Encoder):
         model = movinet_model.MovinetClassifier(backbone=backbone, num_classes=num_classes)
         model.build([None, None, None, None, 3])
         if ckpt is not None:
-            _require_file(spec, "checkpoint", ckpt, tf_checkpoint=not ckpt.endswith(".h5"))
+            ckpt = _movinet_checkpoint(spec, ckpt)
             try:
                 if ckpt.endswith(".h5"):
                     model.load_weights(ckpt)
@@ -445,6 +460,8 @@ def clip_spec(spec: str | EncoderSpec, snippet_frames: int = 16, allow_random_in
     path = spec.get(weights_key)
     if path is None and not allow_random_init:
         raise _no_weights_error(spec, weights_key)
-    if path is not None:
-        _require_file(spec, weights_key, path, tf_checkpoint=spec.kind == "movinet" and not path.endswith(".h5"))
+    if path is not None and spec.kind == "movinet":
+        _movinet_checkpoint(spec, path)
+    elif path is not None:
+        _require_file(spec, weights_key, path)
     return ClipSpec(snippet_frames, h, w)

@@ -64,6 +64,8 @@ def test_random_init_needs_the_explicit_flag():
 def test_spec_value_errors(tmp_path):
     with pytest.raises(EncoderError, match="checkpoint file .* does not exist"):
         clip_spec(f"movinet:a0:checkpoint={tmp_path}/ckpt-1")
+    with pytest.raises(EncoderError, match="holds no TF checkpoint"):
+        clip_spec(f"movinet:a0:checkpoint={tmp_path}")
     with pytest.raises(EncoderError, match="weights file .* does not exist"):
         clip_spec(f"keras_app:resnet50:weights={tmp_path}/w.h5")
     with pytest.raises(EncoderError, match="model id must be one of"):
@@ -177,7 +179,7 @@ def test_movinet_a0_random_init_and_checkpoint_round_trip(tmp_path):
     assert not np.allclose(feats[0], feats[1])  # the two clips differ
     # An official-style checkpoint: tf.train.Checkpoint(model=MovinetClassifier).
     prefix = tf.train.Checkpoint(model=enc.model).save(str(tmp_path / "ckpt"))  # .../ckpt-1 as released
-    restored = build_encoder(f"movinet:a0:size=32:checkpoint={prefix}", snippet_frames=4)
+    restored = build_encoder(f"movinet:a0:size=32:checkpoint={tmp_path}", snippet_frames=4)  # dir: latest
     np.testing.assert_allclose(restored(x), feats, rtol=1e-4, atol=1e-5)
     with pytest.raises(EncoderError, match="does not match MoViNet-a0 \\(num_classes=10\\)"):
         build_encoder(f"movinet:a0:size=32:num_classes=10:checkpoint={prefix}", snippet_frames=4)
