@@ -248,7 +248,6 @@ def test_mirrored_strategy_two_logical_cpus(tmp_path):
     assert out["eval"]["ids"] == [v["video_id"] for v in videos]
 
 
-@pytest.mark.slow  # ~30 s on 2 busy cores: tracing the TAGS train step
 def test_keras_fit_and_evaluate_consume_the_datasets(shards):
     import keras
 
