@@ -167,14 +167,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.feature_dim": 32,
         "model.base_snippets": 32,
         "model.embed_dim": 64,
-        "model.dropout": 0.0,
         "loss.topk": 8,
         "postprocess.top_snippets": 16,
         "postprocess.pre_nms_top_k": 400,
         "postprocess.max_detections": 50,
-        "train.learning_rate": 1e-3,
+        "train.learning_rate": 3e-3,
         "train.batch_size": 16,
-        "train.epochs": 12,
+        "train.epochs": 15,
     },
 }
 

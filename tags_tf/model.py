@@ -30,6 +30,17 @@ def output_keys(scales) -> list[str]:
     return keys
 
 
+def _reducible_logs(logs):
+    """Keras 3 (TF backend) reduces a step's logs with ``strategy.reduce("MEAN", v,
+    axis=0)`` under MultiWorkerMirroredStrategy, which fails on scalar logs
+    (tensorflow/tensorflow#72388). Giving each log a length-1 axis makes that reduction
+    valid and returns the same scalar (the logs are metric results, already
+    aggregated over all replicas)."""
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return {k: tf.reshape(v, [1]) for k, v in logs.items()}  # () -> (1,)
+    return logs
+
+
 @keras.saving.register_keras_serializable(package="tags_tf")
 class TagsModel(keras.Model):
     """TAGS for snippet features ``(B, T_in, D)``, ``T_in = cfg.model.input_snippets``.
@@ -121,6 +132,21 @@ class TagsModel(keras.Model):
         # same); the loss it reports is multiplied back.
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return terms["total"] / float(replicas) if replicas > 1 else terms["total"]
+
+    def train_step(self, data):
+        return _reducible_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return _reducible_logs(super().test_step(data))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.15, TF backend) reduces the first batch with strategy.reduce before
+        # building; MultiWorkerMirroredStrategy cannot reduce a dict batch. When the
+        # model and its optimizer are already built (the trainer builds both inside
+        # strategy.scope()), there is nothing to build, so skip it.
+        if self.built and (self.optimizer is None or self.optimizer.built):
+            return
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # -------------------------------------------------------------- inference
     def predict_step(self, data):

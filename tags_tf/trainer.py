@@ -155,12 +155,16 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
     global_batch = cfg.train.batch_size
     keras.utils.set_random_seed(cfg.train.seed)
 
-    if strategy.num_replicas_in_sync > 1:
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # One input pipeline per worker, each reading its own files (or records) and
+        # batching per replica.
         train_ds = strategy.distribute_datasets_from_function(
             lambda ctx: make_dataset(train_pattern, cfg, training=True, batch_size=global_batch,
                                      compression=compression, input_context=ctx, seed=cfg.train.seed)
         )
     else:
+        # Default or single-machine MirroredStrategy: Keras splits each global batch
+        # across the local replicas (the same batches as on one device).
         train_ds = make_dataset(train_pattern, cfg, training=True, batch_size=global_batch,
                                 compression=compression, seed=cfg.train.seed)
     val_ds = make_dataset(val_pattern, cfg, training=False, batch_size=global_batch,
@@ -175,6 +179,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
             opt = keras.optimizers.Adam(cfg.train.learning_rate, clipnorm=cfg.train.clipnorm or None)
         model.compile(optimizer=opt, jit_compile=False)
         model.build((None, cfg.model.input_snippets, cfg.model.feature_dim))
+        opt.build(model.trainable_variables)
 
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     history = JsonLinesLogger.read(metrics_path)
