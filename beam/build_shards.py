@@ -90,26 +90,6 @@ def _shard_counts(subsets: Sequence[str], per_subset: Mapping[str, int], num_sha
     return {s: n or sinks.auto_num_shards(per_subset[s]) for s in subsets}
 
 
-def _check_output(output: str, overwrite: bool) -> None:
-    """Refuses to mix new shards with an earlier run's, unless ``overwrite``."""
-    old = FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list if FileSystems.exists(output) else []
-    ours = [
-        m.path
-        for m in old
-        if os.path.basename(m.path) in (sinks.MANIFEST_NAME, sinks.DEAD_LETTER_NAME)
-        or "-of-" in os.path.basename(m.path) and sinks.SHARD_SUFFIX in os.path.basename(m.path)
-    ]
-    tmp = FileSystems.join(output, sinks.TMP_DIR)
-    if overwrite and FileSystems.exists(tmp):
-        FileSystems.delete([tmp])  # leftovers of an interrupted run
-    if ours and not overwrite:
-        raise FileExistsError(
-            f"--output {output}: holds shards of an earlier run ({len(ours)} files); pass --overwrite"
-        )
-    if ours:
-        FileSystems.delete(ours)
-
-
 def _canonical_key(video):
     return fr.canonical_id(video.video_id), video
 
@@ -204,9 +184,7 @@ def run_build_shards(
     unannotated = sum(1 for k in indexes[0] if fr.canonical_id(k) not in known)
 
     options, runner = sinks.make_pipeline_options(pipeline_args)
-    if "://" not in output:
-        os.makedirs(output, exist_ok=True)
-    _check_output(output, overwrite)
+    sinks.prepare_output(output, overwrite)
     base = {
         "format_version": sinks.MANIFEST_VERSION,
         "created_by": "beam.build_shards",

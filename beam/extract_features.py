@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from typing import Sequence
 
@@ -82,27 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_output(output: str, overwrite: bool) -> None:
-    """Refuses to mix new shards with an earlier run's, unless ``overwrite`` (then deletes them)."""
-    from apache_beam.io.filesystems import FileSystems
-
-    if "://" not in output:
-        os.makedirs(output, exist_ok=True)
-    old = FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list if FileSystems.exists(output) else []
-    ours = [
-        m.path
-        for m in old
-        if os.path.basename(m.path) in (sinks.MANIFEST_NAME, sinks.DEAD_LETTER_NAME)
-        or ("-of-" in os.path.basename(m.path) and sinks.SHARD_SUFFIX in os.path.basename(m.path))
-    ]
-    if ours and not overwrite:
-        raise FileExistsError(
-            f"--output {output}: holds shards of an earlier run ({len(ours)} files); pass --overwrite"
-        )
-    if ours:
-        FileSystems.delete(ours)
-
-
 def _load_annotations(args):
     from tags_tf.data.annotations import load_annotations
 
@@ -147,7 +125,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     }
     class_names = list(annotations.class_names) if annotations is not None else []
     options, runner = sinks.make_pipeline_options(pipeline_args)
-    _check_output(args.output, args.overwrite)
+    sinks.prepare_output(args.output, args.overwrite)
     base = {
         "format_version": sinks.MANIFEST_VERSION,
         "created_by": "beam.extract_features",

@@ -3,6 +3,7 @@
 What a job built on these looks like::
 
     options, runner = make_pipeline_options(pipeline_args)     # no Prism download
+    prepare_output(output, overwrite)                          # refuse an earlier run's shards
     with beam.Pipeline(runner=runner, options=options) as p:
         ...  # DoFns emit (subset, serialized SequenceExample) on the main output,
              # rejection(...) dicts on the REJECTED tag (see reject()),
@@ -427,6 +428,34 @@ class _WriteManifestFn(beam.DoFn):
             FileSystems.join(self._output_dir, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=True) + "\n"
         )
         yield manifest
+
+
+def prepare_output(output: str, overwrite: bool) -> None:
+    """Makes ``output`` ready for a job's shards; refuses an earlier run's unless ``overwrite``.
+
+    Creates a local ``output`` directory. An earlier run's files there (shards
+    ``*-of-*.tfrecord[.gz]``, manifest, dead letter) raise FileExistsError naming the
+    directory, or with ``overwrite`` are deleted along with an interrupted run's
+    ``TMP_DIR``. Other files are left alone.
+    """
+    if "://" not in output:
+        os.makedirs(output, exist_ok=True)
+    old = FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list if FileSystems.exists(output) else []
+    names = [(m.path, os.path.basename(m.path)) for m in old]
+    ours = [
+        path
+        for path, name in names
+        if name in (MANIFEST_NAME, DEAD_LETTER_NAME) or ("-of-" in name and SHARD_SUFFIX in name)
+    ]
+    if ours and not overwrite:
+        raise FileExistsError(
+            f"--output {output}: holds shards of an earlier run ({len(ours)} files); pass --overwrite"
+        )
+    tmp = FileSystems.join(output, TMP_DIR)
+    if overwrite and FileSystems.exists(tmp):
+        FileSystems.delete([tmp])  # leftovers of an interrupted run
+    if ours:
+        FileSystems.delete(ours)
 
 
 def write_text(path: str, text: str) -> None:

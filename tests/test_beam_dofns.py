@@ -339,6 +339,22 @@ def test_option_helpers():
     assert runner is None
 
 
+def test_prepare_output_refuses_or_replaces_an_earlier_run(tmp_path):
+    out = tmp_path / "new" / "out"
+    sinks.prepare_output(str(out), overwrite=False)  # creates the local directory
+    assert out.is_dir()
+    old = ["training-00000-of-00002.tfrecord.gz", sinks.MANIFEST_NAME, sinks.DEAD_LETTER_NAME]
+    for name in old + ["notes.txt"]:
+        (out / name).write_text("x")
+    (out / sinks.TMP_DIR).mkdir()
+    (out / sinks.TMP_DIR / "part").write_text("x")
+    with pytest.raises(FileExistsError, match="holds shards of an earlier run \\(3 files\\); pass --overwrite"):
+        sinks.prepare_output(str(out), overwrite=False)
+    assert sorted(os.listdir(out)) == sorted(old + ["notes.txt", sinks.TMP_DIR])  # refused: nothing deleted
+    sinks.prepare_output(str(out), overwrite=True)
+    assert os.listdir(out) == ["notes.txt"]  # other files are not ours
+
+
 def test_tfrecord_writer_frames_read_back_by_tf(tmp_path):
     import tensorflow as tf
 
