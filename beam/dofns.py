@@ -45,7 +45,7 @@ from beam import sinks
 
 # Dead-letter reasons (feature_readers adds empty_file, unreadable_file, bad_shape,
 # stream_length_mismatch).
-MISSING_FEATURE_FILE = "missing_feature_file"
+MISSING_FEATURE_FILE = fr.MISSING_FEATURE_FILE  # also raised by the feature reader
 DUPLICATE_VIDEO_ID = "duplicate_video_id"
 UNSAFE_VIDEO_ID = "unsafe_video_id"
 BAD_DURATION = "bad_duration"

@@ -158,6 +158,20 @@ def _movinet_checkpoint(spec: EncoderSpec, path: str) -> str:
     return path
 
 
+def _pick_tensor(spec: EncoderSpec, kind: str, available) -> str:
+    """The signature ``kind`` ("input"/"output") named by option ``kind=``, else its only one."""
+    name = spec.get(kind)
+    if name is None:
+        if len(available) != 1:
+            raise EncoderError(
+                f"encoder spec {spec}: signature has {kind}s {sorted(available)}; pick one with {kind}=NAME"
+            )
+        return next(iter(available))
+    if name not in available:
+        raise EncoderError(f"encoder spec {spec}: signature has no {kind} {name!r}; {kind}s: {sorted(available)}")
+    return name
+
+
 def _first_line(e: BaseException) -> str:
     """The first line of an exception message (TF errors are long), capped at 300 chars."""
     return (str(e).splitlines() or [""])[0][:300]
@@ -358,15 +372,7 @@ class SavedModelEncoder(Encoder):
             raise EncoderError(f"encoder spec {spec}: no signature {sig_name!r}; available: {available}")
         sig = loaded.signatures[sig_name]
         inputs = sig.structured_input_signature[1]  # {name: TensorSpec}
-        in_name = spec.get("input")
-        if in_name is None:
-            if len(inputs) != 1:
-                raise EncoderError(
-                    f"encoder spec {spec}: signature has inputs {sorted(inputs)}; pick one with input=NAME"
-                )
-            in_name = next(iter(inputs))
-        if in_name not in inputs:
-            raise EncoderError(f"encoder spec {spec}: signature has no input {in_name!r}; inputs: {sorted(inputs)}")
+        in_name = _pick_tensor(spec, "input", inputs)
         in_spec = inputs[in_name]
         rank = in_spec.shape.rank
         if rank not in (4, 5):
@@ -391,15 +397,7 @@ class SavedModelEncoder(Encoder):
             raise EncoderError(f"encoder spec {spec}: input_range must be one of {sorted(INPUT_RANGES)}, got {rng!r}")
         lo, hi = INPUT_RANGES[rng]
         outputs = sig.structured_outputs
-        out_name = spec.get("output")
-        if out_name is None:
-            if len(outputs) != 1:
-                raise EncoderError(
-                    f"encoder spec {spec}: signature has outputs {sorted(outputs)}; pick one with output=NAME"
-                )
-            out_name = next(iter(outputs))
-        if out_name not in outputs:
-            raise EncoderError(f"encoder spec {spec}: signature has no output {out_name!r}; outputs: {sorted(outputs)}")
+        out_name = _pick_tensor(spec, "output", outputs)
         super().__init__(spec, ClipSpec(snippet_frames, *size))
         self.loaded = loaded  # keeps the signature's variables alive
         dtype = in_spec.dtype

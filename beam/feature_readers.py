@@ -46,6 +46,7 @@ ARRAY_EXTENSIONS = (".npy", ".csv")
 H5_EXTENSIONS = (".h5", ".hdf5")
 
 # Dead-letter reasons produced here.
+MISSING_FEATURE_FILE = "missing_feature_file"
 EMPTY_FILE = "empty_file"
 UNREADABLE_FILE = "unreadable_file"
 BAD_SHAPE = "bad_shape"
@@ -272,7 +273,7 @@ class FeatureReader:
         try:
             data = _read_bytes(ref.path)
         except FileNotFoundError as e:
-            raise FeatureReadError("missing_feature_file", f"{where}: file not found") from e
+            raise FeatureReadError(MISSING_FEATURE_FILE, f"{where}: file not found") from e
         except OSError as e:
             raise FeatureReadError(UNREADABLE_FILE, f"{where}: {e}") from e
         if not data:
@@ -292,7 +293,7 @@ class FeatureReader:
             try:
                 self._h5[path] = _open_h5(path)
             except FileNotFoundError as e:
-                raise FeatureReadError("missing_feature_file", f"{path}: file not found") from e
+                raise FeatureReadError(MISSING_FEATURE_FILE, f"{path}: file not found") from e
             except Exception as e:
                 raise FeatureReadError(UNREADABLE_FILE, f"{path}: not a readable HDF5 file ({e})") from e
         return self._h5[path]
@@ -300,7 +301,7 @@ class FeatureReader:
     def _read_h5(self, ref: FeatureRef) -> np.ndarray:
         f = self._file(ref.path)
         if ref.key not in f:
-            raise FeatureReadError("missing_feature_file", f"{ref.describe()}: no such dataset")
+            raise FeatureReadError(MISSING_FEATURE_FILE, f"{ref.describe()}: no such dataset")
         try:
             return np.asarray(f[ref.key][()])
         except Exception as e:

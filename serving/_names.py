@@ -2,7 +2,7 @@
 
 These names are part of the serving API: clients address tensors by them, so they
 never change without a new major version. Imported by export, client and dev server;
-no TensorFlow import here.
+no TensorFlow import here. Also the reader of the class-names file format.
 
 Signature ``serving_default`` (raw model outputs)
     input   ``features``   float32 [B, T, D], T = cfg.model.input_snippets
@@ -20,6 +20,10 @@ Signature ``detect`` (features of any length -> action instances)
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
 
 SERVE_TAG = "serve"
 SERVING_DEFAULT = "serving_default"
@@ -43,3 +47,20 @@ CONFIG_FILE = "config.json"  # TagsConfig.to_json() of the exported model.
 # TF Serving replays these PredictionLog records when it loads a version, so the first
 # real request does not pay for graph optimisation (TF Serving's file name).
 WARMUP_FILE = "tf_serving_warmup_requests"
+
+
+def read_class_names(path: str | Path, error: type[Exception] = ValueError) -> list[str]:
+    """Class names (index = class id) from a JSON list or ``{"class_names": [...]}``.
+
+    Raises ``error`` with a one-line message naming ``path`` when the file is
+    unreadable or holds anything else.
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise error(f"{path}: cannot read class names ({e})") from e
+    if isinstance(data, Mapping):
+        data = data.get("class_names")
+    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+        raise error(f"{path}: expected a JSON list of class names or {{\"class_names\": [...]}}")
+    return data

@@ -284,16 +284,8 @@ class InputError(ValueError):
 
 
 def load_class_names(path: str | Path) -> list[str]:
-    """A JSON list of names (index = class id) or {"class_names": [...]}."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: cannot read class names ({e})") from e
-    if isinstance(data, Mapping):
-        data = data.get("class_names")
-    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
-        raise InputError(f"{path}: expected a JSON list of class names or {{\"class_names\": [...]}}")
-    return data
+    """A JSON list of names (index = class id) or {"class_names": [...]}; InputError otherwise."""
+    return names.read_class_names(path, InputError)
 
 
 def load_durations(path: str | Path) -> dict[str, float]:

@@ -309,18 +309,6 @@ def unsupported_ops(op_types: set[str]) -> list[str]:
 # CLI
 
 
-def _load_class_names(path: Path) -> list[str]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ExportError(f"{path}: cannot read class names ({e})") from e
-    if isinstance(data, Mapping):
-        data = data.get("class_names")
-    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
-        raise ExportError(f"{path}: expected a JSON list of class names or {{\"class_names\": [...]}}")
-    return data
-
-
 def _resolve_inputs(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
     """(checkpoint, config, class_names or None) from --workdir / --checkpoint / --config."""
     workdir = Path(args.workdir) if args.workdir else None
@@ -370,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "(TF Serving loads MODEL_BASE_PATH/<version>), e.g. MODELS/tags/1")
         ckpt, config, labels = _resolve_inputs(args)
         model, cfg = load_run(ckpt, config)
-        class_names = _load_class_names(labels) if labels else None
+        class_names = names.read_class_names(labels, ExportError) if labels else None
         out = export_saved_model(model, cfg, args.output, class_names, overwrite=args.overwrite)
         bad = unsupported_ops(graph_op_types(out))
         if bad:

@@ -117,6 +117,18 @@ def test_load_durations_csv_json_and_errors(tmp_path):
         client_lib.load_durations(tmp_path / "bad.json")
 
 
+def test_load_class_names_list_dict_and_errors(tmp_path):
+    (tmp_path / "list.json").write_text(json.dumps(["b", "a"]))
+    assert client_lib.load_class_names(tmp_path / "list.json") == ["b", "a"]  # file order = class ids
+    (tmp_path / "manifest.json").write_text(json.dumps({"class_names": ["x"], "num_classes": 1}))
+    assert client_lib.load_class_names(tmp_path / "manifest.json") == ["x"]
+    (tmp_path / "ids.json").write_text(json.dumps({"a": 0}))
+    with pytest.raises(InputError, match="ids.json: expected a JSON list of class names"):
+        client_lib.load_class_names(tmp_path / "ids.json")
+    with pytest.raises(InputError, match="missing.json: cannot read class names"):
+        client_lib.load_class_names(tmp_path / "missing.json")
+
+
 @pytest.mark.parametrize("t_in", [1, 5, 16, 37])
 def test_resample_numpy_matches_the_graph_resampling(t_in):
     from tags_tf.data.resample import resample_features
