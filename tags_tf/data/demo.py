@@ -214,7 +214,9 @@ def _spec_json(spec: DemoSpec) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(spec)))  # tuples -> lists, as stored
 
 
-def prepare_demo(data_dir: str, seed: int = 0, num_videos: int = 240, force: bool = False, num_shards: int = 2) -> str:
+def prepare_demo(
+    data_dir: str, seed: int = 0, num_videos: int = 240, force: bool = False, num_shards: int = 2, **spec_overrides
+) -> str:
     """Makes (or reuses) the demo shards under ``data_dir`` and returns the shard directory.
 
     The shards are reused when ``shards/manifest.json`` exists and ``demo_spec.json``
@@ -223,7 +225,7 @@ def prepare_demo(data_dir: str, seed: int = 0, num_videos: int = 240, force: boo
     """
     from tags_tf.features import MANIFEST_NAME
 
-    spec = DemoSpec(num_videos=num_videos, seed=seed)
+    spec = DemoSpec(num_videos=num_videos, seed=seed, **spec_overrides)  # overrides: other DemoSpec fields
     data_dir = os.fspath(data_dir)
     shard_dir = os.path.join(data_dir, "shards")
     spec_path = os.path.join(data_dir, SPEC_NAME)
