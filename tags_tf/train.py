@@ -42,10 +42,13 @@ def main(argv=None) -> int:
             overrides["train.batch_size"] = args.batch_size
         from tags_tf import trainer
 
-        return trainer.train_from_args(args, overrides)
+        result = trainer.train_from_args(args, overrides)
     except (ConfigError, MissingDataError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if "table" in result:
+        print(result["table"])  # the result: the validation mAP table on stdout
+    return 0
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def _read_json(path: str, default=None):
         return json.load(f)
 
 
-def train_from_args(args, overrides: dict) -> int:
+def train_from_args(args, overrides: dict) -> dict:
     # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
     from tags_tf.distribute import build_strategy
 
@@ -102,8 +102,7 @@ def train_from_args(args, overrides: dict) -> int:
     cfg = datasets.config_for(resolved, overrides)
     workdir = args.workdir or os.path.join("runs", os.path.basename(os.path.normpath(args.dataset)))
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
-    train(cfg, resolved, workdir, strategy, resume=args.resume, export=not args.no_export, verbose=verbose)
-    return 0
+    return train(cfg, resolved, workdir, strategy, resume=args.resume, export=not args.no_export, verbose=verbose)
 
 
 def _check_or_save_config(cfg, workdir: str, chief: bool) -> None:
@@ -225,7 +224,7 @@ def finish(workdir, cfg, resolved, val_ds, model, export: bool = True, train_sec
     report = evaluate_arrays(detections, ground_truth, class_names, _protocol(resolved.preset))
     write_submission(os.path.join(workdir, "val_detections.json"), to_submission(detections, class_names))
     table = format_report(report)
-    print(table)
+    log.info("validation mAP of %s:\n%s", os.path.basename(best_path) if os.path.exists(best_path) else "the last epoch", table)
     plot_files = write_plots(os.path.join(workdir, "plots"), detections, ground_truth, class_names, report)
     export_dir = None
     if export:
@@ -242,4 +241,4 @@ def finish(workdir, cfg, resolved, val_ds, model, export: bool = True, train_sec
         "export": export_dir,
     }
     _write_json(os.path.join(workdir, "summary.json"), summary)
-    return summary
+    return {**summary, "table": table}
