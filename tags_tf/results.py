@@ -24,6 +24,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from tags_tf.jsonio import read_json
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_VERSION = "VERSION 1.3"
@@ -100,15 +102,7 @@ class Detections:
 def read_results(path: str | os.PathLike, allow_reversed: bool = False) -> Detections:
     """Reads and validates a results file (see :func:`parse_results`)."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as fobj:
-            data = json.loads(fobj.read())
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path}: cannot read file ({err})") from None
-    except json.JSONDecodeError as err:
-        raise ResultsError(f"{path}: invalid JSON ({err})") from None
+    data = read_json(path, ResultsError)
     return parse_results(data, source=path, allow_reversed=allow_reversed)
 
 

@@ -27,12 +27,13 @@ message naming the file, the video and the problem.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
+
+from tags_tf.jsonio import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -198,15 +199,7 @@ def load_annotations(
 
 
 def _read_json(path: str) -> Any:
-    try:
-        with open(path, "rb") as fobj:
-            return json.loads(fobj.read())
-    except FileNotFoundError:
-        raise AnnotationError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise AnnotationError(f"{path}: cannot read file ({err})") from None
-    except json.JSONDecodeError as err:
-        raise AnnotationError(f"{path}: invalid JSON ({err})") from None
+    return read_json(path, AnnotationError)
 
 
 def _detect_format(path: str, data: Any) -> str:
