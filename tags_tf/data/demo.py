@@ -8,11 +8,13 @@ Writes, under ``data_dir``::
     demo_spec.json      the generator parameters the shards were built from (reuse check)
 
 What the data looks like (defaults, matching the ``demo`` config preset):
-- 240 videos (75 % "training", 25 % "validation"), 4 classes, D = 32;
+- ``num_videos`` videos (75 % "training", 25 % "validation"), 4 classes, D = 32;
 - durations uniform in 30-240 s; native snippet counts 40-200 that grow with the
   duration at a per-video rate (so resampling to T_in = 64 both up- and downsamples);
-- 1-4 non-overlapping instances per video, lengths log-uniform in 2 %-60 % of the video;
-  80 % of a video's instances share its main class;
+- instances placed like ActivityNet's (measured from its annotations, see
+  ``ANET_INSTANCE_COUNTS``): 75 % of the videos have one instance, mostly long (median
+  79 % of the video), the others 2-6 shorter ones (median 9 %), non-overlapping; 99 %
+  of the instances share their video's class;
 - features = per-video background offset + slow drift + white noise, plus, inside an
   action, a shared "action" direction and a class prototype (each instance with its own
   random variation and amplitude), with boundaries blurred by ramps of 1-3 snippets;
@@ -40,7 +42,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES = ("Juggling balls", "Rowing", "Skipping rope", "Vaulting")  # sorted, ids 0..3
-GENERATOR_VERSION = 3  # 2 was a short-lived easier variant that trained worse
+GENERATOR_VERSION = 4  # 4: ActivityNet instance statistics (3: 1-4 short instances per video)
 SPEC_NAME = "demo_spec.json"
 ANNOTATIONS_NAME = "annotations.json"
 
@@ -57,9 +59,9 @@ class DemoSpec:
     min_snippets: int = 40
     max_snippets: int = 200
     snippet_rate: tuple[float, float] = (0.5, 1.2)  # native snippets per second
-    max_instances: int = 4
-    length_fraction: tuple[float, float] = (0.02, 0.6)
-    main_class_prob: float = 0.8
+    length_fraction: tuple[float, float] = (0.02, 0.95)  # clip of the ActivityNet-drawn lengths
+    max_coverage: float = 0.95  # most of a video that its instances may cover together
+    main_class_prob: float = 0.99  # ActivityNet: 99.9 % of videos have a single class
     action_amplitude: float = 1.8  # along the shared action direction
     class_amplitude: float = 1.8  # along the class prototype
     instance_jitter: float = 0.5  # per-instance random vector (norm ~ this)
@@ -78,16 +80,34 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
+# Instance statistics of ActivityNet v1.3 "training" (10,024 videos, 15,410 instances),
+# measured from ../shared/datasets/activitynet13 (tests/test_demo.py re-measures them
+# when that folder is present): the share of videos with 1..6 instances (7 or more
+# folded into 6), and deciles of an instance's length as a fraction of its video, for
+# single-instance videos and for the instances of multi-instance videos.
+ANET_INSTANCE_COUNTS = (0.753, 0.132, 0.048, 0.027, 0.015, 0.025)
+ANET_LENGTH_DECILES_SINGLE = (0.0, 0.259, 0.462, 0.605, 0.71, 0.792, 0.858, 0.906, 0.953, 0.996, 1.0)
+ANET_LENGTH_DECILES_MULTI = (0.0, 0.019, 0.031, 0.045, 0.062, 0.087, 0.123, 0.179, 0.264, 0.4, 1.0)
+
+
 def _place_instances(rng: np.random.Generator, spec: DemoSpec) -> list[tuple[float, float]]:
-    """1..max_instances non-overlapping [start, end] in normalized time, sorted."""
-    k = int(rng.integers(1, spec.max_instances + 1))
+    """1..6 non-overlapping [start, end] in normalized time, sorted, ActivityNet-like.
+
+    The count and the lengths are drawn from ActivityNet's (inverse-CDF through the
+    deciles above), lengths clipped to ``spec.length_fraction``; instances that would
+    push the total past ``spec.max_coverage`` are dropped (one always stays). The
+    background left over is split into gaps by a flat Dirichlet.
+    """
+    counts = np.asarray(ANET_INSTANCE_COUNTS)
+    k = int(rng.choice(len(counts), p=counts / counts.sum())) + 1
+    deciles = ANET_LENGTH_DECILES_SINGLE if k == 1 else ANET_LENGTH_DECILES_MULTI
     lo, hi = spec.length_fraction
     lengths = []
-    for _ in range(k):  # drop the instances that do not fit in 90 % of the video
-        length = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-        if sum(lengths) + length <= 0.9:
-            lengths.append(length)
-    k = len(lengths)  # >= 1: one instance always fits
+    for _ in range(k):
+        length = float(np.clip(np.interp(rng.uniform(), np.linspace(0.0, 1.0, 11), deciles), lo, hi))
+        if not lengths or sum(lengths) + length <= spec.max_coverage:
+            lengths.append(min(length, spec.max_coverage))
+    k = len(lengths)
     lengths = np.asarray(lengths)
     gaps = rng.dirichlet(np.ones(k + 1)) * (1.0 - lengths.sum())  # (k+1,) sums to the free time
     order = rng.permutation(k)
