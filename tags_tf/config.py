@@ -77,6 +77,7 @@ class LossConfig:
     beta: float = 2.0  # prediction-promotion exponent (Eq. 8).
     delta: float = 0.25  # outer-inner contrast margin (Eq. 7).
     erosion_kernel: int = 7  # Phi, morphological erosion (Eq. 6).
+    mask_bce: float = 1.0  # weight of a BCE on the mask logits added to Eq. 6; 0 = the paper's Eq. 6.
     theta_m: float = 0.5  # mask binarisation threshold (Eq. 9).
     theta_p: float = 0.3  # classification binarisation threshold (Eq. 9).
     topk: int = 40  # top-k snippets of the consistency loss (Eq. 9).

@@ -128,6 +128,34 @@ def test_mask_loss_golden_overlap_and_fallback():
     np.testing.assert_allclose(loss(target, logits, sample_weight=fg).numpy(), 0.623678, rtol=1e-5)
 
 
+def test_mask_loss_bce_term_golden():
+    # bce = 0.5 adds 0.5 * mean_k BCE(m_k, g_k) to each row of the golden case above.
+    # Row 0: every m_k is on the right side at 0.8 -> BCE = -ln .8 = 0.223144 everywhere.
+    # Row 1: 6 entries wrong at 0.8 (-ln .2 = 1.609438), 2 right (0.223144)
+    #   -> mean = (6 * 1.609438 + 2 * 0.223144) / 8 = 1.262864.
+    target, logits, fg = _mask_rows()
+    per = MaskLoss(erosion_kernel=3, epsilon=1e-6, bce=0.5, reduction=None)(target, logits, sample_weight=fg)
+    np.testing.assert_allclose(
+        per.numpy()[0, :2], [0.519048 + 0.5 * 0.223144, 0.728308 + 0.5 * 1.262864], rtol=1e-5
+    )
+    np.testing.assert_array_equal(per.numpy()[0, 2:], 0.0)
+
+
+def test_mask_loss_bce_term_keeps_gradient_on_saturated_wrong_entries():
+    # Eq. 6 works on sigmoid(m): a logit saturated on the wrong side gets no gradient and
+    # stays wrong (seen in training at lr 3e-3). The BCE term's gradient is (m - g) / T.
+    g = np.zeros((1, 1, 10), np.float32)
+    g[0, 0, 2:8] = 1
+    start = np.where(g > 0, 20.0, -20.0).astype(np.float32)
+    start[0, 0, 7] = -20.0  # saturated, wrong
+    for bce, expected in ((0.0, 0.0), (1.0, -1.0 / 10)):
+        logits = tf.Variable(start)
+        with tf.GradientTape() as tape:
+            v = MaskLoss(erosion_kernel=3, bce=bce)(g, logits)
+        grad = tape.gradient(v, logits).numpy()[0, 0, 7]
+        np.testing.assert_allclose(grad, expected, atol=1e-6)
+
+
 def test_mask_loss_short_instance_falls_back_to_l2():
     # A 3-snippet instance vanishes under a 7-wide erosion: normalised L2 is used.
     g = np.zeros((1, 1, 12), np.float32)
@@ -412,7 +440,7 @@ def test_total_loss_names_missing_key():
     "loss",
     [
         ClassificationLoss(lambda1=0.3, gamma=1.5, alpha=5.0, hard_negative_ratio=0.2),
-        MaskLoss(lambda2=0.2, erosion_kernel=5, epsilon=1e-5),
+        MaskLoss(lambda2=0.2, erosion_kernel=5, epsilon=1e-5, bce=0.7),
         PredictionPromotionLoss(thresholds=(0.3, 0.6), delta=0.2, beta=3.0),
         ConsistencyLoss(theta_p=0.2, theta_m=0.6, topk=7, name="fc"),
     ],
