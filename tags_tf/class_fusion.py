@@ -17,12 +17,13 @@ Scores must be finite and >= 0. Errors are one line, naming the file and the pro
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from tags_tf.jsonio import read_json
 
 
 class ExternalScoresError(ValueError):
@@ -90,10 +91,7 @@ def load_external_scores(path: str | Path, class_names: Sequence[str]) -> dict[s
         raise ExternalScoresError(f"{path}: class_names must be non-empty and distinct")
     if not path.is_file():
         raise ExternalScoresError(f"{path}: no such file")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ExternalScoresError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    data = read_json(path, ExternalScoresError)  # one-line errors; a video listed twice is one
     if not isinstance(data, dict):
         raise ExternalScoresError(f"{path}: expected a JSON object mapping video ids to scores")
     if "results" in data and "class" in data and isinstance(data["class"], list):

@@ -138,6 +138,15 @@ def test_file_level_errors(tmp_path):
         load_annotations(_write(tmp_path, "gt.json", OFFICIAL), fmt="coco")
 
 
+def test_video_listed_twice_is_an_error_not_a_silent_merge(tmp_path):
+    text = ('{"version": "1.3", "taxonomy": [], "database": {'
+            '"vidA": {"subset": "training", "duration": 10.0, "annotations": []}, '
+            '"vidA": {"subset": "validation", "duration": 12.0, "annotations": []}}}')
+    path = _write(tmp_path, "twice.json", text)
+    with pytest.raises(AnnotationError, match=r"twice\.json: key 'vidA' appears twice"):
+        load_annotations(path)
+
+
 def test_wrong_subset_lists_available(tmp_path):
     gt = load_annotations(_write(tmp_path, "gt.json", OFFICIAL))
     with pytest.raises(AnnotationError,

@@ -395,12 +395,13 @@ def test_load_external_scores_formats(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("{not json", "not valid JSON"),
+        ("{not json", "invalid JSON"),
         (json.dumps({"x": {"class": "zzz", "score": 0.5}}), "unknown class 'zzz'"),
         (json.dumps({"x": {"class": "a", "score": float("nan")}}), "not a finite number"),
         (json.dumps({"x": [0.1, 0.2]}), "2 scores, expected 3"),
         (json.dumps({"x": {"class": "a"}}), "needs both 'class' and 'score'"),
         (json.dumps([1, 2]), "expected a JSON object"),
+        ('{"x": [0.1, 0.2, 0.3], "x": [0.3, 0.2, 0.1]}', "key 'x' appears twice"),
     ],
 )
 def test_load_external_scores_errors_name_file_and_problem(tmp_path, content, message):

@@ -133,6 +133,13 @@ def test_file_errors_and_missing_metadata(tmp_path, caplog):
     assert len(det) == 0 and "missing key(s) ['version', 'external_data']" in caplog.text
 
 
+def test_video_listed_twice_in_results_is_an_error(tmp_path):
+    text = ('{"version": "1", "external_data": {}, "results": {'
+            '"v": [{"label": "Zumba", "score": 0.5, "segment": [1, 2]}], "v": []}}')
+    with pytest.raises(ResultsError, match="key 'v' appears twice"):
+        read_results(_write(tmp_path, text))
+
+
 def test_write_submission_and_from_arrays(tmp_path):
     from tags_tf.results import write_submission
 
