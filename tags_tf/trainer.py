@@ -184,8 +184,13 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
     history = JsonLinesLogger.read(metrics_path)
     best_so_far = max((r.get("val_mAP", -math.inf) for r in history), default=-math.inf)
     best_path = os.path.join(workdir, "best.keras")
+    backup_dir = worker_dir(os.path.join(workdir, "backup"))
+    # Made here, race-free: Keras checks exists() then makedirs() at the first epoch end,
+    # and under MultiWorkerMirroredStrategy another worker creating its folder below
+    # workdir/backup in between made the chief fail with FileExistsError.
+    os.makedirs(backup_dir, exist_ok=True)
     callbacks = [
-        keras.callbacks.BackupAndRestore(worker_dir(os.path.join(workdir, "backup")), delete_checkpoint=False),
+        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
         ValidationCallback(val_ds, class_names, _protocol(resolved.preset), cfg.train.validate_every,
                            cfg.train.epochs, best_path, chief, best_so_far),
         LearningRateLogger(),
