@@ -103,6 +103,11 @@ class PostprocessConfig:
     # classification branch's foreground probability instead (the "w/o mask branch"
     # ablation of Table 6; use with loss.mask_weight=0).
     mask_source: str = "mask"
+    # Candidate mask score: "mean" of the mask over the run (the paper, Sec. 3.4) or
+    # "contrast": that mean minus the mean over ceil(contrast_delta * length) cells on
+    # each side, Eq. 7's outer-inner contrast, which does not favour runs cut too short.
+    mask_score: str = "mean"
+    contrast_delta: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,10 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError(f"postprocess.mask_thresholds must lie in (0, 1), got {th}")
     if cfg.postprocess.mask_source not in ("mask", "actionness"):
         raise ConfigError("postprocess.mask_source must be 'mask' or 'actionness'")
+    if cfg.postprocess.mask_score not in ("mean", "contrast"):
+        raise ConfigError("postprocess.mask_score must be 'mean' or 'contrast'")
+    if not 0.0 < cfg.postprocess.contrast_delta <= 1.0:
+        raise ConfigError("postprocess.contrast_delta must be in (0, 1]")
     if cfg.postprocess.class_fusion not in ("none", "external"):
         raise ConfigError("postprocess.class_fusion must be 'none' or 'external'")
     if cfg.train.batch_size < 1 or cfg.train.epochs < 0:

@@ -19,7 +19,8 @@ Algorithm, per video and per scale ``s`` (``T = T^s``):
    (it would be an exact duplicate: same segment, same score).
 3. Candidate: segment ``[start/T, (end+1)/T]`` in normalized time, score
    ``P[t, c] * mean(m[start..end])`` (the paper's class score x "mean predicted
-   foreground segment in M"), class ``c``.
+   foreground segment in M"), class ``c``. With ``mask_score="contrast"`` the mean is
+   replaced by the run's outer-inner contrast (Eq. 7, :func:`run_contrast`).
 4. All scales are merged, the ``pre_nms_top_k`` best are kept, then Gaussian Soft-NMS
    (Bodla et al.) via ``tf.image.non_max_suppression_with_scores``. ``soft_nms_sigma``
    follows Bodla's convention, decay ``exp(-tIoU^2 / sigma)``; TF's op decays by
@@ -91,11 +92,38 @@ def mask_runs(masks: tf.Tensor, anchor: tf.Tensor, thresholds: tf.Tensor) -> tup
     return start, end, valid
 
 
+def run_contrast(csum: tf.Tensor, start: tf.Tensor, end: tf.Tensor, t: tf.Tensor, delta: float) -> tf.Tensor:
+    """Outer-inner contrast (Eq. 7, one foreground run) of runs ``[start, end]``.
+
+    ``mean(m[start..end])`` minus the mean of ``m`` over the ``ceil(delta * len)`` cells
+    on each side (clipped to the video; 0 when none remain), floored at 0.
+
+    Args:
+      csum: (B, S, T+1) float64 prefix sums of the masks (``csum[..., 0] = 0``).
+      start, end: (B, S, H) int32 inclusive run bounds.
+      t: scalar int32, T.
+    """
+    length = end - start + 1
+    margin = tf.cast(tf.math.ceil(delta * tf.cast(length, tf.float32)), tf.int32)  # (B, S, H)
+    lo = tf.maximum(start - margin, 0)
+    hi = tf.minimum(end + margin, t - 1)
+
+    def span(a, b):  # sum of m over [a, b) from the prefix sums
+        return tf.gather(csum, b, batch_dims=2) - tf.gather(csum, a, batch_dims=2)
+
+    inside = span(start, end + 1) / tf.cast(tf.maximum(length, 1), tf.float64)
+    n_out = tf.cast(start - lo + hi - end, tf.float64)
+    outside = tf.math.divide_no_nan(span(lo, start) + span(end + 1, hi + 1), n_out)
+    return tf.cast(tf.maximum(inside - outside, 0.0), tf.float32)
+
+
 def decode_scale(
     cls_logits: tf.Tensor,
     mask_logits: tf.Tensor,
     mask_thresholds: Sequence[float],
     top_snippets: int,
+    mask_score: str = "mean",
+    contrast_delta: float = 0.25,
 ) -> dict[str, tf.Tensor]:
     """Candidates of one scale (steps 1-3 of the module docstring).
 
@@ -104,6 +132,9 @@ def decode_scale(
       mask_logits: (B, T, T) pre-sigmoid, [b, t, k] = mask predicted by snippet t at k.
       mask_thresholds: H thresholds in (0, 1).
       top_snippets: snippets decoded per video (capped at T).
+      mask_score: "mean" (the paper: mean of m over the run) or "contrast"
+        (:func:`run_contrast`, Eq. 7's outer-inner contrast of the run).
+      contrast_delta: the margin fraction of "contrast" (Eq. 7's delta).
 
     Returns dict of (B, C) tensors with C = min(top_snippets, T) * H:
       segments (B, C, 2) float32 normalized [start, end]; class_scores (B, C) float32
@@ -134,7 +165,10 @@ def decode_scale(
     csum = tf.pad(tf.cumsum(tf.cast(masks, tf.float64), axis=-1), [[0, 0], [0, 0], [1, 0]])  # (B, S, T+1)
     run_sum = tf.gather(csum, end + 1, batch_dims=2) - tf.gather(csum, start, batch_dims=2)  # (B, S, H)
     run_len = tf.maximum(end - start + 1, 1)  # (B, S, H)
-    mask_score = tf.cast(run_sum / tf.cast(run_len, tf.float64), tf.float32)  # (B, S, H)
+    if mask_score == "contrast":
+        mask_score = run_contrast(csum, start, end, t, contrast_delta)  # (B, S, H)
+    else:
+        mask_score = tf.cast(run_sum / tf.cast(run_len, tf.float64), tf.float32)  # (B, S, H)
 
     # Drop a run identical to the previous threshold's run of the same snippet.
     prev_start = tf.pad(start[:, :, :-1], [[0, 0], [0, 0], [1, 0]], constant_values=-1)  # (B, S, H)
@@ -281,6 +315,8 @@ def decode_detections(
     external_scores: tf.Tensor | None = None,
     fusion_top_k: int = 1,
     nms_per_class: bool = True,
+    mask_score: str = "mean",
+    contrast_delta: float = 0.25,
 ) -> dict[str, tf.Tensor]:
     """Model outputs -> padded detections in seconds (the whole module docstring).
 
@@ -299,7 +335,8 @@ def decode_detections(
         for key in (cls_key, mask_key):
             if key not in outputs:
                 raise KeyError(f"model outputs have no {key!r} (scales {tuple(scales)}); got {sorted(outputs)}")
-        cands.append(decode_scale(outputs[cls_key], outputs[mask_key], mask_thresholds, top_snippets))
+        cands.append(decode_scale(outputs[cls_key], outputs[mask_key], mask_thresholds, top_snippets,
+                                  mask_score, contrast_delta))
     merged = {key: tf.concat([c[key] for c in cands], axis=1) for key in cands[0]}  # (B, sum C_s)
     if external_scores is None:
         segments, scores, classes = merged["segments"], merged["class_scores"], merged["classes"]
@@ -378,6 +415,8 @@ class DetectionDecoder(keras.layers.Layer):
         fusion_top_k: int = 1,
         nms_per_class: bool = True,
         mask_source: str = "mask",
+        mask_score: str = "mean",
+        contrast_delta: float = 0.25,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -398,6 +437,10 @@ class DetectionDecoder(keras.layers.Layer):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if mask_source not in ("mask", "actionness"):
             raise ValueError(f"mask_source must be 'mask' or 'actionness', got {mask_source!r}")
+        if mask_score not in ("mean", "contrast"):
+            raise ValueError(f"mask_score must be 'mean' or 'contrast', got {mask_score!r}")
+        if not 0.0 < contrast_delta <= 1.0:
+            raise ValueError(f"contrast_delta must be in (0, 1], got {contrast_delta}")
         if soft_nms_sigma <= 0:
             raise ValueError(f"soft_nms_sigma must be > 0, got {soft_nms_sigma}")
         if fusion_top_k > num_classes:
@@ -414,6 +457,8 @@ class DetectionDecoder(keras.layers.Layer):
         self.fusion_top_k = int(fusion_top_k)
         self.nms_per_class = bool(nms_per_class)
         self.mask_source = mask_source
+        self.mask_score = mask_score
+        self.contrast_delta = float(contrast_delta)
         self.supports_jit = False
 
     @classmethod
@@ -431,6 +476,8 @@ class DetectionDecoder(keras.layers.Layer):
             score_threshold=p.score_threshold,
             class_fusion=p.class_fusion,
             mask_source=p.mask_source,
+            mask_score=p.mask_score,
+            contrast_delta=p.contrast_delta,
             **kwargs,
         )
 
@@ -470,6 +517,8 @@ class DetectionDecoder(keras.layers.Layer):
             external_scores=external_scores,
             fusion_top_k=self.fusion_top_k,
             nms_per_class=self.nms_per_class,
+            mask_score=self.mask_score,
+            contrast_delta=self.contrast_delta,
         )
 
     def compute_output_spec(self, outputs, duration, external_scores=None):
@@ -497,6 +546,8 @@ class DetectionDecoder(keras.layers.Layer):
                 "fusion_top_k": self.fusion_top_k,
                 "nms_per_class": self.nms_per_class,
                 "mask_source": self.mask_source,
+                "mask_score": self.mask_score,
+                "contrast_delta": self.contrast_delta,
             }
         )
         return config

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from tags_tf.class_fusion import ExternalScoresError, external_scores_batch, load_external_scores
-from tags_tf.config import get_config
-from tags_tf.postprocess import DetectionDecoder, decode_detections, mask_runs, soft_nms
+from tags_tf.config import ConfigError, get_config
+from tags_tf.postprocess import DetectionDecoder, decode_detections, mask_runs, run_contrast, soft_nms
 
 SIGMA = 0.5  # Bodla's sigma: decay exp(-tIoU^2 / SIGMA).
 
@@ -123,6 +123,33 @@ def test_two_instances_give_exact_segments_scores_and_classes(mode):
         res["detection_segments"][0], [[14, 16], [2, 8], [12, 18], [0, 0], [0, 0]], atol=1e-5
     )
     assert res["detection_classes"][0].tolist() == [2, 0, 2, -1, -1]
+
+
+def test_contrast_score_prefers_the_whole_run_to_its_core():
+    cls, mask = _two_instance_video()
+    res = _run(_decoder(mask_score="contrast"), {"cls_logits_s1": cls[None], "mask_logits_s1": mask[None]}, [20.0])
+    # Contrast = mean inside - mean of the ceil(0.25 * len) cells on each side.
+    #  snippet 7 (P=0.8): theta .5 -> 6..8: 2.15/3 - (.3+.3)/2 = 0.416667 -> 0.333333;
+    #    theta .65 -> 7..7: .95 - (.6+.6)/2 = 0.35 -> 0.28 (the mean ranked this core first).
+    #  snippet 2 (P=0.9): 1..3: .8 - (.1+.2)/2 = 0.65 -> 0.585.
+    # Soft-NMS: [14, 16] overlaps the kept [12, 18] with tIoU 1/3.
+    core = 0.28 * math.exp(-((1 / 3) ** 2) / SIGMA)
+    np.testing.assert_allclose(res["detection_scores"][0], [0.585, 0.8 * 0.416667, core, 0, 0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(res["detection_segments"][0], [[2, 8], [12, 18], [14, 16], [0, 0], [0, 0]], atol=1e-5)
+
+
+def test_run_contrast_hand_values_border_clipping_and_floor():
+    rows = np.array([[0.1, 0.2, 0.9, 0.8, 0.9, 0.3, 0.1, 0.05],
+                     [1.0, 0.5, 0.55, 0.55, 0.55, 0.55, 0.55, 0.5]])
+    csum = tf.constant(np.pad(np.cumsum(rows, axis=-1), [[0, 0], [1, 0]])[None])  # (1, 2, T+1) float64
+    start = tf.constant([[[2, 2, 0], [2, 2, 2]]], tf.int32)  # (1, 2, 3) runs per row
+    end = tf.constant([[[4, 5, 6], [6, 6, 6]]], tf.int32)
+    got = run_contrast(csum, start, end, tf.constant(8), 0.25).numpy()[0]
+    # Row 0: [2, 4]: 2.6/3 - (.2 + .3)/2 = 0.616667; [2, 5]: 2.9/4 - (.2 + .1)/2 = 0.575;
+    #   [0, 6]: 3.3/7 - margin 2, left clipped away, right only cell 7 (.05) = 0.421429.
+    # Row 1: [2, 6]: .55 - (1 + .5 + .5)/3 < 0 -> floored at 0.
+    np.testing.assert_allclose(got[0], [0.616667, 0.575, 0.421429], rtol=1e-5)
+    np.testing.assert_allclose(got[1], [0.0, 0.0, 0.0], atol=1e-7)
 
 
 def test_all_background_video_gives_no_detection():
@@ -337,6 +364,10 @@ def test_decoder_config_round_trip_and_preset_construction():
     assert isinstance(clone, DetectionDecoder)
     assert clone.get_config() == dec.get_config()
     assert clone.mask_thresholds == get_config("demo").postprocess.mask_thresholds
+    contrast = DetectionDecoder.from_tags_config(
+        get_config("demo", {"postprocess.mask_score": "contrast", "postprocess.contrast_delta": 0.5}))
+    assert DetectionDecoder.from_config(contrast.get_config()).get_config() == contrast.get_config()
+    assert (contrast.mask_score, contrast.contrast_delta) == ("contrast", 0.5)
 
 
 def test_decoder_bad_inputs_give_clear_errors():
@@ -349,6 +380,12 @@ def test_decoder_bad_inputs_give_clear_errors():
         _decoder(class_fusion="external")({"cls_logits_s1": cls[None], "mask_logits_s1": mask[None]}, tf.constant([1.0]))
     with pytest.raises(ValueError, match="class_fusion must be"):
         _decoder(class_fusion="cuhk")
+    with pytest.raises(ValueError, match="mask_score must be 'mean' or 'contrast'"):
+        _decoder(mask_score="max")
+    with pytest.raises(ValueError, match="contrast_delta must be in"):
+        _decoder(mask_score="contrast", contrast_delta=0.0)
+    with pytest.raises(ConfigError, match="postprocess.mask_score must be"):
+        get_config("demo", {"postprocess.mask_score": "max"})
 
 
 def test_half_precision_logits_decode_in_float32():
