@@ -51,6 +51,11 @@ class ModelConfig:
     dropout: float = 0.1
     cls_kernel: int = 3  # H_c: 1-D conv kernel of the classification branch.
     mask_kernel: int = 3  # H_b: kernel of the first two of its three 1-D convs.
+    # H_b's read-out: "paper" (Eq. 4 as printed, a 1x1 conv to T^s channels: a free
+    # weight vector per absolute position) or "bilinear" (query of the predicting
+    # snippet . key of the masked position; translation-equivariant). README "Design notes".
+    mask_head: str = "bilinear"
+    mask_key_dim: int = 128  # d of the bilinear head's query and key.
 
     @property
     def input_snippets(self) -> int:
@@ -76,7 +81,14 @@ class LossConfig:
     hard_negative_ratio: float = 0.1  # |N| = max(1, round(K * ratio)) (Eq. 5).
     beta: float = 2.0  # prediction-promotion exponent (Eq. 8).
     delta: float = 0.25  # outer-inner contrast margin (Eq. 7).
-    erosion_kernel: int = 7  # Phi, morphological erosion (Eq. 6).
+    erosion_kernel: int = 7  # Phi, morphological erosion (Eq. 6) of boundary="interior".
+    # Region of Eq. 6's boundary IoU: "band" (Boundary IoU, the cited metric: the cells
+    # within boundary_width * T^s of a boundary) or "interior" (the eroded mask, as printed).
+    boundary: str = "band"
+    boundary_width: float = 0.05
+    # Weight of a BCE toward an all-zero mask on background snippets' rows (0 = the
+    # paper: only foreground rows are trained).
+    mask_background: float = 1.0
     mask_bce: float = 1.0  # weight of a BCE on the mask logits added to Eq. 6; 0 = the paper's Eq. 6.
     theta_m: float = 0.5  # mask binarisation threshold (Eq. 9).
     theta_p: float = 0.3  # classification binarisation threshold (Eq. 9).
@@ -103,9 +115,10 @@ class PostprocessConfig:
     # classification branch's foreground probability instead (the "w/o mask branch"
     # ablation of Table 6; use with loss.mask_weight=0).
     mask_source: str = "mask"
-    # Candidate mask score: "mean" of the mask over the run (the paper, Sec. 3.4) or
+    # Candidate mask score: "mean" of the mask over the run (the paper, Sec. 3.4);
     # "contrast": that mean minus the mean over ceil(contrast_delta * length) cells on
-    # each side, Eq. 7's outer-inner contrast, which does not favour runs cut too short.
+    # each side, Eq. 7's outer-inner contrast, which does not favour runs cut too short;
+    # "gated": runs and mean of the mask gated by local actionness, m[t, k] * (1 - P_bg[k]).
     mask_score: str = "mean"
     contrast_delta: float = 0.25
 
@@ -115,7 +128,8 @@ class DataConfig:
     """Input pipeline."""
 
     train_subset: str = "training"
-    val_subset: str = "validation"
+    val_subset: str = "validation"  # model selection (best.keras)
+    test_subset: str = "test"  # held out: reported after training when the shards have it
     shuffle_buffer: int = 512
     compression: str = ""  # "" or "GZIP", must match the shards.
 
@@ -173,6 +187,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.feature_dim": 32,
         "model.base_snippets": 32,
         "model.embed_dim": 64,
+        "model.mask_key_dim": 64,
         "loss.topk": 8,
         "postprocess.top_snippets": 16,
         "postprocess.pre_nms_top_k": 400,
@@ -203,18 +218,26 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError(f"model.embed_dim {m.embed_dim} is not divisible by num_heads {m.num_heads}")
     if m.position_encoding not in ("sine", "none"):
         raise ConfigError(f"model.position_encoding must be 'sine' or 'none', got {m.position_encoding!r}")
+    if m.mask_head not in ("paper", "bilinear"):
+        raise ConfigError(f"model.mask_head must be 'paper' or 'bilinear', got {m.mask_head!r}")
     if m.pool_type not in ("avg", "max"):
         raise ConfigError(f"model.pool_type must be 'avg' or 'max', got {m.pool_type!r}")
-    for name in ("num_classes", "feature_dim", "base_snippets", "embed_dim", "num_heads"):
+    for name in ("num_classes", "feature_dim", "base_snippets", "embed_dim", "num_heads", "mask_key_dim"):
         if getattr(m, name) < 1:
             raise ConfigError(f"model.{name} must be >= 1, got {getattr(m, name)}")
+    if cfg.loss.boundary not in ("interior", "band"):
+        raise ConfigError(f"loss.boundary must be 'interior' or 'band', got {cfg.loss.boundary!r}")
+    if not 0.0 < cfg.loss.boundary_width < 0.5:
+        raise ConfigError(f"loss.boundary_width must be in (0, 0.5), got {cfg.loss.boundary_width}")
+    if cfg.loss.mask_background < 0:
+        raise ConfigError(f"loss.mask_background must be >= 0, got {cfg.loss.mask_background}")
     th = cfg.postprocess.mask_thresholds
     if not th or any(not 0.0 < t < 1.0 for t in th):
         raise ConfigError(f"postprocess.mask_thresholds must lie in (0, 1), got {th}")
     if cfg.postprocess.mask_source not in ("mask", "actionness"):
         raise ConfigError("postprocess.mask_source must be 'mask' or 'actionness'")
-    if cfg.postprocess.mask_score not in ("mean", "contrast"):
-        raise ConfigError("postprocess.mask_score must be 'mean' or 'contrast'")
+    if cfg.postprocess.mask_score not in ("mean", "contrast", "gated"):
+        raise ConfigError("postprocess.mask_score must be 'mean', 'contrast' or 'gated'")
     if not 0.0 < cfg.postprocess.contrast_delta <= 1.0:
         raise ConfigError("postprocess.contrast_delta must be in (0, 1]")
     if cfg.postprocess.class_fusion not in ("none", "external"):

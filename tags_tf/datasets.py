@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from tags_tf import config as config_lib
 
 MANIFEST_NAME = "manifest.json"  # == tags_tf.features.MANIFEST_NAME (kept TF-free here)
+DEMO_VIDEOS = 1000  # videos of --dataset demo
 
 
 class MissingDataError(RuntimeError):
@@ -69,9 +70,9 @@ def resolve(dataset: str, data_dir: str | None = None) -> ResolvedDataset:
     if dataset == "demo":
         from tags_tf.data.demo import prepare_demo
 
-        # 800 videos (600 train / 200 val): with fewer the tiny model over-fits (180
-        # training videos gave ~8% average mAP, 600 give ~44% in the same time).
-        shard_dir = prepare_demo(data_dir or default_data_dir("demo"), num_videos=800)
+        # 1000 videos (600 training / 200 validation / 200 test): with fewer training
+        # videos the tiny model over-fits (180 gave ~8% average mAP).
+        shard_dir = prepare_demo(data_dir or default_data_dir("demo"), num_videos=DEMO_VIDEOS)
         return ResolvedDataset("demo", str(shard_dir), _load_manifest(str(shard_dir)))
     if dataset in _BUILD_HINTS:
         base = data_dir or default_data_dir(dataset)

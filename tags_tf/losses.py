@@ -63,6 +63,16 @@ def erode(x: tf.Tensor, kernel: int) -> tf.Tensor:
     return tf.reshape(-pooled, shape)  # (N, T, 1) -> (..., T)
 
 
+BOUNDARY_REGIONS = ("interior", "band")
+
+
+def band_kernel(width: float, num_snippets: int | None) -> int:
+    """Erosion kernel ``2 d + 1`` of a boundary band ``d = max(1, round(width * T))`` cells wide."""
+    if num_snippets is None:
+        raise ValueError("the boundary band needs a static number of snippets T")
+    return 2 * max(1, int(round(width * num_snippets))) + 1
+
+
 class _WeightedLoss(keras.losses.Loss):
     """Base: masked-mean reduction over a ``(B, T)`` (or ``(B,)``) sample weight."""
 
@@ -177,6 +187,13 @@ class MaskLoss(_WeightedLoss):
     mask entries at scale 2 ended wrong with |logit| > 10. The BCE's gradient there is
     ``(m - g) / T`` (README "Design notes").
 
+    ``Phi`` is the region the "boundary IoU" is taken on. ``boundary="interior"`` (the
+    literal reading of the printed Eq. 6): the eroded mask, kernel ``erosion_kernel``
+    whatever T is. ``boundary="band"`` (Boundary IoU, Cheng et al. 2021, which the paper
+    cites): the band ``x - erode(x)`` of the cells within ``d = max(1, round(
+    boundary_width * T))`` of a boundary, inside the mask; a border of the video is not
+    a boundary (the erosion window is clipped there).
+
     ``y_true``: ``(B, T, T)`` mask targets; ``y_pred``: ``(B, T, T)`` logits (axis 1 =
     predicting snippet, axis 2 = masked position); ``sample_weight``: ``(B, T)``
     (``fg * valid``: background snippets have no instance mask). ``call`` -> ``(B, T)``.
@@ -188,28 +205,40 @@ class MaskLoss(_WeightedLoss):
         erosion_kernel: int = 7,
         epsilon: float = 3.354626279025119e-04,
         bce: float = 0.0,
+        boundary: str = "interior",
+        boundary_width: float = 0.05,
         name: str = "mask_loss",
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
+        if boundary not in BOUNDARY_REGIONS:
+            raise ValueError(f"MaskLoss: boundary must be one of {BOUNDARY_REGIONS}, got {boundary!r}")
         self.bce = float(bce)
         self.lambda2 = float(lambda2)
         self.erosion_kernel = int(erosion_kernel)
         self.epsilon = float(epsilon)
+        self.boundary = boundary
+        self.boundary_width = float(boundary_width)
+
+    def region(self, x: tf.Tensor) -> tf.Tensor:
+        """The region of ``x`` (..., T) whose IoU Eq. 6 takes (see the class docstring)."""
+        if self.boundary == "interior":
+            return erode(x, self.erosion_kernel)
+        return x - erode(x, band_kernel(self.boundary_width, x.shape[-1]))
 
     def call(self, y_true, y_pred, sample_weight=None):
         m = tf.sigmoid(tf.cast(y_pred, tf.float32))  # (B, T, T)
         g = tf.cast(y_true, tf.float32)  # (B, T, T)
         eps = self.epsilon
 
-        phi_m = erode(m, self.erosion_kernel)
-        phi_g = erode(g, self.erosion_kernel)
+        phi_m = self.region(m)
+        phi_g = self.region(g)
         inter = tf.reduce_sum(phi_m * phi_g, axis=-1)  # (B, T)
         union = tf.reduce_sum(phi_m + phi_g - phi_m * phi_g, axis=-1)
         biou = 1.0 - inter / (union + eps)
 
         hard = tf.stop_gradient(tf.cast(m >= 0.5, tf.float32))
-        overlap = tf.reduce_any(erode(hard, self.erosion_kernel) * phi_g > 0.0, axis=-1)  # (B, T)
+        overlap = tf.reduce_any(self.region(hard) * phi_g > 0.0, axis=-1)  # (B, T)
         gt_len = tf.reduce_sum(g, axis=-1)
         l2 = _safe_l2(m - g) / tf.maximum(gt_len, 1.0)
         boundary = tf.where(overlap, biou, l2)
@@ -225,8 +254,30 @@ class MaskLoss(_WeightedLoss):
 
     def get_config(self):
         config = super().get_config()
-        config.update(lambda2=self.lambda2, erosion_kernel=self.erosion_kernel, epsilon=self.epsilon, bce=self.bce)
+        config.update(lambda2=self.lambda2, erosion_kernel=self.erosion_kernel, epsilon=self.epsilon, bce=self.bce,
+                      boundary=self.boundary, boundary_width=self.boundary_width)
         return config
+
+
+@keras.saving.register_keras_serializable(package="tags_tf")
+class BackgroundMaskLoss(_WeightedLoss):
+    """Background rows: their mask target is all zero, ``mean_k BCE(m_k, 0) = mean_k
+    softplus(z_k)`` per row (not in the paper, which trains foreground rows only).
+
+    Without it the rows of background snippets are never trained, yet a background
+    snippet that the classifier ranks high is decoded like any other, from an arbitrary
+    mask. Eq. 6 itself has no gradient on an empty target except through its L2
+    fallback (IoU and dice are then constant), so the BCE is used.
+
+    ``y_pred``: ``(B, T, T)`` logits; ``sample_weight``: ``(B, T)`` (``(1 - fg) * valid``);
+    ``y_true`` is ignored (pass the mask target or None). ``call`` -> ``(B, T)``.
+    """
+
+    def __init__(self, name: str = "background_mask_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred, sample_weight=None):
+        return tf.reduce_mean(tf.nn.softplus(tf.cast(y_pred, tf.float32)), axis=-1)  # (B, T, T) -> (B, T)
 
 
 def outer_inner_contrast(m, thresholds: Sequence[float] | tf.Tensor, delta: float = 0.25) -> tf.Tensor:
@@ -436,7 +487,8 @@ class TagsLoss:
         self.weights: LossConfig = cfg.loss
         lc = cfg.loss
         self.cls = ClassificationLoss(lc.lambda1, lc.focal_gamma, lc.alpha, lc.hard_negative_ratio)
-        self.mask = MaskLoss(lc.lambda2, lc.erosion_kernel, lc.epsilon, lc.mask_bce)
+        self.mask = MaskLoss(lc.lambda2, lc.erosion_kernel, lc.epsilon, lc.mask_bce, lc.boundary, lc.boundary_width)
+        self.background = BackgroundMaskLoss()
         self.pp = PredictionPromotionLoss(cfg.postprocess.mask_thresholds, lc.delta, lc.beta)
         self.fc = ConsistencyLoss(lc.theta_p, lc.theta_m, lc.topk)
 
@@ -455,6 +507,9 @@ class TagsLoss:
                     sums["cls"] += self.cls(targets[f"cls_target_s{s}"], cls_logits, sample_weight=valid)
                 if use_mask:
                     sums["mask"] += self.mask(targets[f"mask_target_s{s}"], mask_logits, sample_weight=fg_valid)
+                    if w.mask_background:
+                        bg_valid = valid - fg_valid
+                        sums["mask"] += w.mask_background * self.background(None, mask_logits, sample_weight=bg_valid)
                 if use_pp:
                     sums["pp"] += self.pp(targets[f"mask_target_s{s}"], mask_logits, sample_weight=fg_valid)
                 if w.fc_weight != 0:

@@ -17,7 +17,7 @@ from keras import layers
 from tags_tf import config as config_lib
 from tags_tf.labels import build_targets
 from tags_tf.layers.encoder import ScaleEncoder, SinusoidalPositionEncoding
-from tags_tf.layers.heads import ClassificationHead, MaskHead
+from tags_tf.layers.heads import ClassificationHead, make_mask_head
 
 LOSS_TERMS = ("cls", "mask", "pp", "fc")
 
@@ -83,7 +83,8 @@ class TagsModel(keras.Model):
         ]
         self.cls_heads = [ClassificationHead(m.num_classes, m.cls_kernel, name=f"cls_head_s{s}") for s in self.scales]
         self.mask_heads = [
-            MaskHead(m.snippets(s), m.embed_dim, m.mask_kernel, name=f"mask_head_s{s}") for s in self.scales
+            make_mask_head(m.mask_head, m.snippets(s), m.embed_dim, m.mask_kernel, m.mask_key_dim, f"mask_head_s{s}")
+            for s in self.scales
         ]
         self.loss_trackers = {t: keras.metrics.Mean(name=f"{t}_loss") for t in LOSS_TERMS}
         from tags_tf.postprocess import DetectionDecoder  # late import: postprocess imports nothing of ours but config

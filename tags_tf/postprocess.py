@@ -20,7 +20,9 @@ Algorithm, per video and per scale ``s`` (``T = T^s``):
 3. Candidate: segment ``[start/T, (end+1)/T]`` in normalized time, score
    ``P[t, c] * mean(m[start..end])`` (the paper's class score x "mean predicted
    foreground segment in M"), class ``c``. With ``mask_score="contrast"`` the mean is
-   replaced by the run's outer-inner contrast (Eq. 7, :func:`run_contrast`).
+   replaced by the run's outer-inner contrast (Eq. 7, :func:`run_contrast`); with
+   ``mask_score="gated"`` the row is first multiplied by the actionness ``1 - P_bg`` of
+   each position, so runs end where the classifier sees background.
 4. All scales are merged, the ``pre_nms_top_k`` best are kept, then Gaussian Soft-NMS
    (Bodla et al.) via ``tf.image.non_max_suppression_with_scores``. ``soft_nms_sigma``
    follows Bodla's convention, decay ``exp(-tIoU^2 / sigma)``; TF's op decays by
@@ -132,8 +134,10 @@ def decode_scale(
       mask_logits: (B, T, T) pre-sigmoid, [b, t, k] = mask predicted by snippet t at k.
       mask_thresholds: H thresholds in (0, 1).
       top_snippets: snippets decoded per video (capped at T).
-      mask_score: "mean" (the paper: mean of m over the run) or "contrast"
-        (:func:`run_contrast`, Eq. 7's outer-inner contrast of the run).
+      mask_score: "mean" (the paper: mean of m over the run), "contrast"
+        (:func:`run_contrast`, Eq. 7's outer-inner contrast of the run) or "gated"
+        (each mask row multiplied by the actionness ``1 - P_bg`` at every position
+        before its runs are found and averaged).
       contrast_delta: the margin fraction of "contrast" (Eq. 7's delta).
 
     Returns dict of (B, C) tensors with C = min(top_snippets, T) * H:
@@ -159,6 +163,8 @@ def decode_scale(
     top_action = 1.0 - tf.gather(probs[..., -1], top_idx, batch_dims=1)  # (B, S) 1 - P_bg
 
     masks = tf.sigmoid(tf.gather(mask_logits, top_idx, batch_dims=1))  # (B, S, T) rows of M.
+    if mask_score == "gated":  # m[t, k] * (1 - P_bg[k]): the mask where the classifier sees action.
+        masks = masks * (1.0 - probs[:, None, :, -1])  # (B, S, T) * (B, 1, T)
     start, end, valid = mask_runs(masks, top_idx, thresholds)  # (B, S, H) each.
 
     # Mean of m over [start, end] from a float64 prefix sum (exact enough at T = 1024+).
@@ -437,8 +443,8 @@ class DetectionDecoder(keras.layers.Layer):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if mask_source not in ("mask", "actionness"):
             raise ValueError(f"mask_source must be 'mask' or 'actionness', got {mask_source!r}")
-        if mask_score not in ("mean", "contrast"):
-            raise ValueError(f"mask_score must be 'mean' or 'contrast', got {mask_score!r}")
+        if mask_score not in ("mean", "contrast", "gated"):
+            raise ValueError(f"mask_score must be 'mean', 'contrast' or 'gated', got {mask_score!r}")
         if not 0.0 < contrast_delta <= 1.0:
             raise ValueError(f"contrast_delta must be in (0, 1], got {contrast_delta}")
         if soft_nms_sigma <= 0:

@@ -11,6 +11,8 @@ Workdir layout::
     tensorboard/           TensorBoard scalars
     state.json             {"finished": bool, "epochs": n}
     val_detections.json    validation detections (ActivityNet submission format)
+    test_detections.json   held-out test detections, when the shards have a test subset
+    summary.json           validation and test mAP of best.keras
     plots/                 timeline, PR curves, false-positive profile
     export/tags/1/         SavedModel for TF Serving
 """
@@ -28,7 +30,8 @@ import time
 log = logging.getLogger(__name__)
 
 
-def _protocol(preset: str) -> str:
+def protocol_for(preset: str) -> str:
+    """The evaluation protocol (tIoU thresholds) of a preset."""
     return "thumos" if preset == "thumos" else "anet"
 
 
@@ -168,6 +171,11 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
                                 compression=compression, seed=cfg.train.seed)
     val_ds = make_dataset(val_pattern, cfg, training=False, batch_size=global_batch,
                           compression=compression, with_metadata=True)
+    test_subset = held_out_subset(resolved.manifest, cfg.data.test_subset, (train_subset, val_subset))
+    test_ds = None
+    if test_subset is not None:
+        test_ds = make_dataset(subset_pattern(resolved.shard_dir, test_subset), cfg, training=False,
+                               batch_size=global_batch, compression=compression, with_metadata=True)
 
     with strategy.scope():
         model = TagsModel(cfg)
@@ -191,7 +199,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
     os.makedirs(backup_dir, exist_ok=True)
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
-        ValidationCallback(val_ds, class_names, _protocol(resolved.preset), cfg.train.validate_every,
+        ValidationCallback(val_ds, class_names, protocol_for(resolved.preset), cfg.train.validate_every,
                            cfg.train.epochs, best_path, chief, best_so_far),
         LearningRateLogger(),
         StartLogger(cfg.train.epochs),
@@ -210,27 +218,63 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
     log.info("training took %.1f s", train_seconds)
     if not chief:
         return {"finished": True, "epochs": cfg.train.epochs}
-    return finish(workdir, cfg, resolved, val_ds, model, export=export, train_seconds=train_seconds)
+    return finish(workdir, cfg, resolved, val_ds, model, export=export, train_seconds=train_seconds,
+                  test_ds=test_ds)
 
 
-def finish(workdir, cfg, resolved, val_ds, model, export: bool = True, train_seconds: float | None = None) -> dict:
-    """Final evaluation with the best checkpoint: table, detections file, plots, export."""
-    import keras
+def held_out_subset(manifest: dict, wanted: str, used: tuple[str, ...]) -> str | None:
+    """The shards' held-out test subset (case-insensitive ``wanted``), or None when the
+    shards have none or it is already the training or validation subset."""
+    lower = {n.lower(): n for n in manifest.get("subsets", {})}
+    name = lower.get(wanted.lower())
+    if name is None or name in used:
+        return None
+    return name
 
-    from tags_tf.evaluation_bridge import evaluate_arrays, format_report, write_plots
+
+def _evaluate_subset(workdir, model, dataset, resolved, label: str):
+    """Detections, ground truth and mAP report of one subset; writes ``{label}_detections.json``."""
+    from tags_tf.evaluation_bridge import evaluate_arrays
     from tags_tf.inference import detect_dataset, to_submission
     from tags_tf.results import write_submission
+
+    detections, ground_truth = detect_dataset(model, dataset, progress=True)
+    report = evaluate_arrays(detections, ground_truth, resolved.class_names, protocol_for(resolved.preset))
+    write_submission(os.path.join(workdir, f"{label}_detections.json"),
+                     to_submission(detections, resolved.class_names))
+    return detections, ground_truth, report
+
+
+def _summary_of(report) -> dict:
+    return {
+        "average_mAP": report.average_map,
+        "mAP_per_tIoU": dict(zip([f"{t:.2f}" for t in report.tiou_thresholds], map(float, report.map_per_tiou))),
+    }
+
+
+def finish(workdir, cfg, resolved, val_ds, model, export: bool = True, train_seconds: float | None = None,
+           test_ds=None) -> dict:
+    """Final evaluation with the best checkpoint (selected on validation): validation and,
+    when the shards have one, held-out test tables, detection files, plots, export."""
+    import keras
+
+    from tags_tf.evaluation_bridge import format_report, write_plots
 
     best_path = os.path.join(workdir, "best.keras")
     if os.path.exists(best_path):
         model = keras.saving.load_model(best_path)
     class_names = resolved.class_names
-    detections, ground_truth = detect_dataset(model, val_ds, progress=True)
-    report = evaluate_arrays(detections, ground_truth, class_names, _protocol(resolved.preset))
-    write_submission(os.path.join(workdir, "val_detections.json"), to_submission(detections, class_names))
-    table = format_report(report)
-    log.info("validation mAP of %s:\n%s", os.path.basename(best_path) if os.path.exists(best_path) else "the last epoch", table)
-    plot_files = write_plots(os.path.join(workdir, "plots"), detections, ground_truth, class_names, report)
+    which = os.path.basename(best_path) if os.path.exists(best_path) else "the last epoch"
+    detections, ground_truth, report = _evaluate_subset(workdir, model, val_ds, resolved, "val")
+    table = "validation (model selection):\n" + format_report(report)
+    test_report = None
+    if test_ds is not None:
+        detections, ground_truth, test_report = _evaluate_subset(workdir, model, test_ds, resolved, "test")
+        table += "\n\ntest (held out):\n" + format_report(test_report)
+    log.info("mAP of %s:\n%s", which, table)
+    # Plots of the held-out subset when there is one (else of validation).
+    plot_files = write_plots(os.path.join(workdir, "plots"), detections, ground_truth, class_names,
+                             test_report or report)
     export_dir = None
     if export:
         from serving.export import export_saved_model
@@ -239,8 +283,8 @@ def finish(workdir, cfg, resolved, val_ds, model, export: bool = True, train_sec
         export_saved_model(model, cfg, export_dir, class_names=class_names, overwrite=True)
         log.info("SavedModel exported to %s", export_dir)
     summary = {
-        "average_mAP": report.average_map,
-        "mAP_per_tIoU": dict(zip([f"{t:.2f}" for t in report.tiou_thresholds], map(float, report.map_per_tiou))),
+        **_summary_of(report),  # validation
+        "test": _summary_of(test_report) if test_report is not None else None,
         "train_seconds": train_seconds,
         "plots": plot_files,
         "export": export_dir,

@@ -35,7 +35,7 @@ def test_statistics(generated):
     db = ann["database"]
     assert len(db) == 120 and set(feats) == set(db)
     subsets = [v["subset"] for v in db.values()]
-    assert subsets.count("validation") == 30 and subsets.count("training") == 90
+    assert subsets.count("validation") == 24 and subsets.count("test") == 24 and subsets.count("training") == 72
     durations = np.array([v["duration"] for v in db.values()])
     assert durations.min() >= 30 and durations.max() <= 240 and durations.std() > 30
     lengths = np.array([len(f) for f in feats.values()])
@@ -54,7 +54,7 @@ def test_statistics(generated):
     fractions = np.array(fractions)
     assert fractions.min() >= 0.02 - 1e-3 and fractions.max() <= 0.95 + 1e-3
     assert (fractions < 0.05).sum() > 5 and (fractions > 0.8).sum() > 5  # short and long actions
-    for subset in ("training", "validation"):
+    for subset in ("training", "validation", "test"):
         labels = {a["label"] for v in db.values() if v["subset"] == subset for a in v["annotations"]}
         assert labels == set(demo.CLASS_NAMES)
     all_feats = np.concatenate(list(feats.values()))
@@ -64,7 +64,8 @@ def test_statistics(generated):
 def test_learnable_but_not_trivial(generated):
     """A per-snippet linear probe beats chance by far but is far from perfect."""
     _, ann, feats = generated
-    xs, ys = {"training": [], "validation": []}, {"training": [], "validation": []}
+    xs = {"training": [], "validation": [], "test": []}
+    ys = {"training": [], "validation": [], "test": []}
     for vid, v in ann["database"].items():
         xs[v["subset"]].append(feats[vid])
         ys[v["subset"]].append(snippet_classes(len(feats[vid]), v["duration"], v["annotations"]))

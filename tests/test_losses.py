@@ -441,6 +441,7 @@ def test_total_loss_names_missing_key():
     [
         ClassificationLoss(lambda1=0.3, gamma=1.5, alpha=5.0, hard_negative_ratio=0.2),
         MaskLoss(lambda2=0.2, erosion_kernel=5, epsilon=1e-5, bce=0.7),
+        MaskLoss(boundary="band", boundary_width=0.1, bce=1.0),
         PredictionPromotionLoss(thresholds=(0.3, 0.6), delta=0.2, beta=3.0),
         ConsistencyLoss(theta_p=0.2, theta_m=0.6, topk=7, name="fc"),
     ],
@@ -456,3 +457,72 @@ def test_config_round_trip(loss):
 def test_bad_reduction_is_a_clear_error():
     with pytest.raises(ValueError, match="reduction"):
         MaskLoss(reduction="sum")
+
+
+# ------------------------------------------------- boundary band and background rows
+
+
+def test_band_kernel_is_relative_to_t():
+    from tags_tf.losses import band_kernel
+
+    # d = max(1, round(width * T)), kernel 2 d + 1.
+    assert [band_kernel(0.05, t) for t in (8, 32, 64, 100, 200)] == [3, 5, 7, 11, 21]
+    with pytest.raises(ValueError, match="static"):
+        band_kernel(0.05, None)
+
+
+def test_mask_loss_band_golden_overlap_and_fallback():
+    # boundary="band", width 0.125 at T = 8 -> d = 1, erosion kernel 3; eps 1e-6.
+    # g = [0,1,1,1,1,0,0,0]: erode(g) = [0,0,1,1,0,0,0,0] -> band(g) = [0,1,0,0,1,0,0,0].
+    # Row 0: m = .8 on g, .2 elsewhere: erode(m) = [.2,.2,.8,.8,.2,.2,.2,.2] ->
+    #   band(m) = [0,.6,0,0,.6,0,0,0]; hard m = g, bands overlap. I = 1.2,
+    #   U = 1.2 + 2 - 1.2 = 2 -> L_b = 0.4. Dice as the interior golden: 0.047619.
+    #   L_m = 0.4 + 0.4 * 0.047619 = 0.419048.
+    # Row 1: m = .8 at 0 and 7, .2 elsewhere: band(hard) = [1,0,0,0,0,0,0,1] misses band(g)
+    #   -> L2: sqrt(6 * .64 + 2 * .04) / 4 = 0.494975; dice 1 - 1.6 / (1.52 + 4) = 0.710145.
+    #   L_m = 0.494975 + 0.4 * 0.710145 = 0.779033.
+    g = [0, 1, 1, 1, 1, 0, 0, 0]
+    row0 = [LN4 if v else -LN4 for v in g]
+    row1 = [LN4] + [-LN4] * 6 + [LN4]
+    target = tf.constant([[g, g]], tf.float32)  # (1, 2, 8): both rows predict instance g
+    logits = tf.constant([[row0, row1]], tf.float32)
+    loss = MaskLoss(epsilon=1e-6, boundary="band", boundary_width=0.125, reduction=None)
+    np.testing.assert_allclose(loss(target, logits).numpy()[0], [0.419048, 0.779033], rtol=1e-5)
+
+
+def test_mask_loss_band_ignores_the_video_border():
+    # An instance touching the start of the video has one boundary, not two: a perfect
+    # mask of [0, 3) has band [0,0,1,0,...]; band IoU = 1 (loss only from the sigmoid's softness).
+    g = [1, 1, 1, 0, 0, 0, 0, 0]
+    logits = tf.constant([[[20.0 if v else -20.0 for v in g]]])
+    loss = MaskLoss(boundary="band", boundary_width=0.125, lambda2=0.0)
+    assert float(loss(tf.constant([[g]], tf.float32), logits)) < 1e-3
+
+
+def test_background_mask_loss_golden():
+    from tags_tf.losses import BackgroundMaskLoss
+
+    # mean_k softplus(z_k): row [ln4, -ln4, 0, 0] -> (ln 5 + ln 1.25 + 2 ln 2) / 4 = 0.804719;
+    # row [0, 0, 0, 0] -> ln 2 = 0.693147. Weighted mean over the rows with weight 1.
+    logits = tf.constant([[[LN4, -LN4, 0.0, 0.0], [0.0] * 4, [9.0] * 4]])
+    w = tf.constant([[1.0, 1.0, 0.0]])
+    per = BackgroundMaskLoss(reduction=None)(None, logits, sample_weight=w).numpy()[0]
+    np.testing.assert_allclose(per[:2], [0.804719, 0.693147], rtol=1e-5)
+    assert per[2] == 0.0
+    np.testing.assert_allclose(float(BackgroundMaskLoss()(None, logits, sample_weight=w)),
+                               (0.804719 + 0.693147) / 2, rtol=1e-5)
+
+
+def test_total_loss_trains_background_rows_when_asked():
+    # T = 4, one instance on snippets 0-1: rows 2-3 are background. The "mask" term grows
+    # by mask_background x the background loss of rows 2-3 (all logits 0: ln 2 each).
+    cfg0 = get_config("demo", {"model.scales": (1,), "model.base_snippets": 4, "loss.mask_background": 0.0})
+    cfg2 = get_config("demo", {"model.scales": (1,), "model.base_snippets": 4, "loss.mask_background": 2.0})
+    outputs = {"cls_logits_s1": tf.zeros((1, 4, 5)), "mask_logits_s1": tf.zeros((1, 4, 4)),
+               "cons_cls_s1": tf.zeros((1, 4, 5)), "cons_mask_s1": tf.zeros((1, 4, 4))}
+    g = tf.constant([[[1.0, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]])
+    targets = {"cls_target_s1": tf.constant([[0, 0, 4, 4]]), "mask_target_s1": g,
+               "fg_s1": tf.constant([[1.0, 1, 0, 0]]), "valid_s1": tf.ones((1, 4))}
+    m0 = float(total_loss(outputs, targets, cfg0)["mask"])
+    m2 = float(total_loss(outputs, targets, cfg2)["mask"])
+    np.testing.assert_allclose(m2 - m0, 2.0 * math.log(2.0), rtol=1e-5)

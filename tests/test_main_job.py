@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tags_tf.data import demo
+from tags_tf.datasets import DEMO_VIDEOS
 from tags_tf.evaluation_bridge import evaluate_arrays
 from tests.test_train import run_train
 
@@ -19,7 +20,7 @@ MIN_DEMO_AVERAGE_MAP = 0.15
 
 def test_trivial_answer_stays_far_below_the_bound():
     """"The whole video, once per class, equal scores" on the demo validation set."""
-    annotations, _ = demo.generate_demo(demo.DemoSpec(num_videos=800), np.random.default_rng(0))
+    annotations, _ = demo.generate_demo(demo.DemoSpec(num_videos=DEMO_VIDEOS), np.random.default_rng(0))
     names = list(demo.CLASS_NAMES)
     ground_truth, detections = {}, {}
     for vid, v in annotations["database"].items():
@@ -52,5 +53,7 @@ def test_demo_main_job_learns_and_writes_everything(tmp_path):
     assert {p.name for p in (run / "plots").glob("*.png")} >= {"pr_curves.png", "false_positive_profile.png"}
     assert json.loads((run / "val_detections.json").read_text())["results"]
     manifest = json.loads((tmp_path / "data" / "shards" / "manifest.json").read_text())
-    assert manifest["counts"]["written"] == 800 and manifest["counts"]["rejected_total"] == 0
+    assert summary["test"]["average_mAP"] > MIN_DEMO_AVERAGE_MAP, summary  # held out
+    assert json.loads((run / "test_detections.json").read_text())["results"]
+    assert manifest["counts"]["written"] == DEMO_VIDEOS and manifest["counts"]["rejected_total"] == 0
     assert "avg" in proc.stdout

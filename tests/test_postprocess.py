@@ -138,6 +138,24 @@ def test_contrast_score_prefers_the_whole_run_to_its_core():
     np.testing.assert_allclose(res["detection_segments"][0], [[2, 8], [12, 18], [14, 16], [0, 0], [0, 0]], atol=1e-5)
 
 
+def test_gated_score_cuts_runs_where_the_classifier_sees_background():
+    cls, mask = _two_instance_video()
+    res = _run(_decoder(mask_score="gated", mask_thresholds=(0.4, 0.7)),
+               {"cls_logits_s1": cls[None], "mask_logits_s1": mask[None]}, [20.0])
+    # Gate 1 - P_bg per position: background snippets .03; (c, .5) -> 1 - .5/3 = .833333;
+    #  (0, .9) -> .966667; (2, .8) -> .933333.
+    #  snippet 2 (P=.9), gated row [.003,.666667,.87,.583333,.006,.003,.083,.093,.083,.003]:
+    #    theta .4 -> 1..3, mean .706667 -> .636; theta .7 -> 2..2, mean .87 -> .783.
+    #  snippet 7 (P=.8), gated row [..., .009, .5, .886667, .5, .009]:
+    #    theta .4 -> 6..8, mean .628889 -> .503111; theta .7 -> 7..7 -> .709333.
+    # Soft-NMS (sigma .5): each wide run overlaps its class's core with tIoU 1/3.
+    decay = math.exp(-((1 / 3) ** 2) / SIGMA)
+    np.testing.assert_allclose(res["detection_scores"][0], [0.783, 0.709333, 0.636 * decay, 0.503111 * decay, 0],
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(res["detection_segments"][0], [[4, 6], [14, 16], [2, 8], [12, 18], [0, 0]], atol=1e-5)
+    assert res["detection_classes"][0].tolist() == [0, 2, 0, 2, -1]
+
+
 def test_run_contrast_hand_values_border_clipping_and_floor():
     rows = np.array([[0.1, 0.2, 0.9, 0.8, 0.9, 0.3, 0.1, 0.05],
                      [1.0, 0.5, 0.55, 0.55, 0.55, 0.55, 0.55, 0.5]])
@@ -175,7 +193,10 @@ def test_batch_of_two_with_different_durations():
     outputs = {"cls_logits_s1": np.stack([cls, cls]), "mask_logits_s1": np.stack([mask, mask])}
     res = _run(_decoder(), outputs, [20.0, 50.0])
     assert res["num_detections"].tolist() == [3, 3]
-    np.testing.assert_allclose(res["detection_scores"][0], res["detection_scores"][1])
+    # The two rows go through float32 softmax / sigmoid / Soft-NMS kernels that may
+    # vectorise each batch row differently (Eigen vs oneDNN): a few ulp (float32 eps
+    # 1.2e-7) per op, so rtol 1e-6, not equality.
+    np.testing.assert_allclose(res["detection_scores"][0], res["detection_scores"][1], rtol=1e-6)
     np.testing.assert_allclose(res["detection_segments"][1][:3], [[35, 40], [5, 20], [30, 45]], atol=1e-4)
 
 
@@ -380,7 +401,7 @@ def test_decoder_bad_inputs_give_clear_errors():
         _decoder(class_fusion="external")({"cls_logits_s1": cls[None], "mask_logits_s1": mask[None]}, tf.constant([1.0]))
     with pytest.raises(ValueError, match="class_fusion must be"):
         _decoder(class_fusion="cuhk")
-    with pytest.raises(ValueError, match="mask_score must be 'mean' or 'contrast'"):
+    with pytest.raises(ValueError, match="mask_score must be 'mean', 'contrast' or 'gated'"):
         _decoder(mask_score="max")
     with pytest.raises(ValueError, match="contrast_delta must be in"):
         _decoder(mask_score="contrast", contrast_delta=0.0)

@@ -8,7 +8,8 @@ Writes, under ``data_dir``::
     demo_spec.json      the generator parameters the shards were built from (reuse check)
 
 What the data looks like (defaults, matching the ``demo`` config preset):
-- ``num_videos`` videos (75 % "training", 25 % "validation"), 4 classes, D = 32;
+- ``num_videos`` videos (60 % "training", 20 % "validation" for model selection, 20 %
+  "test" held out for reporting), 4 classes, D = 32;
 - durations uniform in 30-240 s; native snippet counts 40-200 that grow with the
   duration at a per-video rate (so resampling to T_in = 64 both up- and downsamples);
 - instances placed like ActivityNet's (measured from its annotations, see
@@ -42,7 +43,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES = ("Juggling balls", "Rowing", "Skipping rope", "Vaulting")  # sorted, ids 0..3
-GENERATOR_VERSION = 4  # 4: ActivityNet instance statistics (3: 1-4 short instances per video)
+GENERATOR_VERSION = 5  # 5: + a held-out test subset; 4: ActivityNet instance statistics
 SPEC_NAME = "demo_spec.json"
 ANNOTATIONS_NAME = "annotations.json"
 
@@ -52,7 +53,8 @@ class DemoSpec:
     """Generator parameters; everything here goes into ``demo_spec.json``."""
 
     num_videos: int = 240
-    val_fraction: float = 0.25
+    val_fraction: float = 0.2  # "validation": model selection
+    test_fraction: float = 0.2  # "test": held out, reported
     feature_dim: int = 32
     min_duration: float = 30.0
     max_duration: float = 240.0
@@ -133,6 +135,54 @@ def _ramp_weight(centres: np.ndarray, start: float, end: float, ramp: float) -> 
     return up * down
 
 
+def render_features(
+    rng: np.random.Generator,
+    spec: DemoSpec,
+    num_snippets: int,
+    instances: list[tuple[float, float, int]],
+    prototypes: np.ndarray,
+    action_dir: np.ndarray,
+) -> np.ndarray:
+    """Synthetic snippet features of one video with the given instances.
+
+    Args:
+      num_snippets: T_native.
+      instances: [(start, end, class)] in normalized time [0, 1].
+      prototypes: (K, D) unit class prototypes; action_dir: (D,) unit vector.
+
+    Returns:
+      (T_native, D) float32: background offset + drift + noise, each instance's action
+      direction + class prototype + jitter with blurred boundaries, distractor bumps.
+    """
+    k_classes, dim = prototypes.shape
+    n = num_snippets
+    centres = (np.arange(n) + 0.5) / n  # (T,) normalized snippet centres
+
+    feats = rng.normal(scale=spec.background_offset, size=dim)[None, :]  # (1, D) video offset
+    feats = feats + _smooth_noise(rng, n, dim, spec.drift)
+    feats = feats + rng.normal(scale=spec.noise, size=(n, dim))
+
+    for start, end, cls in instances:
+        ramp = rng.uniform(*spec.ramp_snippets) / n
+        w = _ramp_weight(centres, start, end, ramp)[:, None]  # (T, 1)
+        strength = rng.uniform(*spec.amplitude_range)
+        pattern = (
+            spec.action_amplitude * action_dir
+            + spec.class_amplitude * prototypes[cls]
+            + spec.instance_jitter * _unit(rng.normal(size=dim))
+        )
+        feats = feats + strength * w * pattern[None, :]
+
+    for _ in range(int(rng.integers(spec.distractors[0], spec.distractors[1] + 1))):
+        centre, width = rng.uniform(0, 1), rng.uniform(0.01, 0.08)
+        bump = np.exp(-0.5 * ((centres - centre) / width) ** 2)[:, None]  # (T, 1) Gaussian bump
+        pattern = spec.distractor_amplitude * (
+            action_dir + 0.8 * prototypes[int(rng.integers(k_classes))] + 0.5 * _unit(rng.normal(size=dim))
+        )
+        feats = feats + rng.uniform(0.5, 1.0) * bump * pattern[None, :]
+    return feats.astype(np.float32)
+
+
 def generate_video(
     rng: np.random.Generator, spec: DemoSpec, prototypes: np.ndarray, action_dir: np.ndarray
 ) -> tuple[np.ndarray, float, list[tuple[float, float, int]]]:
@@ -144,39 +194,26 @@ def generate_video(
     Returns:
       features (T_native, D) float32, duration (s), instances [(start_s, end_s, class)].
     """
-    k_classes, dim = prototypes.shape
+    k_classes = prototypes.shape[0]
     duration = float(rng.uniform(spec.min_duration, spec.max_duration))
     rate = rng.uniform(*spec.snippet_rate)
     n = int(np.clip(round(duration * rate), spec.min_snippets, spec.max_snippets))
-    centres = (np.arange(n) + 0.5) / n  # (T,) normalized snippet centres
-
-    feats = rng.normal(scale=spec.background_offset, size=dim)[None, :]  # (1, D) video offset
-    feats = feats + _smooth_noise(rng, n, dim, spec.drift)
-    feats = feats + rng.normal(scale=spec.noise, size=(n, dim))
-
     main_class = int(rng.integers(k_classes))
-    instances = []
+    placed = []
     for start, end in _place_instances(rng, spec):
         cls = main_class if rng.random() < spec.main_class_prob else int(rng.integers(k_classes))
-        ramp = rng.uniform(*spec.ramp_snippets) / n
-        w = _ramp_weight(centres, start, end, ramp)[:, None]  # (T, 1)
-        strength = rng.uniform(*spec.amplitude_range)
-        pattern = (
-            spec.action_amplitude * action_dir
-            + spec.class_amplitude * prototypes[cls]
-            + spec.instance_jitter * _unit(rng.normal(size=dim))
-        )
-        feats = feats + strength * w * pattern[None, :]
-        instances.append((start * duration, end * duration, cls))
+        placed.append((start, end, cls))
+    feats = render_features(rng, spec, n, placed, prototypes, action_dir)
+    return feats, duration, [(s * duration, e * duration, c) for s, e, c in placed]
 
-    for _ in range(int(rng.integers(spec.distractors[0], spec.distractors[1] + 1))):
-        centre, width = rng.uniform(0, 1), rng.uniform(0.01, 0.08)
-        bump = np.exp(-0.5 * ((centres - centre) / width) ** 2)[:, None]  # (T, 1) Gaussian bump
-        pattern = spec.distractor_amplitude * (
-            action_dir + 0.8 * prototypes[int(rng.integers(k_classes))] + 0.5 * _unit(rng.normal(size=dim))
-        )
-        feats = feats + rng.uniform(0.5, 1.0) * bump * pattern[None, :]
-    return feats.astype(np.float32), duration, instances
+
+def class_directions(rng: np.random.Generator, num_classes: int, feature_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(prototypes (K, D), action direction (D,)): unit vectors, the prototypes mostly
+    orthogonal to each other and to the action direction plus a shared component, so
+    classes are not trivially separable."""
+    basis = np.linalg.qr(rng.normal(size=(feature_dim, num_classes + 1)))[0].T  # (K+1, D) orthonormal
+    prototypes = _unit(basis[1:] + 0.35 * _unit(rng.normal(size=feature_dim))[None, :])  # (K, D)
+    return prototypes, basis[0]
 
 
 def generate_demo(spec: DemoSpec, rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -186,13 +223,10 @@ def generate_demo(spec: DemoSpec, rng: np.random.Generator) -> tuple[dict[str, A
       (annotations in the official ActivityNet layout, {video_id: features (T, D)}).
     """
     k = len(CLASS_NAMES)
-    basis = np.linalg.qr(rng.normal(size=(spec.feature_dim, k + 1)))[0].T  # (K+1, D) orthonormal
-    action_dir = basis[0]
-    # Prototypes: mostly orthogonal to each other and to the action direction, plus a
-    # shared component so classes are not trivially separable.
-    prototypes = _unit(basis[1:] + 0.35 * _unit(rng.normal(size=spec.feature_dim))[None, :])  # (K, D)
+    prototypes, action_dir = class_directions(rng, k, spec.feature_dim)
     num_val = int(round(spec.num_videos * spec.val_fraction))
-    subsets = ["validation"] * num_val + ["training"] * (spec.num_videos - num_val)
+    num_test = int(round(spec.num_videos * spec.test_fraction))
+    subsets = ["validation"] * num_val + ["test"] * num_test + ["training"] * (spec.num_videos - num_val - num_test)
     subsets = [subsets[i] for i in rng.permutation(spec.num_videos)]
     database, features = {}, {}
     for i in range(spec.num_videos):

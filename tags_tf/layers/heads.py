@@ -74,3 +74,72 @@ class MaskHead(layers.Layer):
         config = super().get_config()
         config.update(num_snippets=self.num_snippets, hidden_dim=self.hidden_dim, kernel_size=self.kernel_size)
         return config
+
+
+@keras.saving.register_keras_serializable(package="tags_tf")
+class BilinearMaskHead(layers.Layer):
+    """``H_b`` as a query-key product: ``M[t, k] = <q(h_t), k(h_k)> / sqrt(d) + b``.
+
+    The same two 1-D convs as :class:`MaskHead` give ``h`` (B, T, C); a query of the
+    predicting snippet ``t`` and a key of the masked position ``k`` (Dense, width
+    ``key_dim`` = d) replace the paper's per-position 1x1 conv, so no weight is tied to
+    an absolute position or to ``T``: shifting the video shifts the masks (translation
+    equivariance, up to the convs' zero padding at the borders). ``E_m`` of Eq. 9 is
+    built the same way from ``E`` (its own query and key). Logits are computed in
+    float32.
+
+    Returns ``(logits, e_m)``, both ``(B, T, T)``; axis 1 is the snippet that predicts,
+    axis 2 the position masked, as :class:`MaskHead`.
+    """
+
+    def __init__(self, hidden_dim: int, key_dim: int = 128, kernel_size: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_dim = hidden_dim
+        self.key_dim = key_dim
+        self.kernel_size = kernel_size
+        self.conv1 = layers.Conv1D(hidden_dim, kernel_size, padding="same", activation="relu", name="h_b1")
+        self.conv2 = layers.Conv1D(hidden_dim, kernel_size, padding="same", activation="relu", name="h_b2")
+        self.query = layers.Dense(key_dim, name="query")
+        self.key = layers.Dense(key_dim, name="key")
+        self.proj_query = layers.Dense(key_dim, name="e_m_query")
+        self.proj_key = layers.Dense(key_dim, name="e_m_key")
+
+    def build(self, input_shape):
+        hidden = (input_shape[0], input_shape[1], self.hidden_dim)
+        self.conv1.build(input_shape)
+        self.conv2.build(hidden)
+        self.query.build(hidden)
+        self.key.build(hidden)
+        self.proj_query.build(input_shape)
+        self.proj_key.build(input_shape)
+        self.bias = self.add_weight(name="bias", shape=(), initializer="zeros")
+
+    def _product(self, q, k):
+        q = keras.ops.cast(q, "float32")  # (B, T, d)
+        k = keras.ops.cast(k, "float32")  # (B, T, d)
+        scale = 1.0 / float(self.key_dim) ** 0.5
+        return keras.ops.einsum("btd,bkd->btk", q, k) * scale  # (B, T, d) x (B, T, d) -> (B, T, T)
+
+    def call(self, e):
+        h = self.conv2(self.conv1(e))  # (B, T, C)
+        logits = self._product(self.query(h), self.key(h)) + keras.ops.cast(self.bias, "float32")
+        return logits, self._product(self.proj_query(e), self.proj_key(e))
+
+    def compute_output_spec(self, e):
+        shape = (e.shape[0], e.shape[1], e.shape[1])
+        return keras.KerasTensor(shape, dtype="float32"), keras.KerasTensor(shape, dtype="float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_dim=self.hidden_dim, key_dim=self.key_dim, kernel_size=self.kernel_size)
+        return config
+
+
+def make_mask_head(kind: str, num_snippets: int, hidden_dim: int, kernel_size: int, key_dim: int, name: str):
+    """The mask head named by ``model.mask_head``: "paper" (Eq. 4 as printed: a 1x1 conv
+    to T^s channels) or "bilinear" (query-key, :class:`BilinearMaskHead`)."""
+    if kind == "paper":
+        return MaskHead(num_snippets, hidden_dim, kernel_size, name=name)
+    if kind == "bilinear":
+        return BilinearMaskHead(hidden_dim, key_dim, kernel_size, name=name)
+    raise ValueError(f"mask head must be 'paper' or 'bilinear', got {kind!r}")

@@ -1,0 +1,204 @@
+"""The learning-quality table: TAGS heads vs. the actionness ablation vs. a per-snippet baseline.
+
+Trains every row for every seed on the same shards, selects each run's checkpoint on
+``validation`` (the trainer's ``best.keras``) and reports the held-out ``test`` split as
+mean +- sd over seeds. Each trained row is also decoded with every candidate scoring
+(``postprocess.mask_score``), so the decoding default can be chosen on validation.
+
+    python benchmarks/ablation_bench.py --dataset demo                  # ~20 min on 2 cores
+    python benchmarks/ablation_bench.py --dataset data/anet_geometry/shards --preset anet
+
+Runs are kept under ``--workdir`` (one folder per row and seed) and reused when their
+``summary.json`` exists, so an interrupted benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+log = logging.getLogger("ablation_bench")
+
+# Row name -> (label, config overrides). "baseline" is not a TAGS model (tags_tf.baseline).
+ROWS = {
+    "paper_exact": ("TAGS as printed (paper head, Eq. 6 only, interior bIoU, fg rows, mean)", {
+        "model.mask_head": "paper", "loss.mask_bce": 0.0, "loss.mask_background": 0.0,
+        "loss.boundary": "interior", "postprocess.mask_score": "mean"}),
+    "paper": ("TAGS, paper mask head (Eq. 4 as printed)", {"model.mask_head": "paper"}),
+    "bilinear": ("TAGS, bilinear mask head", {"model.mask_head": "bilinear"}),
+    "actionness": ("w/o mask branch (actionness decoding)", {
+        "loss.mask_weight": 0.0, "postprocess.mask_source": "actionness"}),
+    "baseline": ("per-snippet logistic regression + smoothing", None),
+}
+DECODINGS = ("mean", "contrast", "gated")
+
+
+def _mean_sd(values) -> str:
+    v = np.asarray([x for x in values if x is not None], float)
+    if not len(v):
+        return "-"
+    return f"{100 * v.mean():.1f} ± {100 * v.std(ddof=1) if len(v) > 1 else 0.0:.1f}"
+
+
+def _datasets(cfg, resolved, subsets):
+    from tags_tf.data.input import make_dataset, subset_pattern
+
+    return {name: make_dataset(subset_pattern(resolved.shard_dir, sub), cfg, training=False,
+                               batch_size=cfg.train.batch_size, compression=cfg.data.compression or None,
+                               with_metadata=True)
+            for name, sub in subsets.items()}
+
+
+def _score(model, datasets, resolved, protocol) -> dict:
+    from tags_tf.evaluation_bridge import evaluate_arrays
+    from tags_tf.inference import detect_dataset
+
+    out = {}
+    for name, ds in datasets.items():
+        det, gt = detect_dataset(model, ds)
+        rep = evaluate_arrays(det, gt, resolved.class_names, protocol)
+        out[name] = {"avg": rep.average_map, "map50": float(rep.map_per_tiou[0])}
+    return out
+
+
+def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
+    """Trains one row and seed (or reuses its folder); returns {decoding: {subset: scores}}."""
+    import keras
+
+    from tags_tf import config as config_lib
+    from tags_tf import datasets as datasets_lib
+    from tags_tf import trainer
+    from tags_tf.postprocess import DetectionDecoder
+
+    run_dir = os.path.join(args.workdir, row, f"seed{seed}")
+    result_path = os.path.join(run_dir, "ablation.json")
+    if os.path.exists(result_path):
+        with open(result_path) as f:
+            return json.load(f)
+    overrides = {**ROWS[row][1], "train.seed": seed, **config_lib.parse_set_args(args.set)}
+    if args.epochs is not None:
+        overrides["train.epochs"] = args.epochs
+    cfg = datasets_lib.config_for(resolved, overrides)
+    import tensorflow as tf
+
+    start = time.time()
+    trainer.train(cfg, resolved, run_dir, tf.distribute.get_strategy(), export=False, verbose=0)
+    seconds = time.time() - start
+    model = keras.saving.load_model(os.path.join(run_dir, "best.keras"))
+    ds = _datasets(cfg, resolved, subsets)
+    protocol = trainer.protocol_for(resolved.preset)
+    result = {"seconds": seconds}
+    for decoding in DECODINGS:
+        dcfg = dataclasses.replace(cfg, postprocess=dataclasses.replace(cfg.postprocess, mask_score=decoding))
+        model.decoder = DetectionDecoder.from_tags_config(dcfg, name="decoder")
+        result[decoding] = _score(model, ds, resolved, protocol)
+    result["default"] = cfg.postprocess.mask_score
+    with open(result_path, "w") as f:
+        json.dump(result, f, indent=1)
+    log.info("%s seed %d: %.0f s, test average mAP %s", row, seed, seconds,
+             {d: round(result[d]["test"]["avg"], 4) for d in DECODINGS})
+    return result
+
+
+def run_baseline(args, resolved, subsets) -> dict:
+    from tags_tf import trainer
+    from tags_tf.baseline import detect_snippet_baseline, fit_snippet_baseline, read_shard_videos
+    from tags_tf.evaluation_bridge import evaluate_arrays
+
+    train_videos = read_shard_videos(resolved.shard_dir, subsets["train"])
+    model = fit_snippet_baseline(train_videos, len(resolved.class_names))
+    out = {}
+    for name in ("val", "test"):
+        videos = read_shard_videos(resolved.shard_dir, subsets[name])
+        det = detect_snippet_baseline(model, videos)
+        gt = {v["video_id"]: {"segments": v["segments"], "labels": v["labels"], "duration": v["duration"]}
+              for v in videos}
+        rep = evaluate_arrays(det, gt, resolved.class_names, trainer.protocol_for(resolved.preset))
+        out[name] = {"avg": rep.average_map, "map50": float(rep.map_per_tiou[0])}
+    return out
+
+
+def format_table(results: dict, seeds) -> str:
+    lines = [
+        f"| row | decoding | validation avg mAP | test avg mAP | test mAP@{0.5} | test per seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row, per_seed in results.items():
+        label = ROWS[row][0]
+        if row == "baseline":
+            r = per_seed
+            lines.append(f"| {label} | runs of smoothed actionness | {100 * r['val']['avg']:.1f} | "
+                         f"{100 * r['test']['avg']:.1f} | {100 * r['test']['map50']:.1f} | deterministic |")
+            continue
+        default = per_seed[0]["default"]
+        for decoding in DECODINGS:
+            vals = [r[decoding]["val"]["avg"] for r in per_seed]
+            tests = [r[decoding]["test"]["avg"] for r in per_seed]
+            map50 = [r[decoding]["test"]["map50"] for r in per_seed]
+            mark = " (config)" if decoding == default else ""
+            lines.append(f"| {label} | {decoding}{mark} | {_mean_sd(vals)} | {_mean_sd(tests)} | {_mean_sd(map50)} | "
+                         + " / ".join(f"{100 * t:.1f}" for t in tests) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="demo", help="demo or a shard directory with training/validation/test")
+    p.add_argument("--preset", default=None, help="preset for a shard directory (default: the trainer's choice)")
+    p.add_argument("--rows", default="paper,bilinear,actionness,baseline", help=f"comma list of {sorted(ROWS)}")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every TAGS row")
+    p.add_argument("--workdir", default="runs/ablation")
+    p.add_argument("--json", default=None, help="write all numbers here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from tags_tf import datasets as datasets_lib
+
+    resolved = datasets_lib.resolve(args.dataset)
+    if args.preset:
+        resolved = dataclasses.replace(resolved, preset=args.preset)
+    subsets_present = {s.lower(): s for s in resolved.manifest["subsets"]}
+    missing = [s for s in ("training", "validation", "test") if s not in subsets_present]
+    if missing:
+        print(f"error: {resolved.shard_dir} has no {missing} subset(s); the benchmark selects on "
+              "validation and reports on test", file=sys.stderr)
+        return 2
+    subsets = {"train": subsets_present["training"], "val": subsets_present["validation"],
+               "test": subsets_present["test"]}
+    args.workdir = os.path.join(args.workdir, os.path.basename(os.path.normpath(args.dataset)))
+    results = {}
+    for row in args.rows.split(","):
+        if row not in ROWS:
+            print(f"error: unknown row {row!r}; choose from {sorted(ROWS)}", file=sys.stderr)
+            return 2
+        if row == "baseline":
+            results[row] = run_baseline(args, resolved, subsets)
+        else:
+            results[row] = [run_tags(row, seed, args, resolved, subsets) for seed in args.seeds]
+    table = format_table(results, args.seeds)
+    print(f"{args.dataset} ({resolved.preset} model size), checkpoints selected on validation, "
+          f"mean ± sd over seeds {args.seeds}, average mAP over tIoU "
+          + ("0.5:0.05:0.95" if resolved.preset != "thumos" else "0.3:0.1:0.7"))
+    print(table)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
