@@ -10,10 +10,12 @@ Training
     wins; background when none does. Features are standardised with the training
     mean / std. The objective is the mean (unweighted: no class balancing, so the
     probabilities stay calibrated to the snippet frequencies) cross-entropy plus
-    ``l2 / 2 * ||weights||^2`` (the bias is not penalised). It is minimised by
-    ``steps`` iterations of full-batch Nesterov accelerated gradient with step
-    ``1 / L``, ``L`` the Lipschitz constant of the gradient (computed from the
-    ``(D + 1) x (D + 1)`` feature covariance): deterministic and needs no tuning.
+    ``l2 / 2 * ||weights||^2`` (the bias is not penalised). It is minimised by at most
+    ``steps`` iterations of full-batch Nesterov accelerated gradient with adaptive
+    restart and step ``1 / L``, ``L`` a bound on the Lipschitz constant of the gradient
+    (from the ``(D + 1) x (D + 1)`` feature second moments): deterministic, no tuning.
+    Cost: two ``(n, D) x (D, K + 1)`` products per step; 600 videos x 100 snippets,
+    D = 128, K = 2 take about 25 ms a step on two cores (D = 32: about 10 ms).
 
 Detection, per video with probabilities ``P`` (T, K + 1)
     * actionness ``a = 1 - P[:, K]``, smoothed by a centred moving average of
@@ -43,6 +45,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+# Training stops once every entry of the gradient (of the mean loss) is below this.
+GRADIENT_TOL = 1e-4
 
 
 @dataclass
@@ -50,7 +54,7 @@ class SnippetBaseline:
     """Fitted parameters of the snippet classifier.
 
     Attributes:
-      mean, std: (D,) training feature statistics (``std`` floored, never 0).
+      mean, std: (D,) training feature statistics (``std`` is 1 for a constant feature).
       weights: (D, K + 1) on standardised features; column ``K`` is background.
       bias: (K + 1,).
       num_classes: K, the number of action classes.
@@ -105,8 +109,9 @@ def snippet_targets(num_snippets: int, duration: float, segments: np.ndarray, la
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax: (n, C) -> (n, C)."""
     z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
 
 
 def _stack_training_data(videos: Iterable[Mapping], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -133,14 +138,47 @@ def _lipschitz(x: np.ndarray, l2: float) -> float:
     return 0.5 * lam + l2
 
 
-def _loss_and_grads(x: np.ndarray, onehot: np.ndarray, w: np.ndarray, b: np.ndarray,
-                    l2: float) -> tuple[float, np.ndarray, np.ndarray]:
-    """Mean cross-entropy + L2 and its gradients w.r.t. w (D, C) and b (C,)."""
-    n = len(x)
-    p = softmax(x @ w + b)  # (n, C)
-    loss = -float(np.mean(np.log(np.maximum((p * onehot).sum(axis=1), 1e-12)))) + 0.5 * l2 * float(np.sum(w * w))
-    r = (p - onehot) / n  # (n, C)
-    return loss, x.T @ r + l2 * w, r.sum(axis=0)
+def _objective(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, l2: float) -> float:
+    """Mean cross-entropy of targets y (n,) + ``0.5 * l2 * ||w||^2``."""
+    p = softmax(x @ w + b)[np.arange(len(y)), y]  # (n, C) -> (n,)
+    return -float(np.mean(np.log(np.maximum(p, 1e-12)))) + 0.5 * l2 * float(np.sum(w * w))
+
+
+def _gradients(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray,
+               l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of :func:`_objective` w.r.t. w (D, C) and b (C,)."""
+    r = softmax(x @ w + b)  # (n, C); becomes (p - onehot(y)) / n in place
+    r[np.arange(len(y)), y] -= 1.0
+    r /= len(y)
+    return x.T @ r + l2 * w, r.sum(axis=0)
+
+
+def _minimise(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, l2: float,
+              steps: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Nesterov accelerated gradient (step ``1 / L``) with gradient-based adaptive restart.
+
+    The momentum restarts when the last update went uphill (``<g, w_new - w> > 0``,
+    O'Donoghue & Candes 2015), which removes the oscillations of plain Nesterov on a
+    strongly convex objective. Stops after ``steps`` gradients or once every gradient
+    entry is below ``GRADIENT_TOL``.
+
+    Returns:
+      weights (D, C), bias (C,), and the number of gradient evaluations used.
+    """
+    step = 1.0 / _lipschitz(x, l2)
+    w_prev, b_prev = w, b
+    k = 0  # iterations since the last restart
+    for taken in range(1, steps + 1):
+        momentum = k / (k + 3.0)
+        w_look, b_look = w + momentum * (w - w_prev), b + momentum * (b - b_prev)
+        gw, gb = _gradients(x, y, w_look, b_look, l2)
+        if max(float(np.abs(gw).max()), float(np.abs(gb).max())) < GRADIENT_TOL:
+            return w_look, b_look, taken
+        w_new, b_new = (w_look - step * gw).astype(np.float32), (b_look - step * gb).astype(np.float32)
+        uphill = float(np.sum(gw * (w_new - w)) + np.sum(gb * (b_new - b))) > 0.0
+        k = 0 if uphill else k + 1
+        w_prev, b_prev, w, b = w, b, w_new, b_new
+    return w, b, steps
 
 
 def fit_snippet_baseline(videos: Iterable[Mapping], num_classes: int, l2: float = 1e-3,
@@ -165,22 +203,13 @@ def fit_snippet_baseline(videos: Iterable[Mapping], num_classes: int, l2: float 
     std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
     x = (x - mean) / std
     c = num_classes + 1
-    onehot = np.eye(c, dtype=np.float32)[y]  # (n,) -> (n, K + 1)
     rng = np.random.default_rng(seed)
     w = (0.01 * rng.standard_normal((x.shape[1], c))).astype(np.float32)
     b = np.zeros((c,), np.float32)
-    step = 1.0 / _lipschitz(x, l2)
-    w_prev, b_prev = w, b
-    loss = float("nan")
-    for k in range(steps):
-        momentum = k / (k + 3.0)
-        w_look, b_look = w + momentum * (w - w_prev), b + momentum * (b - b_prev)
-        loss, gw, gb = _loss_and_grads(x, onehot, w_look, b_look, l2)
-        w_prev, b_prev = w, b
-        w, b = (w_look - step * gw).astype(np.float32), (b_look - step * gb).astype(np.float32)
+    w, b, taken = _minimise(x, y, w, b, l2, steps)
     counts = np.bincount(y, minlength=c)
     log.info("snippet baseline: %d snippets, %d dims, background fraction %.3f, loss %.4f after %d steps",
-             len(x), x.shape[1], counts[num_classes] / max(len(y), 1), loss, steps)
+             len(x), x.shape[1], counts[num_classes] / max(len(y), 1), _objective(x, y, w, b, l2), taken)
     return SnippetBaseline(mean=mean, std=std, weights=w, bias=b, num_classes=num_classes)
 
 
