@@ -37,6 +37,10 @@ ROWS = {
         "loss.boundary": "interior", "postprocess.mask_score": "mean"}),
     "paper": ("TAGS, paper mask head (Eq. 4 as printed)", {"model.mask_head": "paper"}),
     "bilinear": ("TAGS, bilinear mask head", {"model.mask_head": "bilinear"}),
+    "bilinear_fg_rows": ("TAGS, bilinear, foreground rows only (loss.mask_background=0)", {
+        "model.mask_head": "bilinear", "loss.mask_background": 0.0}),
+    "bilinear_interior": ("TAGS, bilinear, interior bIoU (loss.boundary=interior)", {
+        "model.mask_head": "bilinear", "loss.boundary": "interior"}),
     "actionness": ("w/o mask branch (actionness decoding)", {
         "loss.mask_weight": 0.0, "postprocess.mask_source": "actionness"}),
     "baseline": ("per-snippet logistic regression + smoothing", None),
@@ -180,15 +184,18 @@ def main(argv=None) -> int:
     subsets = {"train": subsets_present["training"], "val": subsets_present["validation"],
                "test": subsets_present["test"]}
     args.workdir = os.path.join(args.workdir, os.path.basename(os.path.normpath(args.dataset)))
-    results = {}
-    for row in args.rows.split(","):
-        if row not in ROWS:
-            print(f"error: unknown row {row!r}; choose from {sorted(ROWS)}", file=sys.stderr)
-            return 2
-        if row == "baseline":
-            results[row] = run_baseline(args, resolved, subsets)
-        else:
-            results[row] = [run_tags(row, seed, args, resolved, subsets) for seed in args.seeds]
+    rows = args.rows.split(",")
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        print(f"error: unknown row(s) {unknown}; choose from {sorted(ROWS)}", file=sys.stderr)
+        return 2
+    results = {row: [] for row in rows}
+    if "baseline" in rows:
+        results["baseline"] = run_baseline(args, resolved, subsets)
+    for seed in args.seeds:  # seed-major: every row has its first seeds early
+        for row in rows:
+            if row != "baseline":
+                results[row].append(run_tags(row, seed, args, resolved, subsets))
     table = format_table(results, args.seeds)
     print(f"{args.dataset} ({resolved.preset} model size), checkpoints selected on validation, "
           f"mean ± sd over seeds {args.seeds}, average mAP over tIoU "
