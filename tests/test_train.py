@@ -149,3 +149,13 @@ def test_sigkill_mid_run_then_same_command_finishes_continuously(tmp_path):
     assert all(np.isfinite(r["loss"]) for r in rows)
     state = json.loads((work / "state.json").read_text())
     assert state == {"finished": True, "epochs": 6}
+
+
+def test_held_out_subset_is_separate_from_training_and_validation():
+    from tags_tf.trainer import held_out_subset
+
+    manifest = {"subsets": {"training": {}, "validation": {}, "Test": {}}}
+    assert held_out_subset(manifest, "test", ("training", "validation")) == "Test"
+    # THUMOS validates on its test subset: then there is nothing held out.
+    assert held_out_subset(manifest, "test", ("training", "Test")) is None
+    assert held_out_subset({"subsets": {"training": {}, "validation": {}}}, "test", ("training", "validation")) is None
