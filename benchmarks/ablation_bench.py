@@ -64,13 +64,13 @@ def _datasets(cfg, resolved, subsets):
             for name, sub in subsets.items()}
 
 
-def _score(model, datasets, resolved, protocol) -> dict:
+def _score(model, decoder, datasets, resolved, protocol) -> dict:
     from tags_tf.evaluation_bridge import evaluate_arrays
     from tags_tf.inference import detect_dataset
 
     out = {}
     for name, ds in datasets.items():
-        det, gt = detect_dataset(model, ds)
+        det, gt = detect_dataset(model, ds, decoder=decoder)
         rep = evaluate_arrays(det, gt, resolved.class_names, protocol)
         out[name] = {"avg": rep.average_map, "map50": float(rep.map_per_tiou[0])}
     return out
@@ -99,14 +99,18 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
     start = time.time()
     trainer.train(cfg, resolved, run_dir, tf.distribute.get_strategy(), export=False, verbose=0)
     seconds = time.time() - start
+    summary_path = os.path.join(run_dir, "summary.json")
+    if os.path.exists(summary_path):  # a finished run reused: its own training time
+        with open(summary_path) as f:
+            seconds = json.load(f).get("train_seconds") or seconds
     model = keras.saving.load_model(os.path.join(run_dir, "best.keras"))
     ds = _datasets(cfg, resolved, subsets)
     protocol = trainer.protocol_for(resolved.preset)
     result = {"seconds": seconds}
     for decoding in DECODINGS:
         dcfg = dataclasses.replace(cfg, postprocess=dataclasses.replace(cfg.postprocess, mask_score=decoding))
-        model.decoder = DetectionDecoder.from_tags_config(dcfg, name="decoder")
-        result[decoding] = _score(model, ds, resolved, protocol)
+        decoder = DetectionDecoder.from_tags_config(dcfg, name=f"decoder_{decoding}")
+        result[decoding] = _score(model, decoder, ds, resolved, protocol)
     result["default"] = cfg.postprocess.mask_score
     with open(result_path, "w") as f:
         json.dump(result, f, indent=1)

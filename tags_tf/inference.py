@@ -13,25 +13,30 @@ import tensorflow as tf
 log = logging.getLogger(__name__)
 
 
-def make_detect_fn(model) -> "tf.types.experimental.PolymorphicFunction":
-    """``(features (B, T_in, D), duration (B,)) -> detections dict`` as one tf.function."""
+def make_detect_fn(model, decoder=None) -> "tf.types.experimental.PolymorphicFunction":
+    """``(features (B, T_in, D), duration (B,)) -> detections dict`` as one tf.function.
+
+    ``decoder``: a :class:`tags_tf.postprocess.DetectionDecoder` to use instead of the
+    model's own (e.g. to compare decoding settings on one checkpoint)."""
+    decoder = decoder or model.decoder
 
     @tf.function(reduce_retracing=True)
     def detect(features, duration):
-        return model.decoder(model(features, training=False), duration)
+        return decoder(model(features, training=False), duration)
 
     return detect
 
 
-def detect_dataset(model, dataset: tf.data.Dataset, progress: bool = False) -> tuple[dict, dict]:
-    """Runs the model and the decoder over ``dataset`` (made with ``with_metadata=True``).
+def detect_dataset(model, dataset: tf.data.Dataset, progress: bool = False, decoder=None) -> tuple[dict, dict]:
+    """Runs the model and the decoder (``model.decoder`` unless ``decoder`` is given) over
+    ``dataset`` (made with ``with_metadata=True``).
 
     Returns:
       detections: {video_id: {"segments" (n, 2) s, "scores" (n,), "classes" (n,)}}
       ground_truth: {video_id: {"segments" (m, 2) s, "labels" (m,), "duration"}} read from
         the same records, so validation needs no annotation file.
     """
-    detect = make_detect_fn(model)
+    detect = make_detect_fn(model, decoder)
     detections, ground_truth = {}, {}
     batches: Iterable = dataset
     if progress:
