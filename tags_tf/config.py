@@ -143,6 +143,13 @@ class TrainConfig:
     epochs: int = 15
     weight_decay: float = 0.0  # > 0 switches Adam to AdamW.
     clipnorm: float = 0.0  # 0 disables gradient clipping.
+    # "constant" (the paper) or "cosine": linear warm-up over warmup_fraction of the
+    # steps, then cosine decay to final_lr_fraction x learning_rate (tags_tf.recipe).
+    schedule: str = "constant"
+    warmup_fraction: float = 0.05
+    final_lr_fraction: float = 0.0
+    min_steps: int = 0  # > 0: more epochs than `epochs` until this many optimizer steps.
+    early_stopping_patience: int = 0  # > 0: stop after this many validations without a better mAP.
     validate_every: int = 1  # epochs between validation runs.
     seed: int = 0
 
@@ -242,6 +249,13 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError("postprocess.contrast_delta must be in (0, 1]")
     if cfg.postprocess.class_fusion not in ("none", "external"):
         raise ConfigError("postprocess.class_fusion must be 'none' or 'external'")
+    t = cfg.train
+    if t.schedule not in ("constant", "cosine"):
+        raise ConfigError(f"train.schedule must be 'constant' or 'cosine', got {t.schedule!r}")
+    if not 0.0 <= t.warmup_fraction < 1.0 or not 0.0 <= t.final_lr_fraction <= 1.0:
+        raise ConfigError("train.warmup_fraction must be in [0, 1) and train.final_lr_fraction in [0, 1]")
+    if t.min_steps < 0 or t.early_stopping_patience < 0:
+        raise ConfigError("train.min_steps and train.early_stopping_patience must be >= 0")
     if cfg.train.batch_size < 1 or cfg.train.epochs < 0:
         raise ConfigError("train.batch_size must be >= 1 and train.epochs >= 0")
 

@@ -1,0 +1,44 @@
+"""tags_tf/recipe.py: step budget, schedule and optimizer from the train config."""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from tags_tf import recipe
+from tags_tf.config import ConfigError, TrainConfig, get_config
+
+
+def test_min_steps_stretch_the_epochs_of_a_small_dataset():
+    # 600 videos at batch 16: 37 steps per epoch (the partial batch is dropped).
+    steps = recipe.steps_per_epoch(600, 16)
+    assert steps == 37
+    paper = TrainConfig(epochs=15)
+    assert recipe.planned_epochs(paper, steps) == 15  # min_steps 0: the paper's epochs
+    # 1,000 steps need ceil(1000 / 37) = 28 epochs; a large dataset keeps its 15.
+    assert recipe.planned_epochs(dataclasses.replace(paper, min_steps=1000), steps) == 28
+    assert recipe.planned_epochs(dataclasses.replace(paper, min_steps=1000), 200) == 15
+
+
+def test_cosine_schedule_warms_up_then_decays_to_the_floor():
+    train = TrainConfig(learning_rate=1e-3, schedule="cosine", warmup_fraction=0.1, final_lr_fraction=0.1)
+    lr = recipe.learning_rate(train, total_steps=100)
+    values = np.array([float(lr(step)) for step in (0, 5, 10, 55, 100)])
+    # Linear warm-up over 10 steps: 0, 5e-4, 1e-3; cosine over the remaining 90 steps:
+    # half-way (step 55) = floor + (peak - floor) / 2 = 1e-4 + 4.5e-4; the end = the floor.
+    np.testing.assert_allclose(values, [0.0, 5e-4, 1e-3, 5.5e-4, 1e-4], rtol=1e-5, atol=1e-9)
+
+
+def test_constant_schedule_is_the_paper_recipe_and_weight_decay_gives_adamw():
+    assert recipe.learning_rate(TrainConfig(learning_rate=1e-4), 100) == 1e-4
+    assert type(recipe.build_optimizer(TrainConfig(), 10)) is keras.optimizers.Adam
+    opt = recipe.build_optimizer(TrainConfig(weight_decay=1e-2, clipnorm=1.0), 10)
+    assert isinstance(opt, keras.optimizers.AdamW) and opt.weight_decay == 1e-2 and opt.clipnorm == 1.0
+
+
+@pytest.mark.parametrize("key,value", [("train.schedule", "step"), ("train.warmup_fraction", 1.0),
+                                       ("train.min_steps", -1), ("train.early_stopping_patience", -2)])
+def test_bad_recipe_values_are_config_errors(key, value):
+    with pytest.raises(ConfigError, match=key):
+        get_config("anet", {key: value})
