@@ -25,6 +25,7 @@ class ResolvedDataset:
     preset: str
     shard_dir: str
     manifest: dict
+    reason: str = ""  # why this preset (shard directories: the statistics that chose it)
 
     @property
     def class_names(self) -> list[str]:
@@ -61,12 +62,46 @@ def _load_manifest(shard_dir: str) -> dict:
         return json.load(f)
 
 
-def resolve(dataset: str, data_dir: str | None = None) -> ResolvedDataset:
+def _training_statistics(manifest: dict) -> dict | None:
+    stats = manifest.get("statistics") or {}
+    for name in ("training", "train"):
+        for key, value in stats.items():
+            if key.lower() == name:
+                return value
+    return None
+
+
+def preset_for_manifest(manifest: dict, wanted: str | None = None) -> tuple[str, str]:
+    """(preset, one-line reason) for a shard directory's manifest.
+
+    ``wanted`` (``--preset``) wins. Otherwise the temporal statistics of the training
+    subset decide (:func:`tags_tf.data.statistics.choose_preset`); a manifest written
+    before they existed falls back to the closest class count and feature width.
+    """
+    hint = "; override with --preset anet|thumos|demo"
+    if wanted is not None:
+        if wanted not in config_lib.PRESETS:
+            raise MissingDataError(f"--preset {wanted!r}: choose one of {sorted(config_lib.PRESETS)}")
+        return wanted, f"preset {wanted} as asked (--preset)"
+    stats = _training_statistics(manifest)
+    if stats and stats.get("instance_length_fraction"):
+        from tags_tf.data.statistics import choose_preset
+
+        preset, why = choose_preset(stats)
+        return preset, f"preset {preset}: {why}{hint}"
+    preset = closest_preset(len(manifest["class_names"]), int(manifest["feature_dim"]))
+    return preset, (f"preset {preset}: closest class count and feature width (the manifest has no "
+                    f"temporal statistics; rebuild the shards with beam.build_shards to choose by them){hint}")
+
+
+def resolve(dataset: str, data_dir: str | None = None, preset: str | None = None) -> ResolvedDataset:
     """Finds the shards of ``dataset``; builds the demo data on first use.
 
     Raises:
       MissingDataError with the expected paths and the build command.
     """
+    if preset is not None and not os.path.isdir(dataset):
+        raise MissingDataError("--preset applies to a shard directory; --dataset anet|thumos|demo is the preset")
     if dataset == "demo":
         from tags_tf.data.demo import prepare_demo
 
@@ -95,8 +130,8 @@ def resolve(dataset: str, data_dir: str | None = None) -> ResolvedDataset:
                 "folder of `python -m beam.build_shards` (or use anet, thumos, demo)"
             )
         manifest = _load_manifest(dataset)
-        preset = closest_preset(len(manifest["class_names"]), int(manifest["feature_dim"]))
-        return ResolvedDataset(preset, dataset, manifest)
+        preset, reason = preset_for_manifest(manifest, preset)
+        return ResolvedDataset(preset, dataset, manifest, reason)
     raise MissingDataError(
         f"--dataset {dataset!r} is neither a preset (anet, thumos, demo) nor a shard directory"
     )

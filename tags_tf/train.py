@@ -18,6 +18,8 @@ from tags_tf.datasets import MissingDataError
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tags_tf.train", description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True, help="anet, thumos, demo, or a beam.build_shards output directory")
+    p.add_argument("--preset", default=None, choices=["anet", "thumos", "demo"],
+                   help="model size and recipe for a shard directory (default: chosen from its temporal statistics)")
     p.add_argument("--data-dir", default=None, help="where the preset's shards are (default data/<dataset>)")
     p.add_argument("--workdir", default=None, help="run directory (default runs/<dataset>)")
     p.add_argument("--epochs", type=int, default=None, help="total epochs (default: the preset's)")

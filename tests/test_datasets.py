@@ -1,0 +1,56 @@
+"""tags_tf/datasets.py: --dataset resolution and the preset a shard directory gets."""
+
+import json
+
+import pytest
+
+from tags_tf import datasets
+from tags_tf.data.statistics import temporal_statistics
+
+
+def _shard_dir(tmp_path, videos, num_classes=20, feature_dim=128):
+    manifest = {"class_names": [f"c{i}" for i in range(num_classes)], "feature_dim": feature_dim,
+                "subsets": {"training": {"videos": len(videos)}, "validation": {"videos": 1}},
+                "statistics": {"training": temporal_statistics(videos)}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    return str(tmp_path)
+
+
+def _anet_like():
+    # ~2-minute videos, mostly one long instance (ActivityNet: median 79 % for single
+    # instances, 75 % of the videos with one).
+    return [(120, 120.0, [(10.0, 100.0)])] * 6 + [(100, 100.0, [(5.0, 15.0), (40.0, 55.0)])] * 2
+
+
+def _thumos_like():
+    # 4-minute videos with 15 instances of ~4 s each (THUMOS14).
+    return [(1800, 240.0, [(10.0 + 15 * i, 14.0 + 15 * i) for i in range(15)])] * 4
+
+
+def test_activitynet_like_statistics_with_20_classes_resolve_to_anet(tmp_path):
+    resolved = datasets.resolve(_shard_dir(tmp_path, _anet_like()))
+    assert resolved.preset == "anet"
+    assert "instances per video" in resolved.reason and "--preset" in resolved.reason
+    cfg = datasets.config_for(resolved, {})
+    assert cfg.model.base_snippets == 100 and cfg.model.num_classes == 20 and cfg.model.feature_dim == 128
+
+
+def test_thumos_like_statistics_resolve_to_thumos_whatever_the_class_count(tmp_path):
+    resolved = datasets.resolve(_shard_dir(tmp_path, _thumos_like(), num_classes=200, feature_dim=400))
+    assert resolved.preset == "thumos"
+    assert "median instance 1.7 % of its video" in resolved.reason and "15.0 instances per video" in resolved.reason
+    assert datasets.config_for(resolved, {}).model.num_classes == 200  # classes from the manifest
+
+
+def test_preset_flag_overrides_the_statistics(tmp_path):
+    resolved = datasets.resolve(_shard_dir(tmp_path, _thumos_like()), preset="anet")
+    assert resolved.preset == "anet" and "--preset" in resolved.reason
+    with pytest.raises(datasets.MissingDataError, match="shard directory"):
+        datasets.resolve("anet", preset="thumos")
+
+
+def test_a_manifest_without_statistics_falls_back_to_the_class_count_and_says_so(tmp_path):
+    manifest = {"class_names": [f"c{i}" for i in range(20)], "feature_dim": 2048, "subsets": {"training": {}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    resolved = datasets.resolve(str(tmp_path))
+    assert resolved.preset == "thumos" and "no temporal statistics" in resolved.reason
