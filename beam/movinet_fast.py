@@ -26,6 +26,15 @@ import tensorflow as tf
 log = logging.getLogger(__name__)
 
 
+def _same_pad(x: tf.Tensor, axis: int, k: int, stride: int) -> tf.Tensor:
+    """Pads ``axis`` of ``x`` as TF's SAME padding does for kernel ``k`` and ``stride``."""
+    n = tf.shape(x)[axis]
+    total = tf.maximum((-(-n // stride) - 1) * stride + k - n, 0)
+    pads = [[0, 0]] * 5
+    pads[axis] = [total // 2, total - total // 2]
+    return tf.pad(x, pads)
+
+
 def depthwise_conv3d(x: tf.Tensor, kernel: tf.Tensor, strides, padding: str) -> tf.Tensor:
     """Depthwise 3D convolution from 2D ones.
 
@@ -37,12 +46,18 @@ def depthwise_conv3d(x: tf.Tensor, kernel: tf.Tensor, strides, padding: str) -> 
     Returns:
       (B, T', H', W', C).
     """
-    kt = int(kernel.shape[0])
+    kt, kh, kw = (int(k) for k in kernel.shape[:3])
     st, sh, sw = (int(s) for s in strides)
     if padding == "SAME" and kt > 1:  # temporal SAME padding by hand; spatial is done by depthwise_conv2d
-        t = tf.shape(x)[1]
-        total = tf.maximum((-(-t // st) - 1) * st + kt - t, 0)
-        x = tf.pad(x, [[0, 0], [total // 2, total - total // 2], [0, 0], [0, 0], [0, 0]])
+        x = _same_pad(x, 1, kt, st)
+    # TF's Eigen depthwise kernel (used where oneDNN is off, e.g. many AMD CPUs) refuses
+    # unequal row/column strides: pad spatially as SAME would, convolve with stride 1
+    # (VALID) and keep every sh-th row and sw-th column -- the same outputs.
+    subsample = sh != sw
+    if subsample:
+        if padding == "SAME":
+            x = _same_pad(_same_pad(x, 2, kh, sh), 3, kw, sw)
+        padding = "VALID"
     b = tf.shape(x)[0]
     t_out = (tf.shape(x)[1] - kt) // st + 1
     out = None
@@ -51,7 +66,10 @@ def depthwise_conv3d(x: tf.Tensor, kernel: tf.Tensor, strides, padding: str) -> 
         shape = tf.shape(xs)
         flat = tf.reshape(xs, tf.concat([[-1], shape[2:]], 0))  # (B, T', H, W, C) -> (B*T', H, W, C)
         filt = tf.transpose(kernel[k], [0, 1, 3, 2])  # (kh, kw, 1, C) -> (kh, kw, C, 1)
-        y = tf.nn.depthwise_conv2d(flat, filt, [1, sh, sw, 1], padding)
+        if subsample:
+            y = tf.nn.depthwise_conv2d(flat, filt, [1, 1, 1, 1], padding)[:, ::sh, ::sw]
+        else:
+            y = tf.nn.depthwise_conv2d(flat, filt, [1, sh, sw, 1], padding)
         out = y if out is None else out + y
     shape = tf.shape(out)
     return tf.reshape(out, tf.concat([[b, t_out], shape[1:]], 0))  # (B*T', H', W', C) -> (B, T', H', W', C)
