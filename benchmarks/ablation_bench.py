@@ -45,7 +45,7 @@ ROWS = {
         "loss.mask_weight": 0.0, "postprocess.mask_source": "actionness"}),
     "baseline": ("per-snippet logistic regression + smoothing", None),
 }
-DECODINGS = ("mean", "contrast", "gated")
+DECODINGS = ("mean", "contrast", "gated", "consensus")
 
 
 def _mean_sd(values) -> str:
@@ -87,9 +87,12 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
 
     run_dir = os.path.join(args.workdir, row, f"seed{seed}")
     result_path = os.path.join(run_dir, "ablation.json")
+    result = {}
     if os.path.exists(result_path):
         with open(result_path) as f:
-            return json.load(f)
+            result = json.load(f)
+        if all(d in result for d in DECODINGS):
+            return result
     overrides = {**ROWS[row][1], "train.seed": seed, **config_lib.parse_set_args(args.set)}
     if args.epochs is not None:
         overrides["train.epochs"] = args.epochs
@@ -97,7 +100,8 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
     import tensorflow as tf
 
     start = time.time()
-    trainer.train(cfg, resolved, run_dir, tf.distribute.get_strategy(), export=False, verbose=0)
+    if not result:  # (a cached result that misses a decoding only needs decoding)
+        trainer.train(cfg, resolved, run_dir, tf.distribute.get_strategy(), export=False, verbose=0)
     seconds = time.time() - start
     summary_path = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary_path):  # a finished run reused: its own training time
@@ -106,8 +110,10 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
     model = keras.saving.load_model(os.path.join(run_dir, "best.keras"))
     ds = _datasets(cfg, resolved, subsets)
     protocol = trainer.protocol_for(resolved.preset)
-    result = {"seconds": seconds}
+    result["seconds"] = seconds
     for decoding in DECODINGS:
+        if decoding in result:
+            continue
         dcfg = dataclasses.replace(cfg, postprocess=dataclasses.replace(cfg.postprocess, mask_score=decoding))
         decoder = DetectionDecoder.from_tags_config(dcfg, name=f"decoder_{decoding}")
         result[decoding] = _score(model, decoder, ds, resolved, protocol)

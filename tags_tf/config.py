@@ -118,7 +118,8 @@ class PostprocessConfig:
     # Candidate mask score: "mean" of the mask over the run (the paper, Sec. 3.4);
     # "contrast": that mean minus the mean over ceil(contrast_delta * length) cells on
     # each side, Eq. 7's outer-inner contrast, which does not favour runs cut too short;
-    # "gated": runs and mean of the mask gated by local actionness, m[t, k] * (1 - P_bg[k]).
+    # "gated": runs and mean of the mask gated by local actionness, m[t, k] * (1 - P_bg[k]);
+    # "consensus": the contrast averaged over the masks of every snippet in the run.
     mask_score: str = "mean"
     contrast_delta: float = 0.25
 
@@ -243,8 +244,8 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError(f"postprocess.mask_thresholds must lie in (0, 1), got {th}")
     if cfg.postprocess.mask_source not in ("mask", "actionness"):
         raise ConfigError("postprocess.mask_source must be 'mask' or 'actionness'")
-    if cfg.postprocess.mask_score not in ("mean", "contrast", "gated"):
-        raise ConfigError("postprocess.mask_score must be 'mean', 'contrast' or 'gated'")
+    if cfg.postprocess.mask_score not in ("mean", "contrast", "gated", "consensus"):
+        raise ConfigError("postprocess.mask_score must be 'mean', 'contrast', 'gated' or 'consensus'")
     if not 0.0 < cfg.postprocess.contrast_delta <= 1.0:
         raise ConfigError("postprocess.contrast_delta must be in (0, 1]")
     if cfg.postprocess.class_fusion not in ("none", "external"):

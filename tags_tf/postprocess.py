@@ -22,7 +22,9 @@ Algorithm, per video and per scale ``s`` (``T = T^s``):
    foreground segment in M"), class ``c``. With ``mask_score="contrast"`` the mean is
    replaced by the run's outer-inner contrast (Eq. 7, :func:`run_contrast`); with
    ``mask_score="gated"`` the row is first multiplied by the actionness ``1 - P_bg`` of
-   each position, so runs end where the classifier sees background.
+   each position, so runs end where the classifier sees background; with
+   ``"consensus"`` the contrast is averaged over the masks of every snippet in the run
+   (:func:`consensus_contrast`).
 4. All scales are merged, the ``pre_nms_top_k`` best are kept, then Gaussian Soft-NMS
    (Bodla et al.) via ``tf.image.non_max_suppression_with_scores``. ``soft_nms_sigma``
    follows Bodla's convention, decay ``exp(-tIoU^2 / sigma)``; TF's op decays by
@@ -119,6 +121,46 @@ def run_contrast(csum: tf.Tensor, start: tf.Tensor, end: tf.Tensor, t: tf.Tensor
     return tf.cast(tf.maximum(inside - outside, 0.0), tf.float32)
 
 
+def consensus_contrast(masks: tf.Tensor, start: tf.Tensor, end: tf.Tensor, delta: float) -> tf.Tensor:
+    """Eq. 7's outer-inner contrast of run ``[start, end]``, averaged over the masks of
+    every snippet inside the run (not only the decoding snippet's).
+
+    A true instance is predicted by each of its snippets (the paper's "predictive
+    redundancy"): the block ``M[start..end, start..end]`` is high and its flanks
+    ``M[start..end, outside]`` low. With one shared curve per video (actionness) this
+    equals :func:`run_contrast`.
+
+    Args:
+      masks: (B, T, T) all mask rows, ``[b, u, k]`` = position k of snippet u's mask.
+      start, end: (B, S, H) int32 inclusive run bounds.
+    Returns (B, S, H) float32, floored at 0.
+    """
+    t = tf.shape(masks)[-1]
+    m = tf.cast(masks, tf.float64)
+    # Integral image: integral[b, u, k] = sum of m[b, :u, :k]; (B, T, T) -> (B, T+1, T+1).
+    integral = tf.pad(tf.cumsum(tf.cumsum(m, axis=1), axis=2), [[0, 0], [1, 0], [1, 0]])
+    flat = tf.reshape(integral, [tf.shape(m)[0], -1])  # (B, (T+1)^2)
+    width = t + 1
+
+    def block(r0, r1, c0, c1):  # sum of m[r0:r1, c0:c1] (exclusive ends), (B, S, H)
+        b, s_, h = tf.shape(r0)[0], tf.shape(r0)[1], tf.shape(r0)[2]
+        idx = tf.stack([r1 * width + c1, r0 * width + c1, r1 * width + c0, r0 * width + c0], axis=-1)
+        v = tf.gather(flat, tf.reshape(idx, [b, -1]), batch_dims=1)  # (B, S*H*4)
+        v = tf.reshape(v, [b, s_, h, 4])
+        return v[..., 0] - v[..., 1] - v[..., 2] + v[..., 3]
+
+    length = end - start + 1
+    margin = tf.cast(tf.math.ceil(delta * tf.cast(length, tf.float32)), tf.int32)
+    lo = tf.maximum(start - margin, 0)
+    hi = tf.minimum(end + margin, t - 1)
+    rows0, rows1 = start, end + 1
+    len_f = tf.cast(tf.maximum(length, 1), tf.float64)
+    inside = block(rows0, rows1, start, end + 1) / (len_f * len_f)
+    n_out = tf.cast(start - lo + hi - end, tf.float64) * len_f
+    outside = tf.math.divide_no_nan(block(rows0, rows1, lo, start) + block(rows0, rows1, end + 1, hi + 1), n_out)
+    return tf.cast(tf.maximum(inside - outside, 0.0), tf.float32)
+
+
 def decode_scale(
     cls_logits: tf.Tensor,
     mask_logits: tf.Tensor,
@@ -173,6 +215,8 @@ def decode_scale(
     run_len = tf.maximum(end - start + 1, 1)  # (B, S, H)
     if mask_score == "contrast":
         mask_score = run_contrast(csum, start, end, t, contrast_delta)  # (B, S, H)
+    elif mask_score == "consensus":
+        mask_score = consensus_contrast(tf.sigmoid(mask_logits), start, end, contrast_delta)  # (B, S, H)
     else:
         mask_score = tf.cast(run_sum / tf.cast(run_len, tf.float64), tf.float32)  # (B, S, H)
 
@@ -443,8 +487,8 @@ class DetectionDecoder(keras.layers.Layer):
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if mask_source not in ("mask", "actionness"):
             raise ValueError(f"mask_source must be 'mask' or 'actionness', got {mask_source!r}")
-        if mask_score not in ("mean", "contrast", "gated"):
-            raise ValueError(f"mask_score must be 'mean', 'contrast' or 'gated', got {mask_score!r}")
+        if mask_score not in ("mean", "contrast", "gated", "consensus"):
+            raise ValueError(f"mask_score must be 'mean', 'contrast', 'gated' or 'consensus', got {mask_score!r}")
         if not 0.0 < contrast_delta <= 1.0:
             raise ValueError(f"contrast_delta must be in (0, 1], got {contrast_delta}")
         if soft_nms_sigma <= 0:

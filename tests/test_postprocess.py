@@ -156,6 +156,26 @@ def test_gated_score_cuts_runs_where_the_classifier_sees_background():
     assert res["detection_classes"][0].tolist() == [0, 2, 0, 2, -1]
 
 
+def test_consensus_contrast_averages_the_rows_of_the_run():
+    from tags_tf.postprocess import consensus_contrast
+
+    masks = tf.constant([[[0.9, 0.8, 0.1, 0.1], [0.7, 0.9, 0.2, 0.1], [0.1, 0.2, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1]]])
+    start = tf.constant([[[0, 2, 1]]])
+    end = tf.constant([[[1, 3, 1]]])
+    got = consensus_contrast(masks, start, end, delta=0.25).numpy()[0, 0]
+    # [0, 1]: margin ceil(.5) = 1, clipped on the left. Inside rows 0-1 x cols 0-1:
+    #   3.3 / 4 = .825; outside rows 0-1 x col 2: (.1 + .2) / 2 = .15 -> .675.
+    # [2, 3]: inside .4 / 4 = .1; outside rows 2-3 x col 1: (.2 + .1) / 2 = .15 -> floored at 0.
+    # [1, 1]: inside .9; outside row 1 x cols 0, 2: (.7 + .2) / 2 = .45 -> .45.
+    np.testing.assert_allclose(got, [0.675, 0.0, 0.45], rtol=1e-6, atol=1e-7)
+    # With every row equal (actionness), it is the single-row contrast of run_contrast.
+    row = masks[:, :1, :]
+    same = tf.tile(row, [1, 4, 1])
+    csum = tf.pad(tf.cumsum(tf.cast(row, tf.float64), axis=-1), [[0, 0], [0, 0], [1, 0]])
+    np.testing.assert_allclose(consensus_contrast(same, start, end, 0.25).numpy(),
+                               run_contrast(csum, start, end, tf.constant(4), 0.25).numpy(), rtol=1e-6)
+
+
 def test_run_contrast_hand_values_border_clipping_and_floor():
     rows = np.array([[0.1, 0.2, 0.9, 0.8, 0.9, 0.3, 0.1, 0.05],
                      [1.0, 0.5, 0.55, 0.55, 0.55, 0.55, 0.55, 0.5]])
@@ -401,7 +421,7 @@ def test_decoder_bad_inputs_give_clear_errors():
         _decoder(class_fusion="external")({"cls_logits_s1": cls[None], "mask_logits_s1": mask[None]}, tf.constant([1.0]))
     with pytest.raises(ValueError, match="class_fusion must be"):
         _decoder(class_fusion="cuhk")
-    with pytest.raises(ValueError, match="mask_score must be 'mean', 'contrast' or 'gated'"):
+    with pytest.raises(ValueError, match="mask_score must be 'mean', 'contrast', 'gated' or 'consensus'"):
         _decoder(mask_score="max")
     with pytest.raises(ValueError, match="contrast_delta must be in"):
         _decoder(mask_score="contrast", contrast_delta=0.0)
