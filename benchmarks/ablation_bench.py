@@ -93,6 +93,8 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
             result = json.load(f)
         if all(d in result for d in DECODINGS):
             return result
+    if args.report_only:
+        return result or None
     overrides = {**ROWS[row][1], "train.seed": seed, **config_lib.parse_set_args(args.set)}
     if args.epochs is not None:
         overrides["train.epochs"] = args.epochs
@@ -157,9 +159,12 @@ def format_table(results: dict, seeds) -> str:
             continue
         default = per_seed[0]["default"]
         for decoding in DECODINGS:
-            vals = [r[decoding]["val"]["avg"] for r in per_seed]
-            tests = [r[decoding]["test"]["avg"] for r in per_seed]
-            map50 = [r[decoding]["test"]["map50"] for r in per_seed]
+            runs = [r for r in per_seed if decoding in r]
+            if not runs:
+                continue
+            vals = [r[decoding]["val"]["avg"] for r in runs]
+            tests = [r[decoding]["test"]["avg"] for r in runs]
+            map50 = [r[decoding]["test"]["map50"] for r in runs]
             mark = " (config)" if decoding == default else ""
             lines.append(f"| {label} | {decoding}{mark} | {_mean_sd(vals)} | {_mean_sd(tests)} | {_mean_sd(map50)} | "
                          + " / ".join(f"{100 * t:.1f}" for t in tests) + " |")
@@ -176,6 +181,8 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every TAGS row")
     p.add_argument("--workdir", default="runs/ablation")
     p.add_argument("--json", default=None, help="write all numbers here")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: report the runs already in --workdir (rows with the seeds they have)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -205,7 +212,10 @@ def main(argv=None) -> int:
     for seed in args.seeds:  # seed-major: every row has its first seeds early
         for row in rows:
             if row != "baseline":
-                results[row].append(run_tags(row, seed, args, resolved, subsets))
+                result = run_tags(row, seed, args, resolved, subsets)
+                if result is not None:
+                    results[row].append(result)
+    results = {row: r for row, r in results.items() if r}
     table = format_table(results, args.seeds)
     print(f"{args.dataset} ({resolved.preset} model size), checkpoints selected on validation, "
           f"mean ± sd over seeds {args.seeds}, average mAP over tIoU "
