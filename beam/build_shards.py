@@ -131,8 +131,10 @@ def run_build_shards(
       class_map: class names in id order, or a file for load_class_map (a video
         with a label outside it is rejected as unknown_label). Default: the sorted
         labels of the annotation file (AnnotationSet.class_names, the evaluator's ids).
-      reject_bad_segments: reject videos having a segment with end <= start
-        (default: drop the segment and count it).
+      reject_bad_segments: reject a video having a bad segment -- end <= start after
+        clipping, or malformed in the annotation file (default: drop and count it).
+        An unusable annotation entry (tags_tf.data.annotations' ``problem``, e.g. an id
+        listed twice) is always rejected; the run completes either way.
       video_ids: restrict the inputs to these ids, ``v_`` prefix tolerated (other
         videos are not inputs at all).
       annotation_format: ``fmt`` of load_annotations.
@@ -161,7 +163,8 @@ def run_build_shards(
     if video_ids is not None:
         wanted = {fr.canonical_id(i) for i in video_ids}  # "v_" prefix either way
         videos = [v for v in videos if fr.canonical_id(v.video_id) in wanted]
-    subset_names = sorted({v.subset for v in selected.videos.values()})  # spelled as in the file
+    # Spelled as in the file; a video without a usable subset is rejected, never sharded.
+    subset_names = sorted({v.subset for v in selected.videos.values() if v.problem is None})
     for s in subset_names:
         sinks.check_subset_name(s)
     per_subset = {s: sum(1 for v in videos if v.subset == s) for s in subset_names}
@@ -264,7 +267,8 @@ def build_pipeline(
         side["expected_dim"] = beam.pvalue.AsSingleton(majority)
     # Only (video, refs) pairs are shuffled; every shard gets a marker so it exists even if empty.
     markers = p | "ShardMarkers" >> beam.Create([((s, i), None) for s, n in shard_counts.items() for i in range(n)])
-    work = resolved.ok | "KeyByShard" >> beam.Map(_shard_key, assign_shards(videos, shard_counts))
+    shard_of = assign_shards([v for v in videos if v.problem is None], shard_counts)
+    work = resolved.ok | "KeyByShard" >> beam.Map(_shard_key, shard_of)
     shards = (
         (markers, work)
         | "ShardWork" >> beam.Flatten()

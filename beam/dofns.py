@@ -4,7 +4,9 @@ Stages, each a DoFn testable through ``setup()`` / ``process()``; every rejectio
 to the ``sinks.REJECTED`` output as ``{"video_id", "subset", "reason", "detail"}``:
 
   (canonical id, [VideoAnnotation])  --DedupeFn-->           VideoAnnotation
-      duplicate_video_id  (two annotation ids naming one video, e.g. "abc" and "v_abc")
+      duplicate_video_id  (two annotation ids naming one video, e.g. "abc" and "v_abc",
+      or an id listed twice in the file), bad_annotation (an unusable entry: the
+      reader's VideoAnnotation.problem)
   VideoAnnotation  --ResolveFeaturesFn-->                    (video, (FeatureRef per stream))
       unsafe_video_id, missing_feature_file, duplicate_video_id (ambiguous feature files)
   (video, refs)  --PeekDimFn--> D  --MajorityDimFn--> expected D (when no --feature_dim)
@@ -21,11 +23,12 @@ file, so memory stays at one video whatever the dataset size (the stock
 WriteToTFRecord route would shuffle every serialized example, which the local runner
 keeps in RAM several times over).
 
-Segment policy (see :func:`clean_segments`): a segment is clipped to [0, duration]
-(counted as ``clipped_segments``, video kept); a segment with end <= start after
-clipping (zero-length, reversed, or wholly outside the video) is dropped and counted
-as ``dropped_segments`` -- the video is kept unless ``reject_bad_segments`` is set,
-in which case it is rejected as ``bad_segment``.
+Segment policy (see :func:`clean_segments`; the same as tags_tf.data.annotations'):
+a segment is clipped to [0, duration] (counted as ``clipped_segments``, video kept); a
+segment with end <= start after clipping (zero-length, reversed, or wholly outside the
+video) or one the annotation reader left out as malformed (``bad_segments``) is
+dropped and counted as ``dropped_segments`` -- the video is kept unless
+``reject_bad_segments`` is set, in which case it is rejected as ``bad_segment``.
 
 Only BuildShardFn imports TensorFlow (in ``setup()``).
 """
@@ -47,6 +50,7 @@ from beam import sinks
 # stream_length_mismatch).
 MISSING_FEATURE_FILE = fr.MISSING_FEATURE_FILE  # also raised by the feature reader
 DUPLICATE_VIDEO_ID = "duplicate_video_id"
+BAD_ANNOTATION = "bad_annotation"  # tags_tf.data.annotations.BAD_ANNOTATION
 UNSAFE_VIDEO_ID = "unsafe_video_id"
 BAD_DURATION = "bad_duration"
 WRONG_FEATURE_DIM = "wrong_feature_dim"
@@ -161,6 +165,12 @@ class DedupeFn(beam.DoFn):
         _, videos = element
         videos = sorted(videos, key=lambda v: v.video_id)
         sinks.count("input", len(videos))
+        for v in videos:  # unusable annotation entries (tags_tf.data.annotations policy)
+            if getattr(v, "problem", None):
+                yield sinks.reject(v.video_id, v.problem[0], v.problem[1], v.subset)
+        videos = [v for v in videos if not getattr(v, "problem", None)]
+        if not videos:
+            return
         if len(videos) == 1:
             yield videos[0]
             return
@@ -288,8 +298,12 @@ def validate_video(
     if unknown:
         raise Rejected(UNKNOWN_LABEL, f"{vid}: label(s) {unknown} not in the class map")
     clean = clean_segments(video.instances, float(duration))
-    if clean.dropped and reject_bad_segments:
-        raise Rejected(BAD_SEGMENT, f"{vid}: {clean.dropped} segment(s) with end <= start inside [0, {duration}]")
+    unreadable = tuple(getattr(video, "bad_segments", ()))  # left out by the annotation reader
+    dropped = clean.dropped + len(unreadable)
+    if dropped and reject_bad_segments:
+        first = f"; first: {unreadable[0]}" if unreadable else ""
+        raise Rejected(BAD_SEGMENT, f"{vid}: {dropped} bad segment(s) (end <= start inside [0, {duration}], "
+                                    f"or malformed in the annotation file){first}")
     return ValidVideo(
         video_id=vid,
         subset=video.subset,
@@ -299,7 +313,7 @@ def validate_video(
         labels=tuple(class_index[n] for n in clean.labels),
         label_names=clean.labels,
         clipped=clean.clipped,
-        dropped=clean.dropped,
+        dropped=dropped,
     )
 
 

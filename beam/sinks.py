@@ -416,7 +416,7 @@ class _WriteManifestFn(beam.DoFn):
     def process(self, unused, stats, rejections, files):
         rejections = sorted(rejections, key=lambda r: (r["video_id"], r["reason"]))
         manifest = build_manifest(self._base, stats, rejections, list(files), self._num_inputs, self._output_dir)
-        write_text(
+        write_text_atomic(
             FileSystems.join(self._output_dir, DEAD_LETTER_NAME),
             "".join(json.dumps(r, sort_keys=True) + "\n" for r in rejections),
         )
@@ -424,7 +424,7 @@ class _WriteManifestFn(beam.DoFn):
         if FileSystems.exists(tmp):
             FileSystems.delete([tmp])
         # The manifest goes last: its presence means the directory is complete.
-        write_text(
+        write_text_atomic(
             FileSystems.join(self._output_dir, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=True) + "\n"
         )
         yield manifest
@@ -439,13 +439,20 @@ def prepare_output(output: str, overwrite: bool) -> None:
     ``TMP_DIR``. Other files are left alone.
     """
     if "://" not in output:
-        os.makedirs(output, exist_ok=True)
+        if os.path.exists(output) and not os.path.isdir(output):
+            raise ValueError(f"--output {output}: is a file; expected a directory (existing or to create)")
+        try:
+            os.makedirs(output, exist_ok=True)
+        except OSError as e:  # a parent that is a file, no permission, ...
+            raise ValueError(f"--output {output}: cannot create the directory ({e.strerror or e})") from None
     old = FileSystems.match([FileSystems.join(output, "*")])[0].metadata_list if FileSystems.exists(output) else []
     names = [(m.path, os.path.basename(m.path)) for m in old]
     ours = [
         path
         for path, name in names
-        if name in (MANIFEST_NAME, DEAD_LETTER_NAME) or ("-of-" in name and SHARD_SUFFIX in name)
+        if name in (MANIFEST_NAME, DEAD_LETTER_NAME)
+        or name.startswith((MANIFEST_NAME + ".tmp", DEAD_LETTER_NAME + ".tmp"))  # a killed write
+        or ("-of-" in name and SHARD_SUFFIX in name)
     ]
     if ours and not overwrite:
         raise FileExistsError(
@@ -462,6 +469,27 @@ def write_text(path: str, text: str) -> None:
     """Writes ``text`` to ``path`` through Beam's FileSystems (local, gs://, ...)."""
     with FileSystems.create(path) as f:
         f.write(text.encode("utf-8"))
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Writes ``text`` to a temporary name next to ``path``, then renames it: readers
+    see the old file or the whole new one, never a partial one (a kill mid-write leaves
+    ``<name>.tmp-*``, which prepare_output removes with --overwrite)."""
+    import uuid
+
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        write_text(tmp, text)
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+        FileSystems.rename([tmp], [path])
+    except BaseException:
+        try:
+            if FileSystems.exists(tmp):
+                FileSystems.delete([tmp])
+        except Exception:  # best effort; the error that matters is the one raised
+            pass
+        raise
 
 
 class WriteManifest(beam.PTransform):

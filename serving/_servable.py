@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 
 from serving import _names as names
 
@@ -37,16 +39,21 @@ class RequestError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """Request size limits (documented in README "Serving").
+    """Request size limits, the one documented set (README "Serving", dev_server).
 
-    max_batch: largest B (first dim) of any input.
-    max_snippets: largest T (second dim) of a rank-3 ``features`` input.
-    max_elements: largest element count of one input tensor (float32: 4 bytes each).
+    max_batch: largest B (first dim) of any input (64).
+    max_snippets: largest T (second dim) of a rank-3 ``features`` input (20000).
+    max_elements: largest element count of one input tensor: 32 Mi float32 = 128 MiB,
+      half of the default gRPC message cap (256 MiB), so this limit answers first with
+      a clear INVALID_ARGUMENT. Checked on the *declared* shape, before materializing.
+    request_timeout_s: server-side deadline of one Predict (the client's deadline when
+      shorter); past it the session run stops with DEADLINE_EXCEEDED (60 s).
     """
 
     max_batch: int = 64
     max_snippets: int = 20000
-    max_elements: int = 64 * 1024 * 1024
+    max_elements: int = 32 * 1024 * 1024
+    request_timeout_s: float = 60.0
 
 
 def newest_version(base_path: str | Path) -> tuple[int, Path]:
@@ -143,9 +150,32 @@ class Servable:
 
     def validate(self, signature_name: str, inputs: Mapping[str, np.ndarray]) -> None:
         """Checks ``inputs`` against the SignatureDef and the limits (raises RequestError)."""
+        self._check(signature_name, {k: (_dtype_name(a), tuple(a.shape)) for k, a in inputs.items()})
+
+    def validate_protos(self, signature_name: str, protos: Mapping[str, tensor_pb2.TensorProto]) -> None:
+        """The same checks on the *declared* dtype and shape of request TensorProtos,
+        before any tensor is materialized: a few bytes declaring shape [1, 32000000, 8]
+        with one ``float_val`` (which ``tf.make_ndarray`` would broadcast to 1 GB) are
+        refused here in microseconds. Raises RequestError (INVALID_ARGUMENT)."""
+        specs = {}
+        for name, proto in protos.items():
+            if proto.tensor_shape.unknown_rank:
+                raise RequestError("INVALID_ARGUMENT", f"input {name!r}: the TensorProto must declare its shape")
+            shape = tuple(int(d.size) for d in proto.tensor_shape.dim)
+            if any(d < 0 for d in shape):
+                raise RequestError("INVALID_ARGUMENT", f"input {name!r}: negative dimension in shape {list(shape)}")
+            try:
+                dtype = tf.dtypes.as_dtype(proto.dtype).name
+            except TypeError:
+                raise RequestError("INVALID_ARGUMENT", f"input {name!r}: unknown dtype enum {proto.dtype}") from None
+            specs[name] = (dtype, shape)
+        self._check(signature_name, specs)
+
+    def _check(self, signature_name: str, specs: Mapping[str, tuple[str, tuple[int, ...]]]) -> None:
+        """``specs``: {input name: (dtype name, shape)} -> raises RequestError if refused."""
         key, sig = self.signature(signature_name)
-        missing = sorted(set(sig.inputs) - set(inputs))
-        extra = sorted(set(inputs) - set(sig.inputs))
+        missing = sorted(set(sig.inputs) - set(specs))
+        extra = sorted(set(specs) - set(sig.inputs))
         if missing or extra:
             raise RequestError(
                 "INVALID_ARGUMENT",
@@ -153,46 +183,48 @@ class Servable:
                 + (f"missing {missing}" if missing else "") + ("; " if missing and extra else "")
                 + (f"unexpected {extra}" if extra else ""))
         batch = None
-        for name, arr in inputs.items():
+        for name, (dtype, shape) in specs.items():
             info = sig.inputs[name]
             want = tf.dtypes.as_dtype(info.dtype)
-            if arr.dtype != want.as_numpy_dtype:
-                raise RequestError("INVALID_ARGUMENT", f"input {name!r} must be {want.name}, got {_dtype_name(arr)}")
+            if dtype != want.name:
+                raise RequestError("INVALID_ARGUMENT", f"input {name!r} must be {want.name}, got {dtype}")
             if not info.tensor_shape.unknown_rank:
                 dims = [d.size for d in info.tensor_shape.dim]
-                if arr.ndim != len(dims):
+                if len(shape) != len(dims):
                     pretty = "[" + ", ".join("?" if d < 0 else str(d) for d in dims) + "]"
                     raise RequestError(
                         "INVALID_ARGUMENT",
-                        f"input {name!r} must have rank {len(dims)} {pretty}, got shape {list(arr.shape)}")
-                for axis, (want_d, got_d) in enumerate(zip(dims, arr.shape)):
+                        f"input {name!r} must have rank {len(dims)} {pretty}, got shape {list(shape)}")
+                for axis, (want_d, got_d) in enumerate(zip(dims, shape)):
                     if want_d >= 0 and want_d != got_d:
                         raise RequestError(
                             "INVALID_ARGUMENT",
-                            f"input {name!r} dim {axis} must be {want_d}, got {got_d} (shape {list(arr.shape)})")
-            if arr.ndim >= 1:
-                if arr.shape[0] > self.limits.max_batch:
+                            f"input {name!r} dim {axis} must be {want_d}, got {got_d} (shape {list(shape)})")
+            if shape:
+                if shape[0] > self.limits.max_batch:
                     raise RequestError(
                         "INVALID_ARGUMENT",
-                        f"input {name!r}: batch {arr.shape[0]} exceeds this server's max batch "
+                        f"input {name!r}: batch {shape[0]} exceeds this server's max batch "
                         f"{self.limits.max_batch}; split the request")
-                if batch is not None and arr.shape[0] != batch:
+                if batch is not None and shape[0] != batch:
                     raise RequestError(
-                        "INVALID_ARGUMENT", f"inputs disagree on the batch size: {batch} vs {arr.shape[0]} ({name!r})")
-                batch = arr.shape[0]
-            if name == names.FEATURES and arr.ndim == 3 and arr.shape[1] > self.limits.max_snippets:
+                        "INVALID_ARGUMENT", f"inputs disagree on the batch size: {batch} vs {shape[0]} ({name!r})")
+                batch = shape[0]
+            if name == names.FEATURES and len(shape) == 3 and shape[1] > self.limits.max_snippets:
                 raise RequestError(
                     "INVALID_ARGUMENT",
-                    f"input {name!r}: {arr.shape[1]} snippets exceed this server's limit "
+                    f"input {name!r}: {shape[1]} snippets exceed this server's limit "
                     f"{self.limits.max_snippets}")
-            if arr.size > self.limits.max_elements:
+            size = math.prod(shape)  # Python ints: no overflow whatever the declared dims
+            if size > self.limits.max_elements:
                 raise RequestError(
                     "INVALID_ARGUMENT",
-                    f"input {name!r}: {arr.size} elements exceed this server's limit {self.limits.max_elements}")
+                    f"input {name!r}: {size} elements exceed this server's limit {self.limits.max_elements}")
 
     def run(self, signature_name: str, inputs: Mapping[str, np.ndarray],
-            output_filter: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-        """Runs a signature by its SignatureDef tensor names. Raises RequestError."""
+            output_filter: tuple[str, ...] = (), timeout_s: float | None = None) -> dict[str, np.ndarray]:
+        """Runs a signature by its SignatureDef tensor names. Raises RequestError
+        (DEADLINE_EXCEEDED past ``timeout_s``, default ``limits.request_timeout_s``)."""
         self.validate(signature_name, inputs)
         key, sig = self.signature(signature_name)
         unknown = sorted(set(output_filter) - set(sig.outputs))
@@ -202,8 +234,12 @@ class Servable:
         wanted = output_filter or tuple(sig.outputs)
         fetches = {k: sig.outputs[k].name for k in wanted}
         feed = {sig.inputs[k].name: v for k, v in inputs.items()}
+        timeout_s = self.limits.request_timeout_s if timeout_s is None else timeout_s
+        options = None
+        if timeout_s and timeout_s > 0:
+            options = tf.compat.v1.RunOptions(timeout_in_ms=max(1, int(timeout_s * 1000)))
         try:
-            return self.session.run(fetches, feed_dict=feed)
+            return self.session.run(fetches, feed_dict=feed, options=options)
         except tf.errors.OpError as e:
             code = next((c for t, c in _TF_CODES.items() if isinstance(e, t)), "INTERNAL")
             msg = tf_error_message(e)

@@ -16,10 +16,17 @@ before it becomes AVAILABLE, as TF Serving does. Signatures run the way TF Servi
 loaded into a TF1 Session and tensors are fed/fetched by their SignatureDef names.
 
 Bad requests get INVALID_ARGUMENT or NOT_FOUND with a one-line message and the server
-keeps serving. Limits (flags): ``--max_batch`` videos per request (64), ``--max_snippets``
-per video (20000), ``--max_elements`` per input tensor (32 Mi float32 = 128 MiB) ->
-INVALID_ARGUMENT; messages above ``--max_message_mb`` (256 MiB) are refused by gRPC
-itself with RESOURCE_EXHAUSTED. Binds 127.0.0.1 unless ``--host`` says otherwise.
+keeps serving. Limits (flags; the one set, ``serving._servable.Limits``):
+``--max_batch`` videos per request (64), ``--max_snippets`` per video (20000),
+``--max_elements`` per input tensor (32 Mi float32 = 128 MiB) -> INVALID_ARGUMENT,
+checked on the TensorProto's *declared* dtype and shape before any tensor is
+materialized (a tiny request declaring a huge shape costs nothing); messages above
+``--max_message_mb`` (256 MiB) are refused by gRPC itself with RESOURCE_EXHAUSTED.
+``--request_timeout_s`` (60) is a server-side deadline per Predict (the client's when
+shorter) -> DEADLINE_EXCEEDED; ``--maximum_concurrent_rpcs`` (64) bounds the RPCs in
+flight or queued for the ``--workers`` threads (16), beyond which gRPC answers
+RESOURCE_EXHAUSTED at once instead of queueing without bound. Binds 127.0.0.1 unless
+``--host`` says otherwise.
 
     python -m serving.dev_server --model_name tags --model_base_path MODELS/tags --port 8500
 """
@@ -52,6 +59,7 @@ from serving._servable import Limits, RequestError, Servable, newest_version
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_CONCURRENT_RPCS = 64  # 4 x the default 16 workers: a short queue, never an unbounded one
 _STATE = get_model_status_pb2.ModelVersionStatus.State
 
 
@@ -108,6 +116,15 @@ def _abort(context: grpc.ServicerContext, e: RequestError):
     context.abort(grpc.StatusCode[e.code], e.message)
 
 
+def _deadline(servable: Servable, context: grpc.ServicerContext) -> float:
+    """Seconds this request may run: the server's limit, or the client's deadline if sooner."""
+    limit = servable.limits.request_timeout_s
+    remaining = context.time_remaining()  # None without a client deadline
+    if remaining is not None and remaining < limit:
+        return max(remaining, 0.001)
+    return limit
+
+
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, model: _Model):
         self._model = model
@@ -115,14 +132,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     def Predict(self, request, context):
         try:
             servable = self._model.resolve(request.model_spec)
+            signature = request.model_spec.signature_name
+            servable.validate_protos(signature, request.inputs)  # declared shapes: before allocating
             inputs = {}
             for key, proto in request.inputs.items():
                 try:
                     inputs[key] = tf.make_ndarray(proto)
                 except Exception as e:  # malformed TensorProto (size/dtype mismatch, ...)
                     raise RequestError("INVALID_ARGUMENT", f"input {key!r} is not a valid TensorProto: {e}") from e
-            signature = request.model_spec.signature_name
-            outputs = servable.run(signature, inputs, tuple(request.output_filter))
+            outputs = servable.run(signature, inputs, tuple(request.output_filter), _deadline(servable, context))
         except RequestError as e:
             _abort(context, e)
         response = predict_pb2.PredictResponse()
@@ -192,6 +210,7 @@ class DevServer:
         limits: Limits = Limits(),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_workers: int = 16,
+        maximum_concurrent_rpcs: int | None = DEFAULT_MAX_CONCURRENT_RPCS,
     ):
         self.host = host
         self.model = _Model(model_name, Path(model_base_path), limits)
@@ -199,7 +218,9 @@ class DevServer:
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
+        # Bounded queue: past maximum_concurrent_rpcs gRPC answers RESOURCE_EXHAUSTED at once.
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options,
+                                   maximum_concurrent_rpcs=maximum_concurrent_rpcs)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
             PredictionServicer(self.model), self._server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.model), self._server)
@@ -255,14 +276,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max_elements", type=int, default=Limits.max_elements)
     p.add_argument("--max_message_mb", type=int, default=DEFAULT_MAX_MESSAGE_BYTES // 2**20)
     p.add_argument("--workers", type=int, default=16, help="gRPC worker threads (concurrent requests)")
+    p.add_argument("--maximum_concurrent_rpcs", "--maximum-concurrent-rpcs", type=int,
+                   default=DEFAULT_MAX_CONCURRENT_RPCS,
+                   help="RPCs running or queued; more are refused with RESOURCE_EXHAUSTED")
+    p.add_argument("--request_timeout_s", "--request-timeout-s", type=float, default=Limits.request_timeout_s,
+                   help="server-side deadline of one Predict, seconds (DEADLINE_EXCEEDED)")
     args = p.parse_args(argv)
+    bad = [f"--{k} {v}" for k, v in (("max_batch", args.max_batch), ("max_snippets", args.max_snippets),
+                                      ("max_elements", args.max_elements), ("workers", args.workers),
+                                      ("maximum_concurrent_rpcs", args.maximum_concurrent_rpcs),
+                                      ("request_timeout_s", args.request_timeout_s),
+                                      ("max_message_mb", args.max_message_mb)) if not v > 0]
+    if bad:
+        print(f"error: {', '.join(bad)}: expected a positive number", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         newest_version(args.model_base_path)  # fail fast on a wrong path
         server = DevServer(
             args.model_name, args.model_base_path, host=args.host, port=args.port,
-            limits=Limits(args.max_batch, args.max_snippets, args.max_elements),
-            max_message_bytes=args.max_message_mb * 2**20, max_workers=args.workers)
+            limits=Limits(args.max_batch, args.max_snippets, args.max_elements, args.request_timeout_s),
+            max_message_bytes=args.max_message_mb * 2**20, max_workers=args.workers,
+            maximum_concurrent_rpcs=args.maximum_concurrent_rpcs)
     except (FileNotFoundError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

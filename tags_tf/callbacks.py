@@ -10,6 +10,7 @@ import os
 
 import keras
 
+from tags_tf.checkpointing import pending_best_path
 from tags_tf.evaluation_bridge import evaluate_arrays
 from tags_tf.inference import detect_dataset
 
@@ -19,10 +20,13 @@ log = logging.getLogger(__name__)
 class ValidationCallback(keras.callbacks.Callback):
     """Every ``every`` epochs (and after the last): detect on the validation set, score
     with the shared evaluator, add ``val_mAP`` and ``val_mAP@<tIoU>`` to the logs, and
-    save ``best_path`` when the average mAP improves."""
+    save the model when the average mAP improves: to ``best_path``, or with ``staged``
+    to the epoch's pending file that ``checkpointing.EpochBackup`` renames to
+    ``best_path`` once the epoch is committed (so a killed attempt never leaves its
+    checkpoint behind)."""
 
     def __init__(self, dataset, class_names, protocol: str, every: int, total_epochs: int,
-                 best_path: str, chief: bool, best_so_far: float = -math.inf):
+                 best_path: str, chief: bool, best_so_far: float = -math.inf, staged: bool = False):
         super().__init__()
         self.dataset = dataset
         self.class_names = list(class_names)
@@ -32,6 +36,7 @@ class ValidationCallback(keras.callbacks.Callback):
         self.best_path = best_path
         self.chief = chief
         self.best = best_so_far
+        self.staged = staged
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -47,8 +52,9 @@ class ValidationCallback(keras.callbacks.Callback):
             self.best = report.average_map
             logs["best_val_mAP"] = self.best
             if self.chief:
-                self.model.save(self.best_path)
-                log.info("new best checkpoint %s", self.best_path)
+                path = pending_best_path(self.best_path, epoch + 1) if self.staged else self.best_path
+                self.model.save(path)
+                log.info("new best checkpoint %s", path)
         logs["best_val_mAP"] = self.best
 
 

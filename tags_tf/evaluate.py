@@ -71,6 +71,22 @@ def _header(args, gt, metrics: DetectionMetrics, seconds: float) -> str:
             f"{metrics.num_predictions} scored | {seconds:.2f} s")
 
 
+def _ground_truth_notes(gt) -> list[str]:
+    """What the annotation policy left out of the ground truth (tags_tf.data.annotations)."""
+    out = []
+    problems = gt.problems()
+    if problems:
+        shown = "; ".join(f"{vid!r} ({reason})" for vid, _, reason, _ in problems[:5])
+        more = "" if len(problems) <= 5 else f" and {len(problems) - 5} more"
+        out.append(f"{len(problems)} ground-truth video(s) with an unusable entry were left out "
+                   f"(their predictions count as false positives): {shown}{more}")
+    if gt.num_bad_segments:
+        first = next(v.bad_segments[0] for v in gt.videos.values() if v.bad_segments)
+        out.append(f"{gt.num_bad_segments} malformed ground-truth segment(s) were left out "
+                   f"(first: {first})")
+    return out
+
+
 def run(args: argparse.Namespace) -> DetectionMetrics:
     """Loads, scores, prints and writes what ``args`` asks for; raises on bad input."""
     start = time.perf_counter()
@@ -78,6 +94,8 @@ def run(args: argparse.Namespace) -> DetectionMetrics:
         raise ValueError(f"--tiou thresholds must be in (0, 1], got {args.tiou}")
     gt = load_annotations(args.ground_truth, video_info=args.video_info, fmt=args.gt_format,
                           subset=args.subset)
+    gt_notes = _ground_truth_notes(gt)
+    gt = gt.usable()  # the annotation policy: unusable entries are left out, and said so
     detections = read_results(args.predictions, allow_reversed=args.allow_reversed)
     metrics = evaluate_detections(detections, gt, args.protocol,
                                   tiou_thresholds=args.tiou, keep_matches=bool(args.plots),
@@ -86,12 +104,12 @@ def run(args: argparse.Namespace) -> DetectionMetrics:
     # CLI output: the result table goes to stdout.
     print(_header(args, gt, metrics, elapsed))
     print(metrics.table(per_class=args.per_class))
-    for note in metrics.notes():
+    for note in gt_notes + metrics.notes():
         print(f"note: {note}")
     if args.json_out:
         out = metrics.to_dict(per_class=True)
         out.update(predictions=os.fspath(args.predictions), ground_truth=os.fspath(args.ground_truth),
-                   subset=args.subset, notes=metrics.notes())
+                   subset=args.subset, notes=gt_notes + metrics.notes())
         try:
             os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
             with open(args.json_out, "w") as fobj:

@@ -12,6 +12,16 @@ class _DuplicateKey(ValueError):
     pass
 
 
+class RepeatedKeys(dict):
+    """A JSON object that listed some key more than once (``duplicates="mark"``).
+
+    Holds the *first* value of each key; ``repeated`` is ``{key: times listed}`` so the
+    caller can reject the affected entries instead of silently keeping one of them.
+    """
+
+    repeated: dict[str, int]
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = {}
     for key, value in pairs:
@@ -21,15 +31,42 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def read_json(path: str | os.PathLike, error: type[Exception]) -> Any:
+def _mark_repeated(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    repeated: dict[str, int] = {}
+    for key, value in pairs:
+        if key in out:
+            repeated[key] = repeated.get(key, 1) + 1
+        else:
+            out[key] = value
+    if not repeated:
+        return out
+    marked = RepeatedKeys(out)
+    marked.repeated = repeated
+    return marked
+
+
+def repeated_keys(obj: Any) -> dict[str, int]:
+    """``{key: times listed}`` of an object read with ``duplicates="mark"`` ({} if none)."""
+    return dict(getattr(obj, "repeated", {})) if isinstance(obj, RepeatedKeys) else {}
+
+
+def read_json(path: str | os.PathLike, error: type[Exception], duplicates: str = "error") -> Any:
     """Parses ``path``; a missing, unreadable or invalid file raises ``error`` with
-    ``"<path>: <problem>"``. A key repeated inside one JSON object is an error too:
-    ``json`` would keep the last value and silently drop the others (e.g. a video id
-    listed twice in an annotation or results file)."""
+    ``"<path>: <problem>"``.
+
+    A key repeated inside one JSON object is an error with ``duplicates="error"``
+    (``json`` would keep the last value and silently drop the others, e.g. a video id
+    listed twice); with ``duplicates="mark"`` such objects are returned as
+    :class:`RepeatedKeys` so a reader can reject just the entries concerned.
+    Numbers too large for a float and nesting too deep for the parser are one-line
+    errors too (never an OverflowError or RecursionError traceback).
+    """
     path = os.fspath(path)
+    hook = {"error": _unique_keys, "mark": _mark_repeated}[duplicates]
     try:
         with open(path, "rb") as fobj:
-            return json.loads(fobj.read(), object_pairs_hook=_unique_keys)
+            return json.loads(fobj.read(), object_pairs_hook=hook)
     except _DuplicateKey as err:
         raise error(
             f"{path}: key {err.args[0]!r} appears twice in one JSON object; each key "
@@ -41,3 +78,8 @@ def read_json(path: str | os.PathLike, error: type[Exception]) -> Any:
         raise error(f"{path}: cannot read file ({err})") from None
     except json.JSONDecodeError as err:
         raise error(f"{path}: invalid JSON ({err})") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply to read (arrays/objects inside each other "
+                    "thousands of levels deep)") from None
+    except ValueError as err:  # e.g. an integer literal with more digits than Python allows
+        raise error(f"{path}: invalid JSON ({' '.join(str(err).split())})") from None

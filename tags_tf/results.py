@@ -166,6 +166,30 @@ def _raise_entry_error(source: str, vid: str, entries: list) -> None:
     raise ResultsError(f"{source}: video {vid!r}: malformed predictions")  # pragma: no cover
 
 
+_FAST = (int, float)  # exact types of json-decoded numbers
+
+
+def _short(value, limit: int = 60) -> str:
+    """repr of a value, cut for a one-line message (e.g. a 400-digit integer)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _floats(values: list, source: str, video_ids: list, what: str) -> np.ndarray:
+    """float64 array of already type-checked numbers; an integer too large for a float
+    (e.g. 400 digits) is a ResultsError naming the entry, not an OverflowError."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except OverflowError:
+        for row, value in enumerate(values):
+            try:
+                np.asarray(value, dtype=np.float64)
+            except OverflowError:
+                raise ResultsError(f"{source}: {_locate(video_ids, row)}: '{what}' must be a "
+                                   f"finite number, got {_short(value)}") from None
+        raise  # pragma: no cover
+
+
 def _columns(source, video_ids, labels, scores, segments, allow_reversed):
     n = len(labels)
     for row, label in enumerate(labels):
@@ -175,31 +199,27 @@ def _columns(source, video_ids, labels, scores, segments, allow_reversed):
     for row, score in enumerate(scores):
         if isinstance(score, bool) or not isinstance(score, _NUMBER_TYPES):
             raise ResultsError(f"{source}: {_locate(video_ids, row)}: 'score' must be "
-                               f"a number, got {score!r}")
-    score_arr = np.asarray(scores, dtype=np.float64).reshape(n)
+                               f"a number, got {_short(score)}")
+    score_arr = _floats(scores, source, video_ids, "score").reshape(n)
     bad = np.flatnonzero(~np.isfinite(score_arr))
     if bad.size:
         row = int(bad[0])
         raise ResultsError(f"{source}: {_locate(video_ids, row)}: 'score' must be "
-                           f"finite, got {scores[row]!r}")
-    try:
-        seg_arr = np.asarray(segments, dtype=np.float64).reshape(n, 2)
-    except (ValueError, TypeError):
-        for row, seg in enumerate(segments):
-            ok = isinstance(seg, (list, tuple)) and len(seg) == 2
-            try:
-                ok = ok and all(not isinstance(v, bool) for v in seg) and bool([float(v) for v in seg])
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise ResultsError(f"{source}: {_locate(video_ids, row)}: 'segment' must "
-                                   f"be [start, end] numbers, got {seg!r}") from None
-        raise ResultsError(f"{source}: malformed 'segment' values") from None
+                           f"finite, got {_short(scores[row])}")
+    for row, seg in enumerate(segments):  # numbers only, like 'score' (no "12.5" strings)
+        if type(seg) is list and len(seg) == 2 and type(seg[0]) in _FAST and type(seg[1]) in _FAST:
+            continue
+        ok = isinstance(seg, (list, tuple)) and len(seg) == 2 and all(
+            isinstance(v, _NUMBER_TYPES) and not isinstance(v, bool) for v in seg)
+        if not ok:
+            raise ResultsError(f"{source}: {_locate(video_ids, row)}: 'segment' must "
+                               f"be [start, end] numbers, got {_short(seg)}")
+    seg_arr = _floats(segments, source, video_ids, "segment").reshape(n, 2)
     bad = np.flatnonzero(~np.isfinite(seg_arr).all(axis=1))
     if bad.size:
         row = int(bad[0])
         raise ResultsError(f"{source}: {_locate(video_ids, row)}: 'segment' must be "
-                           f"finite, got {segments[row]!r}")
+                           f"finite, got {_short(segments[row])}")
     reversed_rows = np.flatnonzero(seg_arr[:, 1] < seg_arr[:, 0])
     if reversed_rows.size:
         row = int(reversed_rows[0])

@@ -28,6 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--strategy", default="auto", choices=["auto", "default", "mirrored", "multi_worker"])
     p.add_argument("--resume", action="store_true", help="continue a finished run up to --epochs")
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel export at the end")
+    p.add_argument("--dry-run", action="store_true",
+                   help="resolve dataset and config, time a few steps, print the plan and exit without training")
     p.add_argument("--verbose", type=int, default=None, help="Keras verbosity (default: 1 on a terminal, else 2)")
     return p.parse_args(argv)
 
@@ -44,6 +46,9 @@ def main(argv=None) -> int:
             overrides["train.batch_size"] = args.batch_size
         from tags_tf import trainer
 
+        if args.dry_run:
+            print(trainer.dry_run_from_args(args, overrides))
+            return 0
         result = trainer.train_from_args(args, overrides)
     except (ConfigError, MissingDataError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)

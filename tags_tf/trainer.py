@@ -3,9 +3,11 @@
 Workdir layout::
 
     config.json            resolved config (saved before training; a resumed run must match)
+    dataset.json           dataset fingerprint (classes, videos per subset, manifest hash);
+                           every restart and --resume must bring the same shards
     class_names.json       class id -> name
-    backup/                keras.callbacks.BackupAndRestore state (resume after a kill)
-    best.keras             best checkpoint by validation average mAP
+    backup/                checkpointing.EpochBackup state (resume after a kill)
+    best.keras             best checkpoint by validation average mAP (best.json: its epoch)
     last.keras             model after the last epoch
     metrics.jsonl          one JSON object per epoch (losses, lr, validation mAP)
     tensorboard/           TensorBoard scalars
@@ -101,14 +103,28 @@ def train_from_args(args, overrides: dict) -> dict:
     strategy = build_strategy(args.strategy)
     from tags_tf import datasets
 
-    resolved = datasets.resolve(args.dataset, args.data_dir)
+    resolved = datasets.resolve(args.dataset, args.data_dir, getattr(args, "preset", None))
+    if resolved.reason:
+        log.info("%s", resolved.reason)  # one line: what was chosen, why, how to override
     cfg = datasets.config_for(resolved, overrides)
     workdir = args.workdir or os.path.join("runs", os.path.basename(os.path.normpath(args.dataset)))
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
     return train(cfg, resolved, workdir, strategy, resume=args.resume, export=not args.no_export, verbose=verbose)
 
 
-def _check_or_save_config(cfg, workdir: str, chief: bool) -> None:
+def dry_run_from_args(args, overrides: dict) -> str:
+    """The plan of ``train_from_args`` (dataset, config, steps, timed estimate) as text; trains nothing."""
+    from tags_tf import datasets
+    from tags_tf.dry_run import plan_run
+
+    resolved = datasets.resolve(args.dataset, args.data_dir, getattr(args, "preset", None))
+    cfg = datasets.config_for(resolved, overrides)
+    log.info("resolved config (%s preset, shards %s):\n%s", resolved.preset, resolved.shard_dir, cfg.to_json())
+    return plan_run(cfg, resolved).describe()
+
+
+def _check_config(cfg, workdir: str) -> None:
+    """Raises FileExistsError when ``workdir`` holds a run of a different config."""
     from tags_tf import config as config_lib
 
     path = os.path.join(workdir, "config.json")
@@ -121,8 +137,33 @@ def _check_or_save_config(cfg, workdir: str, chief: bool) -> None:
                 f"{path} holds a different config; use another --workdir or the same options "
                 "(only --epochs may change when resuming)"
             )
+
+
+def _check_or_save_config(cfg, workdir: str, chief: bool) -> None:
+    _check_config(cfg, workdir)
     if chief:
-        _write_json(path, cfg.to_dict())
+        _write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
+
+
+def steps_per_epoch_of(cfg, manifest: dict) -> int:
+    from tags_tf import recipe
+
+    train_subset, _ = choose_subsets(manifest, cfg.data.train_subset, cfg.data.val_subset)
+    videos = manifest.get("subsets", {}).get(train_subset, {}).get("videos") or cfg.train.batch_size
+    return recipe.steps_per_epoch(int(videos), cfg.train.batch_size)
+
+
+def planned_config(cfg, manifest: dict):
+    """``cfg`` with ``train.epochs`` stretched to make ``train.min_steps`` optimizer steps."""
+    from tags_tf import recipe
+
+    steps = steps_per_epoch_of(cfg, manifest)
+    epochs = recipe.planned_epochs(cfg.train, steps)
+    if epochs != cfg.train.epochs:
+        log.info("train.min_steps %d at %d steps per epoch: %d epochs instead of %d",
+                 cfg.train.min_steps, steps, epochs, cfg.train.epochs)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
+    return cfg
 
 
 def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: bool = True, verbose: int = 2) -> dict:
@@ -131,8 +172,11 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
     import tensorflow as tf
 
     from tags_tf.callbacks import JsonLinesLogger, LearningRateLogger, StartLogger, ValidationCallback
+    from tags_tf.checkpointing import EpochBackup, reconcile
     from tags_tf.data.input import make_dataset, subset_pattern
     from tags_tf.distribute import is_chief, worker_dir
+    from tags_tf.fingerprint import check_fingerprint, dataset_fingerprint, save_fingerprint
+    from tags_tf import recipe
     from tags_tf.model import TagsModel
 
     chief = is_chief()
@@ -140,10 +184,18 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
     log.info("resolved config (%s preset, shards %s):\n%s", resolved.preset, resolved.shard_dir, cfg.to_json())
     state_path = os.path.join(workdir, "state.json")
     state = _read_json(state_path, {"finished": False, "epochs": 0})
+    cfg = planned_config(cfg, resolved.manifest)
+    # Checked on every start, before anything is written: the same config and the same data.
+    _check_config(cfg, workdir)
+    fingerprint = dataset_fingerprint(resolved.manifest, resolved.shard_dir)
+    known = check_fingerprint(workdir, fingerprint)
     if state["finished"] and not resume:
-        log.info("%s holds a finished run of %d epochs; pass --resume --epochs N to train further",
-                 workdir, state["epochs"])
+        more = (f"; pass --resume --epochs {cfg.train.epochs} to train to {cfg.train.epochs}"
+                if cfg.train.epochs > state["epochs"] else "; pass --resume --epochs N to train further")
+        log.warning("%s holds a finished run of %d epochs: nothing to train%s", workdir, state["epochs"], more)
         return {"finished": True, "epochs": state["epochs"]}
+    if chief and not known:
+        save_fingerprint(workdir, fingerprint)
     _check_or_save_config(cfg, workdir, chief)
     class_names = resolved.class_names
     if chief:
@@ -179,36 +231,36 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
 
     with strategy.scope():
         model = TagsModel(cfg)
-        if cfg.train.weight_decay > 0:
-            opt = keras.optimizers.AdamW(cfg.train.learning_rate, weight_decay=cfg.train.weight_decay,
-                                         clipnorm=cfg.train.clipnorm or None)
-        else:
-            opt = keras.optimizers.Adam(cfg.train.learning_rate, clipnorm=cfg.train.clipnorm or None)
+        opt = recipe.build_optimizer(cfg.train, cfg.train.epochs * steps_per_epoch_of(cfg, resolved.manifest))
         model.compile(optimizer=opt, jit_compile=False)
         model.build((None, cfg.model.input_snippets, cfg.model.feature_dim))
         opt.build(model.trainable_variables)
 
     metrics_path = os.path.join(workdir, "metrics.jsonl")
-    history = JsonLinesLogger.read(metrics_path)
-    best_so_far = max((r.get("val_mAP", -math.inf) for r in history), default=-math.inf)
     best_path = os.path.join(workdir, "best.keras")
     backup_dir = worker_dir(os.path.join(workdir, "backup"))
     # Made here, race-free: Keras checks exists() then makedirs() at the first epoch end,
     # and under MultiWorkerMirroredStrategy another worker creating its folder below
     # workdir/backup in between made the chief fail with FileExistsError.
     os.makedirs(backup_dir, exist_ok=True)
+    if chief:  # rows / pending checkpoints of an epoch that a kill left uncommitted
+        reconcile(backup_dir, metrics_path, best_path)
+    history = JsonLinesLogger.read(metrics_path)
+    best_so_far = max((r.get("val_mAP", -math.inf) for r in history), default=-math.inf)
+    # Order matters (see tags_tf.checkpointing): validation and the metrics row first,
+    # the backup -- the epoch's commit, which also promotes best.keras -- last.
     callbacks = [
-        keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False),
-        ValidationCallback(val_ds, class_names, protocol_for(resolved.preset), cfg.train.validate_every,
-                           cfg.train.epochs, best_path, chief, best_so_far),
-        LearningRateLogger(),
         StartLogger(cfg.train.epochs),
+        ValidationCallback(val_ds, class_names, protocol_for(resolved.preset), cfg.train.validate_every,
+                           cfg.train.epochs, best_path, chief, best_so_far, staged=True),
+        LearningRateLogger(),
     ]
     if chief:
         callbacks += [
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),
             JsonLinesLogger(metrics_path),
         ]
+    callbacks.append(EpochBackup(backup_dir, best_path if chief else None))
     start = time.time()
     model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
     train_seconds = time.time() - start

@@ -1,6 +1,7 @@
 """Tests for tags_tf.data.annotations (every layout, every error, the real files)."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -29,6 +30,9 @@ OFFICIAL = {
         "vidC": {"subset": "testing", "duration": 7.0, "annotations": []},
     },
 }
+
+
+OFFICIAL_INSTANCES_A = (Instance(1.0, 4.0, "Zumba"), Instance(5.0, 5.0, "Archery"), Instance(8.0, 12.0, "Zumba"))
 
 
 def test_official_layout(tmp_path):
@@ -101,7 +105,6 @@ def test_bsn_without_csv_names_missing_file(tmp_path):
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d["database"]["vidA"]["annotations"][0].pop("segment"), "missing key 'segment'"),
     (lambda d: d["database"]["vidA"]["annotations"][0].pop("label"), "missing key 'label'"),
-    (lambda d: d["database"]["vidA"].pop("subset"), "missing key 'subset'"),
     (lambda d: d["database"]["vidA"]["annotations"][0].update(segment=[4.0, 1.0]),
      r"segment end 1.0 < start 4.0"),
     (lambda d: d["database"]["vidA"]["annotations"][0].update(segment=["a", 1.0]),
@@ -110,19 +113,48 @@ def test_bsn_without_csv_names_missing_file(tmp_path):
      "segment end must be finite"),
     (lambda d: d["database"]["vidA"]["annotations"][0].update(segment=[1.0]),
      r"'segment' must be \[start, end\]"),
+    (lambda d: d["database"]["vidA"]["annotations"][0].update(label=""), "'label' must be a non-empty"),
+])
+def test_bad_segment_is_left_out_and_described_not_fatal(tmp_path, mutate, message):
+    obj = json.loads(json.dumps(OFFICIAL))
+    mutate(obj)
+    gt = load_annotations(_write(tmp_path, "bad.json", obj))
+    vid = gt.videos["vidA"]
+    # The other two segments of vidA and the other videos are kept; the bad one is described.
+    assert vid.instances == OFFICIAL_INSTANCES_A[1:] and vid.problem is None
+    (problem,) = vid.bad_segments
+    assert re.search(message, problem) and "'vidA' annotation 0" in problem and "\n" not in problem
+    assert set(gt.videos) == {"vidA", "vidB", "vidC"} and gt.num_bad_segments == 1
+    assert gt.class_names == ("Archery", "Bowling", "Zumba")  # class ids do not move
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["database"]["vidA"].pop("subset"), "missing key 'subset'"),
     (lambda d: d["database"]["vidA"].update(duration="long"), "duration must be a number"),
     (lambda d: d["database"]["vidA"].update(annotations={}), "'annotations' must be a list"),
+    (lambda d: d["database"].update(vidA=[1, 2]), "expected an object"),
 ])
-def test_malformed_files_give_one_line_errors(tmp_path, mutate, message):
+def test_bad_video_is_marked_with_a_reason_not_fatal(tmp_path, mutate, message):
     obj = json.loads(json.dumps(OFFICIAL))
     mutate(obj)
     path = _write(tmp_path, "bad.json", obj)
-    with pytest.raises(AnnotationError, match=message) as info:
-        load_annotations(path)
-    text = str(info.value)
-    assert text.startswith(str(path)) and "\n" not in text
-    if "vidA" in json.dumps(obj["database"]):
-        assert "'vidA'" in text
+    gt = load_annotations(path)
+    vid = gt.videos["vidA"]
+    assert vid.instances == () and vid.problem[0] == "bad_annotation"
+    assert re.search(message, vid.problem[1]) and vid.problem[1].startswith(str(path))
+    assert "\n" not in vid.problem[1] and "'vidA'" in vid.problem[1]
+    assert [p[0] for p in gt.problems()] == ["vidA"]
+    assert set(gt.usable().videos) == {"vidB", "vidC"}  # the good videos are all there
+
+
+def test_bad_input_is_summed_up_in_one_warning(tmp_path, caplog):
+    obj = json.loads(json.dumps(OFFICIAL))
+    obj["database"]["vidA"]["annotations"][0]["segment"] = [4.0, 1.0]
+    obj["database"]["vidB"]["duration"] = "long"
+    with caplog.at_level("WARNING"):
+        load_annotations(_write(tmp_path, "bad.json", obj))
+    (record,) = caplog.records
+    assert "1 unusable video(s), 1 bad segment(s) left out" in record.getMessage()
 
 
 def test_file_level_errors(tmp_path):
@@ -138,13 +170,26 @@ def test_file_level_errors(tmp_path):
         load_annotations(_write(tmp_path, "gt.json", OFFICIAL), fmt="coco")
 
 
-def test_video_listed_twice_is_an_error_not_a_silent_merge(tmp_path):
+def test_video_listed_twice_is_rejected_not_merged(tmp_path):
     text = ('{"version": "1.3", "taxonomy": [], "database": {'
-            '"vidA": {"subset": "training", "duration": 10.0, "annotations": []}, '
+            '"vidA": {"subset": "training", "duration": 10.0, "annotations": ['
+            '{"segment": [1, 2], "label": "Jump"}]}, '
+            '"vidB": {"subset": "training", "duration": 5.0, "annotations": []}, '
             '"vidA": {"subset": "validation", "duration": 12.0, "annotations": []}}}')
-    path = _write(tmp_path, "twice.json", text)
-    with pytest.raises(AnnotationError, match=r"twice\.json: key 'vidA' appears twice"):
-        load_annotations(path)
+    gt = load_annotations(_write(tmp_path, "twice.json", text))
+    assert gt.videos["vidA"].problem == ("duplicate_video_id", f"{tmp_path / 'twice.json'}: video 'vidA' is listed 2 times")
+    assert gt.videos["vidA"].instances == () and gt.videos["vidB"].problem is None
+    assert gt.class_names == ("Jump",)  # its labels still name a class
+
+
+def test_key_twice_at_the_top_level_or_in_a_segment(tmp_path):
+    top = '{"version": "1", "version": "2", "taxonomy": [], "database": {}}'
+    with pytest.raises(AnnotationError, match=r"key 'version' appears twice at the top level"):
+        load_annotations(_write(tmp_path, "top.json", top))
+    seg = ('{"database": {"v": {"subset": "training", "duration": 9, "annotations": ['
+           '{"segment": [1, 2], "segment": [3, 4], "label": "A"}]}}}')
+    gt = load_annotations(_write(tmp_path, "seg.json", seg))
+    assert gt.videos["v"].bad_segments == ("video 'v' annotation 0: key 'segment' appears twice",)
 
 
 def test_wrong_subset_lists_available(tmp_path):

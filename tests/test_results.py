@@ -70,14 +70,14 @@ def test_writer_rejects_bad_arrays(args, message):
 
 GOOD = {"version": "1.3", "external_data": {}, "results": {
     "v1": [{"label": "Zumba", "score": 0.5, "segment": [1, 2]},
-           {"label": "Bowling", "score": 1, "segment": ["3.0", 4.5]}],
+           {"label": "Bowling", "score": 1, "segment": [3, 4.5]}],
     "v2": []}}
 
 
 def test_read_good_file(tmp_path):
     det = read_results(_write(tmp_path, GOOD))
     assert det.video_ids.tolist() == ["v1", "v1"] and det.scores.tolist() == [0.5, 1.0]
-    np.testing.assert_allclose(det.segments, [[1, 2], [3, 4.5]])  # numeric strings accepted
+    np.testing.assert_allclose(det.segments, [[1, 2], [3, 4.5]])  # ints and floats
     assert det.for_video("v1").labels.tolist() == ["Zumba", "Bowling"]
     assert len(det.for_video("v2")) == 0 and len(Detections.empty()) == 0
 

@@ -19,9 +19,24 @@ Layouts read by :func:`load_annotations` (``fmt="auto"`` tells them apart):
 
 Segments are kept exactly as written: zero-length segments and segments ending after
 the video duration exist in the real files and the official evaluator keeps them, so
-clipping is left to the consumer. A segment with end < start, a non-numeric or
-non-finite value, or a missing key raises :class:`AnnotationError` with a one-line
-message naming the file, the video and the problem.
+clipping is left to the consumer.
+
+One policy for bad input, per video (every layout; ``beam.build_shards`` applies it):
+
+* a *file* that cannot be read, is not valid JSON, or has no recognizable layout raises
+  :class:`AnnotationError` with a one-line message naming the file;
+* a bad *segment* (end < start, a non-numeric or non-finite value, a missing
+  ``segment``/``label``, a key listed twice) is left out of ``instances`` and described
+  in :attr:`VideoAnnotation.bad_segments`; a consumer drops and counts it, or rejects
+  the video (``build_shards --reject_bad_segments``);
+* a bad *video* (an entry that is not an object, no ``subset``, a non-numeric
+  duration or fps, ``annotations`` not a list, an id listed twice) keeps no instances
+  and carries :attr:`VideoAnnotation.problem` = ``(reason, detail)``; consumers
+  reject it (build_shards' ``rejected.jsonl``) or leave it out with a warning
+  (:meth:`AnnotationSet.usable`).
+
+:func:`load_annotations` logs one warning summing up both kinds, so nothing is lost
+silently.
 """
 
 from __future__ import annotations
@@ -33,12 +48,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from tags_tf.jsonio import read_json
+from tags_tf.jsonio import read_json, repeated_keys
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("auto", "activitynet", "actionformer", "gtad", "bsn")
 BSN_VIDEO_INFO_NAME = "video_info_new.csv"
+
+# VideoAnnotation.problem reasons (the same spelling as beam.dofns' dead-letter reasons).
+BAD_ANNOTATION = "bad_annotation"
+DUPLICATE_VIDEO_ID = "duplicate_video_id"
 
 
 class AnnotationError(ValueError):
@@ -64,6 +83,9 @@ class VideoAnnotation:
 
     ``duration`` (seconds) and ``fps`` are ``None`` when the file does not give them.
     ``instances`` keeps the file order (the official evaluator's GT order).
+    ``bad_segments``: one-line descriptions of the entries left out of ``instances``.
+    ``problem``: ``(reason, detail)`` when the video's entry is unusable as a whole
+    (then ``instances`` is empty); see the module docstring for the policy.
     """
 
     video_id: str
@@ -71,6 +93,8 @@ class VideoAnnotation:
     duration: float | None
     fps: float | None
     instances: tuple[Instance, ...]
+    bad_segments: tuple[str, ...] = ()
+    problem: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +158,19 @@ class AnnotationSet:
             videos[vid] = VideoAnnotation(vid, subset, duration, None, tuple(instances))
         return cls(videos, names, source, "arrays", (subset,))
 
+    def problems(self) -> list[tuple[str, str, str, str]]:
+        """``(video_id, subset, reason, detail)`` of every video with a ``problem``."""
+        return [(v.video_id, v.subset, *v.problem) for v in self.videos.values() if v.problem]
+
+    @property
+    def num_bad_segments(self) -> int:
+        return sum(len(v.bad_segments) for v in self.videos.values())
+
+    def usable(self) -> "AnnotationSet":
+        """The videos without a ``problem`` (bad segments are already left out)."""
+        videos = {k: v for k, v in self.videos.items() if v.problem is None}
+        return AnnotationSet(videos, self.class_names, self.source, self.fmt, self._available_subsets)
+
     def class_index(self) -> dict[str, int]:
         """``{class_name: class_id}`` following ``class_names``."""
         return {name: i for i, name in enumerate(self.class_names)}
@@ -194,12 +231,30 @@ def load_annotations(
     else:
         result = _parse_database(path, data, fmt, wanted)
     logger.debug("Loaded %d videos (%s layout) from %s", len(result), fmt, path)
+    _warn_problems(result)
     # Only the requested subsets were parsed; this checks the names (case-insensitive).
     return result.subset(subset) if subset is not None else result
 
 
 def _read_json(path: str) -> Any:
-    return read_json(path, AnnotationError)
+    # Repeated keys are marked, not fatal: a video id listed twice rejects that video only.
+    data = read_json(path, AnnotationError, duplicates="mark")
+    if not isinstance(data, dict) or "database" in data:
+        top = repeated_keys(data)
+        if top:
+            raise AnnotationError(f"{path}: key {next(iter(top))!r} appears twice at the top level")
+    return data
+
+
+def _warn_problems(result: AnnotationSet) -> None:
+    """One warning for the bad videos and bad segments of a file (never silent)."""
+    problems, bad = result.problems(), result.num_bad_segments
+    if not problems and not bad:
+        return
+    first = next((f"{p[0]!r}: {p[3]}" for p in problems), None) or next(
+        f"{v.video_id!r}: {v.bad_segments[0]}" for v in result.videos.values() if v.bad_segments)
+    logger.warning("%s: %d unusable video(s), %d bad segment(s) left out (first: %s)",
+                   result.source, len(problems), bad, first)
 
 
 def _detect_format(path: str, data: Any) -> str:
@@ -236,12 +291,15 @@ def _number(path: str, where: str, value: Any, what: str) -> float:
     """float(value) for numbers and numeric strings, else AnnotationError."""
     if isinstance(value, bool):
         raise AnnotationError(f"{path}: {where}: {what} must be a number, got {value!r}")
+    text = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "..."
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise AnnotationError(f"{path}: {where}: {what} must be a number, got {value!r}") from None
+        raise AnnotationError(f"{path}: {where}: {what} must be a number, got {text}") from None
+    except OverflowError:  # an integer too large for a float (e.g. 400 digits)
+        out = math.inf
     if not math.isfinite(out):
-        raise AnnotationError(f"{path}: {where}: {what} must be finite, got {value!r}")
+        raise AnnotationError(f"{path}: {where}: {what} must be finite, got {text}")
     return out
 
 
@@ -249,28 +307,72 @@ def _optional_number(path: str, where: str, value: Any, what: str) -> float | No
     return None if value is None else _number(path, where, value, what)
 
 
-def _parse_instances(path: str, video_id: str, anns: Any) -> tuple[Instance, ...]:
-    if not isinstance(anns, list):
-        raise AnnotationError(f"{path}: video {video_id!r}: 'annotations' must be a list")
-    out = []
-    for i, ann in enumerate(anns):
-        where = f"video {video_id!r} annotation {i}"
-        if not isinstance(ann, dict):
-            raise AnnotationError(f"{path}: {where}: expected an object with 'segment' and 'label'")
-        try:
-            segment, label = ann["segment"], ann["label"]
-        except KeyError as err:
-            raise AnnotationError(f"{path}: {where}: missing key {err.args[0]!r}") from None
-        if not isinstance(segment, (list, tuple)) or len(segment) != 2:
-            raise AnnotationError(f"{path}: {where}: 'segment' must be [start, end], got {segment!r}")
+def _segment_problem(path: str, where: str, ann: Any) -> tuple[Instance | None, str | None]:
+    """(Instance, None) for a good annotation entry, else (None, one-line problem)."""
+    if not isinstance(ann, dict):
+        return None, f"{where}: expected an object with 'segment' and 'label'"
+    twice = repeated_keys(ann)
+    if twice:
+        return None, f"{where}: key {next(iter(twice))!r} appears twice"
+    try:
+        segment, label = ann["segment"], ann["label"]
+    except KeyError as err:
+        return None, f"{where}: missing key {err.args[0]!r}"
+    if not isinstance(segment, (list, tuple)) or len(segment) != 2:
+        return None, f"{where}: 'segment' must be [start, end], got {segment!r}"
+    try:
         start = _number(path, where, segment[0], "segment start")
         end = _number(path, where, segment[1], "segment end")
-        if end < start:
-            raise AnnotationError(f"{path}: {where}: segment end {end} < start {start}")
-        if not isinstance(label, str) or not label:
-            raise AnnotationError(f"{path}: {where}: 'label' must be a non-empty string, got {label!r}")
-        out.append(Instance(start, end, label))
-    return tuple(out)
+    except AnnotationError as err:
+        return None, str(err)[len(path) + 2:]
+    if end < start:
+        return None, f"{where}: segment end {end} < start {start}"
+    if not isinstance(label, str) or not label:
+        return None, f"{where}: 'label' must be a non-empty string, got {label!r}"
+    return Instance(start, end, label), None
+
+
+def _parse_instances(path: str, video_id: str, anns: Any) -> tuple[tuple[Instance, ...], tuple[str, ...]]:
+    """(good instances, descriptions of the bad entries). A non-list raises (video-level)."""
+    if not isinstance(anns, list):
+        raise AnnotationError(f"{path}: video {video_id!r}: 'annotations' must be a list")
+    out, bad = [], []
+    for i, ann in enumerate(anns):
+        inst, problem = _segment_problem(path, f"video {video_id!r} annotation {i}", ann)
+        if problem is None:
+            out.append(inst)
+        else:
+            bad.append(problem)
+    return tuple(out), tuple(bad)
+
+
+def _bad_video(video_id: str, subset: str, reason: str, detail: str) -> VideoAnnotation:
+    """A video kept only to be accounted for: no instances, ``problem`` set."""
+    return VideoAnnotation(video_id, subset, None, None, (), (), (reason, detail))
+
+
+def _video(path: str, video_id: str, key: str, subset: str, duration: Any, fps: Any, fps_path: str,
+           entry: Any) -> VideoAnnotation:
+    """One parsed video, or a ``_bad_video`` when its entry is unusable as a whole."""
+    where = f"video {key!r}"
+    if not isinstance(entry, dict):
+        return _bad_video(video_id, subset, BAD_ANNOTATION, f"{path}: {where}: expected an object")
+    twice = repeated_keys(entry)
+    if twice:
+        return _bad_video(video_id, subset, BAD_ANNOTATION,
+                          f"{path}: {where}: key {next(iter(twice))!r} appears twice")
+    try:
+        instances, bad = _parse_instances(path, key, entry.get("annotations", []))
+        return VideoAnnotation(
+            video_id=video_id,
+            subset=subset,
+            duration=_optional_number(path, where, duration, "duration"),
+            fps=_optional_number(fps_path, where, fps, "fps"),
+            instances=instances,
+            bad_segments=bad,
+        )
+    except AnnotationError as err:
+        return _bad_video(video_id, subset, BAD_ANNOTATION, str(err))
 
 
 def _finish(path: str, fmt: str, videos: dict[str, VideoAnnotation], labels: set[str],
@@ -299,23 +401,27 @@ def _parse_database(path: str, data: Any, fmt: str, wanted: set[str] | None) -> 
     if not isinstance(database, dict):
         raise AnnotationError(f"{path}: 'database' must be an object of videos")
     videos, skipped, subsets = {}, [], set()
+    twice = repeated_keys(database)
     for video_id, entry in database.items():
-        if not isinstance(entry, dict):
-            raise AnnotationError(f"{path}: video {video_id!r}: expected an object")
-        if "subset" not in entry:
-            raise AnnotationError(f"{path}: video {video_id!r}: missing key 'subset'")
+        if video_id in twice:  # the first entry's subset places it (the others are unseen)
+            subset = str(entry.get("subset", "")) if isinstance(entry, dict) else ""
+            if subset:
+                subsets.add(subset)
+            skipped.append(entry)  # its labels still name classes
+            if wanted is None or subset.lower() in wanted:
+                videos[video_id] = _bad_video(video_id, subset, DUPLICATE_VIDEO_ID,
+                                              f"{path}: video {video_id!r} is listed {twice[video_id]} times")
+            continue
+        if not isinstance(entry, dict) or "subset" not in entry:
+            what = "missing key 'subset'" if isinstance(entry, dict) else "expected an object"
+            videos[video_id] = _bad_video(video_id, "", BAD_ANNOTATION, f"{path}: video {video_id!r}: {what}")
+            continue
         subsets.add(str(entry["subset"]))
         if wanted is not None and str(entry["subset"]).lower() not in wanted:
             skipped.append(entry)
             continue
-        where = f"video {video_id!r}"
-        videos[video_id] = VideoAnnotation(
-            video_id=video_id,
-            subset=str(entry["subset"]),
-            duration=_optional_number(path, where, entry.get("duration"), "duration"),
-            fps=_optional_number(path, where, entry.get("fps"), "fps"),
-            instances=_parse_instances(path, video_id, entry.get("annotations", [])),
-        )
+        videos[video_id] = _video(path, video_id, video_id, str(entry["subset"]), entry.get("duration"),
+                                  entry.get("fps"), path, entry)
     return _finish(path, fmt, videos, _file_labels(skipped), subsets)
 
 
@@ -343,6 +449,7 @@ def _parse_bsn(path: str, data: Any, info_path: str, strip_v_prefix: bool,
     if not isinstance(data, dict):
         raise AnnotationError(f"{path}: expected a JSON object of videos (BSN/BMN layout)")
     info = _read_video_info(info_path)
+    twice = repeated_keys(data)
     videos, skipped, subsets = {}, [], set()
     for key, row in info.items():
         entry = data.get(key, {})
@@ -350,19 +457,14 @@ def _parse_bsn(path: str, data: Any, info_path: str, strip_v_prefix: bool,
         if wanted is not None and row["subset"].lower() not in wanted:
             skipped.append(entry)
             continue
-        if not isinstance(entry, dict):
-            raise AnnotationError(f"{path}: video {key!r}: expected an object")
-        where = f"video {key!r}"
-        duration = entry.get("duration_second", row.get("seconds") or None)
-        fps = row.get("fps") or None
         video_id = key[2:] if strip_v_prefix and key.startswith("v_") else key
-        videos[video_id] = VideoAnnotation(
-            video_id=video_id,
-            subset=row["subset"],
-            duration=_optional_number(path, where, duration, "duration"),
-            fps=_optional_number(info_path, where, fps, "fps"),
-            instances=_parse_instances(path, key, entry.get("annotations", [])),
-        )
+        if key in twice:
+            videos[video_id] = _bad_video(video_id, row["subset"], DUPLICATE_VIDEO_ID,
+                                          f"{path}: video {key!r} is listed {twice[key]} times")
+            continue
+        duration = entry.get("duration_second", row.get("seconds") or None) if isinstance(entry, dict) else None
+        videos[video_id] = _video(path, video_id, key, row["subset"], duration, row.get("fps") or None,
+                                  info_path, entry)
     unlisted = len(set(data) - set(info))
     if unlisted:
         logger.warning("%s: %d videos are not in %s and were skipped", path, unlisted, info_path)

@@ -1,0 +1,196 @@
+"""Fault injection for beam.build_shards: one corpus of bad inputs, one place to extend it.
+
+The corpus has 21 good videos and one video for each kind of bad input in ``BAD``
+(11 kinds). Every run must complete, write exactly the good videos and list every bad
+one in rejected.jsonl with its reason: written + rejected = inputs. To add a kind,
+append one ``Bad`` row (how to make it, the reason expected).
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from beam import build_shards
+
+D = 6
+NUM_GOOD = 21
+CLASSES = ["jump", "run"]
+
+
+def _good(t=8, seed=0):
+    return np.random.default_rng(seed).normal(size=(t, D)).astype(np.float32)
+
+
+def _entry(subset="training", duration=10.0, segments=((1.0, 4.0),)):
+    return {"subset": subset, "duration": duration,
+            "annotations": [{"segment": list(s), "label": "run"} for s in segments]}
+
+
+@dataclass(frozen=True)
+class Bad:
+    """One bad input: ``make(feat_dir)`` writes its feature file(s) and returns
+    ``(video_id, annotation entry)``; ``reason`` is the expected dead-letter reason."""
+
+    kind: str
+    make: Callable
+    reason: str
+
+
+def _npy(feat_dir, vid, arr):
+    np.save(feat_dir / f"{vid}.npy", arr)
+
+
+def _nan():
+    a = _good()
+    a[2, 3] = np.nan
+    return a
+
+
+def _inf():
+    a = _good()
+    a[5, 0] = np.inf
+    return a
+
+
+BAD = [
+    Bad("missing feature file", lambda f: ("b_missing", _entry()), "missing_feature_file"),
+    Bad("empty feature file",
+        lambda f: ((f / "b_empty.npy").write_bytes(b""), ("b_empty", _entry()))[1], "empty_file"),
+    Bad("garbage feature file",
+        lambda f: ((f / "b_garbage.npy").write_bytes(b"\x93NUMPY garbage \x00\xff" * 7), ("b_garbage", _entry()))[1],
+        "unreadable_file"),
+    Bad("wrong width", lambda f: (_npy(f, "b_width", np.ones((8, D + 3), np.float32)), ("b_width", _entry()))[1],
+        "wrong_feature_dim"),
+    Bad("NaN", lambda f: (_npy(f, "b_nan", _nan()), ("b_nan", _entry()))[1], "non_finite_values"),
+    Bad("Inf", lambda f: (_npy(f, "b_inf", _inf()), ("b_inf", _entry()))[1], "non_finite_values"),
+    Bad("one snippet", lambda f: (_npy(f, "b_one", _good(1)), ("b_one", _entry()))[1], "too_few_snippets"),
+    Bad("end < start", lambda f: (_npy(f, "b_reversed", _good()),
+                                  ("b_reversed", _entry(segments=((1.0, 4.0), (30.0, 20.0)))))[1], "bad_segment"),
+    Bad("negative duration", lambda f: (_npy(f, "b_negdur", _good()), ("b_negdur", _entry(duration=-5.0)))[1],
+        "bad_duration"),
+    Bad("'..' id", lambda f: (_npy(f, "b_dots", _good()), ("../b_dots", _entry()))[1], "unsafe_video_id"),
+    Bad("duplicate id", lambda f: (_npy(f, "b_twice", _good()), ("b_twice", _entry()))[1], "duplicate_video_id"),
+]
+
+
+def _json_with_duplicate(db: dict, twice: str) -> str:
+    """The annotation file text, with video ``twice`` listed a second time (raw JSON:
+    a dict cannot hold a key twice)."""
+    body = json.dumps({"version": "1.3", "taxonomy": [], "database": db})
+    again = json.dumps({twice: _entry(subset="validation", duration=12.0)})[1:-1]
+    return body[:-2] + ", " + again + "}}"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    feat_dir = root / "feats"
+    feat_dir.mkdir()
+    db, good = {}, []
+    for i in range(NUM_GOOD):
+        vid = f"g{i:02d}"
+        _npy(feat_dir, vid, _good(6 + i % 5, seed=i))
+        db[vid] = _entry("training" if i < 15 else "validation", 10.0 + i,
+                         ((1.0, 3.0), (4.0, 9.0)) if i % 2 else ((0.5, 2.5),))
+        good.append(vid)
+    expected = {}
+    for bad in BAD:
+        vid, entry = bad.make(feat_dir)
+        db[vid] = entry
+        expected[vid] = bad.reason
+    ann = root / "anet.json"
+    ann.write_text(_json_with_duplicate(db, "b_twice"))
+    assert len(db) == NUM_GOOD + len(BAD) == 32 and len({b.kind for b in BAD}) == 11
+    return ann, feat_dir, good, expected
+
+
+def _rejected(out):
+    return {r["video_id"]: r for r in map(json.loads, (out / "rejected.jsonl").read_text().splitlines())}
+
+
+def test_corpus_of_bad_inputs_completes_and_accounts_for_every_video(corpus, tmp_path, capsys):
+    ann, feat_dir, good, expected = corpus
+    out = tmp_path / "shards"
+    rc = build_shards.main(["--annotations", str(ann), "--features", str(feat_dir), "--output", str(out),
+                            "--reject_bad_segments", "--log_level", "WARNING"])
+    assert rc == 0, capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    c = manifest["counts"]
+    assert (c["input"], c["written"], c["rejected_total"]) == (32, 21, 11)
+    assert c["written"] + c["rejected_total"] == c["input"]
+    rejected = _rejected(out)
+    assert {v: r["reason"] for v, r in rejected.items()} == expected
+    assert all(r["detail"] and "\n" not in r["detail"] for r in rejected.values())
+    assert "30.0" in rejected["b_reversed"]["detail"] and "listed 2 times" in rejected["b_twice"]["detail"]
+    assert sum(s["videos"] for s in manifest["subsets"].values()) == 21
+    assert manifest["segment_policy"] == "reject_bad_segments"
+
+
+def test_default_policy_drops_and_counts_the_bad_segment(corpus, tmp_path):
+    ann, feat_dir, good, expected = corpus
+    out = tmp_path / "shards"
+    manifest = build_shards.run_build_shards(str(ann), str(feat_dir), str(out))
+    c = manifest["counts"]
+    # b_reversed is written with its good segment; its reversed one is dropped and counted.
+    assert (c["input"], c["written"], c["rejected_total"], c["dropped_segments"]) == (32, 22, 10, 1)
+    assert "b_reversed" not in _rejected(out)
+
+
+def test_file_that_is_not_json_is_still_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "f").mkdir()
+    np.save(tmp_path / "f" / "a.npy", _good())
+    for name, text in (("broken.json", "{not json"), ("deep.json", "[" * 100000 + "]" * 100000)):
+        (tmp_path / name).write_text(text)
+        rc = build_shards.main(["--annotations", str(tmp_path / name), "--features", str(tmp_path / "f"),
+                                "--output", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and name in err and "Traceback" not in err
+
+
+def test_output_naming_a_file_is_a_one_line_error(corpus, tmp_path, capsys):
+    ann, feat_dir, _, _ = corpus
+    (tmp_path / "taken").write_text("not a directory")
+    for output in (tmp_path / "taken", tmp_path / "taken" / "sub"):
+        rc = build_shards.main(["--annotations", str(ann), "--features", str(feat_dir), "--output", str(output)])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and "Errno" not in err and f"--output {output}" in err
+
+
+def test_manifest_write_interrupted_leaves_no_partial_manifest(tmp_path, monkeypatch):
+    """A kill mid-write of manifest.json (its presence means "complete") leaves none."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from beam import sinks
+
+    real_create = FileSystems.create
+
+    class _Dies:
+        def __init__(self, f):
+            self._f = f
+
+        def write(self, data):
+            self._f.write(data[: len(data) // 2])
+            raise OSError("disk full")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+    def create(path, *args, **kwargs):
+        f = real_create(path, *args, **kwargs)
+        return _Dies(f) if os.path.basename(path).startswith("manifest.json") else f
+
+    monkeypatch.setattr(FileSystems, "create", create)
+    fn = sinks._WriteManifestFn(str(tmp_path), {"num_shards": {}}, num_inputs=0)
+    stats = sinks.SummaryStatsFn().create_accumulator()
+    with pytest.raises(OSError, match="disk full"):
+        list(fn.process(None, stats, [], []))
+    assert not (tmp_path / "manifest.json").exists()
+    assert not list(tmp_path.glob("manifest.json*"))  # the temporary file is cleaned up too
+    assert (tmp_path / "rejected.jsonl").exists()  # written (atomically) before the manifest
