@@ -255,6 +255,10 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
                            cfg.train.epochs, best_path, chief, best_so_far, staged=True),
         LearningRateLogger(),
     ]
+    if cfg.train.early_stopping_patience > 0:
+        # After validation (it reads val_mAP from the logs), before the epoch's commit.
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_mAP", mode="max", verbose=1,
+                                                       patience=cfg.train.early_stopping_patience))
     if chief:
         callbacks += [
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard"), write_graph=False),

@@ -161,3 +161,34 @@ def test_held_out_subset_is_separate_from_training_and_validation():
     # THUMOS validates on its test subset: then there is nothing held out.
     assert held_out_subset(manifest, "test", ("training", "Test")) is None
     assert held_out_subset({"subsets": {"training": {}, "validation": {}}}, "test", ("training", "validation")) is None
+
+
+def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
+    shards = write_tiny_shards(tmp_path / "shards")
+    work = tmp_path / "run"
+    args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "2", "--batch-size", "4", "--dry-run",
+            "--set", "train.min_steps=20"]
+    for s in TINY_SET:
+        args += ["--set", s]
+    proc = run_train(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # 16 training videos at batch 4: 4 steps per epoch; min_steps 20 stretches 2 epochs to 5.
+    assert "steps: 4 per epoch (batch 4) x 5 epochs = 20" in proc.stdout, proc.stdout
+    assert "s per training step" in proc.stdout and "estimated wall time" in proc.stdout
+    assert not work.exists()
+
+
+def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
+    # Learning rate 0: validation mAP cannot improve after epoch 1, so patience 1 stops
+    # the run after epoch 2 of 5; the run is finished and evaluated as usual.
+    shards = write_tiny_shards(tmp_path / "shards")
+    work = tmp_path / "run"
+    args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "5", "--batch-size", "4", "--verbose", "0",
+            "--no-export"]
+    for s in [*TINY_SET, "train.early_stopping_patience=1", "train.learning_rate=0.0"]:  # later sets win
+        args += ["--set", s]
+    proc = run_train(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(l) for l in (work / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert (work / "summary.json").exists()
