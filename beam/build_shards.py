@@ -217,11 +217,10 @@ def run_build_shards(
         pipeline, videos, indexes, sources, output, base, shard_counts, comp, class_index, feature_dim,
         reject_bad_segments,
     )
-    result = pipeline.run()
-    result.wait_until_finish()
-    with FileSystems.open(FileSystems.join(output, sinks.MANIFEST_NAME)) as f:
-        manifest = json.loads(f.read().decode("utf-8"))
-    manifest["beam_counters"] = sinks.pipeline_counters(result)
+    counters = sinks.run_pipeline(pipeline)
+    # Checked against the records on disk: a runner that lost records fails here.
+    manifest = sinks.finalize_output(output, base, num_inputs=len(videos))
+    manifest["beam_counters"] = counters
     _LOG.info("build_shards counters: %s", manifest["beam_counters"])
     return manifest
 
@@ -249,40 +248,47 @@ def build_pipeline(
     reject_bad_segments,
 ):
     """Adds the build_shards graph to pipeline ``p`` (see beam.dofns for the stages)."""
-    rej = sinks.REJECTED
+    rej, select = sinks.REJECTED, sinks.select
     keyed = p | "Annotations" >> beam.Create(videos) | "KeyByCanonicalId" >> beam.Map(_canonical_key)
-    dedup = keyed | "GroupIds" >> beam.GroupByKey() | "Dedupe" >> beam.ParDo(dofns.DedupeFn()).with_outputs(
-        rej, main="ok"
+    # Every DoFn runs in TagOutputs (one output of (tag, value)): see beam.sinks for why.
+    dedup = keyed | "GroupIds" >> beam.GroupByKey() | "Dedupe" >> beam.ParDo(sinks.TagOutputs(dofns.DedupeFn()))
+    resolved = select(dedup, sinks.MAIN, "DedupeOk") | "Resolve" >> beam.ParDo(
+        sinks.TagOutputs(dofns.ResolveFeaturesFn(indexes, sources))
     )
-    resolved = dedup.ok | "Resolve" >> beam.ParDo(dofns.ResolveFeaturesFn(indexes, sources)).with_outputs(
-        rej, main="ok"
-    )
-    side = {}
+    resolved_ok = select(resolved, sinks.MAIN, "ResolveOk")
+    side = []
     if feature_dim is None:
         majority = (
-            resolved.ok
+            resolved_ok
             | "PeekDim" >> beam.ParDo(dofns.PeekDimFn())
             | "MajorityDim" >> beam.CombineGlobally(dofns.MajorityDimFn())
         )
-        side["expected_dim"] = beam.pvalue.AsSingleton(majority)
+        side.append(beam.pvalue.AsSingleton(majority))  # expected_dim of BuildShardFn.process
     # Only (video, refs) pairs are shuffled; every shard gets a marker so it exists even if empty.
     markers = p | "ShardMarkers" >> beam.Create([((s, i), None) for s, n in shard_counts.items() for i in range(n)])
     shard_of = assign_shards([v for v in videos if v.problem is None], shard_counts)
-    work = resolved.ok | "KeyByShard" >> beam.Map(_shard_key, shard_of)
+    work = resolved_ok | "KeyByShard" >> beam.Map(_shard_key, shard_of)
     shards = (
         (markers, work)
         | "ShardWork" >> beam.Flatten()
         | "GroupShards" >> beam.GroupByKey()
         | "BuildShards"
         >> beam.ParDo(
-            dofns.BuildShardFn(output, shard_counts, compression, class_index, feature_dim, reject_bad_segments),
-            **side,
-        ).with_outputs(rej, sinks.SUMMARY, main="files")
+            sinks.TagOutputs(
+                dofns.BuildShardFn(output, shard_counts, compression, class_index, feature_dim, reject_bad_segments)
+            ),
+            *side,
+        )
     )
-    rejected = (dedup[rej], resolved[rej], shards[rej]) | "AllRejected" >> beam.Flatten()
-    return (shards[sinks.SUMMARY], rejected, shards.files) | "Manifest" >> sinks.WriteManifest(
-        output, base, num_inputs=len(videos)
-    )
+    rejected = (
+        select(dedup, rej, "DedupeRejected"),
+        select(resolved, rej, "ResolveRejected"),
+        select(shards, rej, "BuildRejected"),
+    ) | "AllRejected" >> beam.Flatten()
+    summaries = select(shards, sinks.SUMMARY, "Summaries")
+    files = select(shards, sinks.MAIN, "ShardFiles")
+    # Last: on the DaskRunner only the last transform's ancestors run.
+    return (summaries, rejected, files) | "Accounting" >> sinks.WriteAccounting(output)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -359,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AnnotationError, ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"build_shards: error: {e}", file=sys.stderr)
         return 2
+    except sinks.ManifestError as e:
+        print(f"build_shards: error: the output does not account for every input: {e}", file=sys.stderr)
+        return 1
     print(format_summary(manifest))
     print(f"wrote {args.output}/{sinks.MANIFEST_NAME} and {sinks.DEAD_LETTER_NAME}")
     return 0

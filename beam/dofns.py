@@ -382,7 +382,7 @@ class BuildShardFn(beam.DoFn):
                     sinks.SUMMARY,
                     sinks.summary(
                         v.video_id, v.subset, v.features.shape[0], v.features.shape[1], len(v.labels),
-                        v.clipped, v.dropped,
+                        v.clipped, v.dropped, duration=v.duration, segments=v.segments.tolist(),
                     ),
                 )
         writer.commit(final)

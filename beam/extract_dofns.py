@@ -186,8 +186,37 @@ class DecodeSnippetsFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(META, (vid, meta))
 
 
+class DecodeBatchesFn(DecodeSnippetsFn):
+    """DecodeSnippetsFn whose snippets leave in lists of up to ``batch_size`` (one video's
+    snippets, in order) -- ready for ``RunInference(handler.with_no_batching())``.
+
+    The batches are made in ``process``: Beam's BatchElements emits its last batch in
+    ``finish_bundle``, which the DaskRunner (2.77) drops, losing snippets.
+    """
+
+    def __init__(self, options: DecodeOptions, min_snippets: int = 2, batch_size: int = 8):
+        super().__init__(options, min_snippets)
+        self._batch_size = int(batch_size)
+
+    def process(self, t: Mapping[str, Any]) -> Iterable:
+        batch = []
+        for out in super().process(t):
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                if batch:
+                    yield batch
+                    batch = []
+                yield out
+                continue
+            batch.append(out)
+            if len(batch) >= self._batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
 class AssembleVideoFn(beam.DoFn):
-    """(video_id, {"meta": [meta], "features": [(index, (D,))...]}) -> (subset, bytes).
+    """(video_id, {"meta": [meta], "features": [(index, (D,))...]}) -> ((subset, video_id), bytes).
 
     Sorts snippet features by index into (T, D), clips segments to the duration and
     writes ``tags_tf.features.make_example``; also a ``sinks.summary`` on SUMMARY.
@@ -244,10 +273,11 @@ class AssembleVideoFn(beam.DoFn):
             snippet_times=np.asarray(meta["snippet_times"], np.float64),
         )
         sinks.count("written")
-        yield subset, example.SerializeToString()
+        yield (subset, vid), example.SerializeToString()
         yield beam.pvalue.TaggedOutput(
             sinks.SUMMARY,
             sinks.summary(
-                vid, subset, features.shape[0], features.shape[1], len(clean.labels), clean.clipped, clean.dropped
+                vid, subset, features.shape[0], features.shape[1], len(clean.labels), clean.clipped, clean.dropped,
+                duration=duration, segments=clean.segments.tolist(),
             ),
         )

@@ -25,7 +25,6 @@ package; workers need the ``video`` extra: PyAV, tf-models-official for MoViNet)
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from typing import Sequence
@@ -35,7 +34,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from beam import sinks
 from beam.encoders import EncoderError, clip_spec
-from beam.extract_dofns import META, AssembleVideoFn, DecodeSnippetsFn, list_videos, plan_tasks
+from beam.extract_dofns import META, AssembleVideoFn, DecodeBatchesFn, list_videos, plan_tasks
 from beam.model_handler import EncoderModelHandler
 from beam.video_decode import RESIZE_MODES, DecodeOptions
 
@@ -158,6 +157,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
         },
         "pipeline_options": sinks.options_for_manifest(options),
     }
+    # Pre-batched (DecodeBatchesFn): no BatchElements, whose last batch the DaskRunner drops.
     handler = KeyedModelHandler(
         EncoderModelHandler(
             args.encoder,
@@ -165,37 +165,57 @@ def run(argv: Sequence[str] | None = None) -> dict:
             allow_random_init=args.allow_random_init,
             max_batch_size=args.batch_size,
         )
-    )
+    ).with_no_batching()
+    shard_of = assign_shards(tasks, num_shards)
     log.info("%d input videos (%d video files) -> %s", len(tasks), len(files), args.output)
-    with beam.Pipeline(runner=runner, options=options) as p:
-        decoded = (
-            p
-            | "Tasks" >> beam.Create(tasks)
-            | "Decode"
-            >> beam.ParDo(DecodeSnippetsFn(decode, args.min_snippets)).with_outputs(
-                META, sinks.REJECTED, main="snippets"
-            )
-        )
-        features = (
-            decoded.snippets
-            | "Encode" >> RunInference(handler)  # ((vid, idx), clip) -> ((vid, idx), (D,))
-            | "ByVideo" >> beam.MapTuple(lambda key, feat: (key[0], (key[1], feat)))
-        )
-        assembled = (
-            {META: decoded[META], "features": features}
-            | "GroupByVideo" >> beam.CoGroupByKey()
-            | "Assemble"
-            >> beam.ParDo(AssembleVideoFn(class_names)).with_outputs(sinks.REJECTED, sinks.SUMMARY, main="examples")
-        )
-        shard_files = assembled.examples | "WriteShards" >> sinks.WriteShards(args.output, num_shards, compression)
-        rejected = (decoded[sinks.REJECTED], assembled[sinks.REJECTED]) | "AllRejected" >> beam.Flatten()
-        _ = (assembled[sinks.SUMMARY], rejected, shard_files) | "Manifest" >> sinks.WriteManifest(
-            args.output, base, num_inputs=len(tasks)
-        )
-    from apache_beam.io.filesystems import FileSystems
+    p = beam.Pipeline(runner=runner, options=options)
+    build_pipeline(p, tasks, decode, args.min_snippets, args.batch_size, handler, class_names, args.output,
+                   num_shards, shard_of, compression)
+    sinks.run_pipeline(p)
+    # Checked against the records on disk: a runner that lost records fails here.
+    return sinks.finalize_output(args.output, base, num_inputs=len(tasks))
 
-    with FileSystems.open(FileSystems.join(args.output, sinks.MANIFEST_NAME)) as f:
-        return json.loads(f.read().decode("utf-8"))
+
+def assign_shards(tasks: Sequence[dict], num_shards: dict[str, int]) -> dict[str, tuple[str, int]]:
+    """video id -> (subset, shard): round robin over the sorted ids of each subset's
+    videos that may be written (tasks not rejected up front)."""
+    out, seen = {}, {}
+    for t in sorted((t for t in tasks if not t["reject"] and t["subset"]), key=lambda t: t["video_id"]):
+        i = seen.get(t["subset"], 0)
+        out[t["video_id"]] = (t["subset"], i % num_shards[t["subset"]])
+        seen[t["subset"]] = i + 1
+    return out
+
+
+def build_pipeline(p, tasks, decode, min_snippets, batch_size, handler, class_names, output, num_shards, shard_of,
+                   compression):
+    """Adds the extract graph to ``p``; every DoFn runs in sinks.TagOutputs (see beam.sinks)."""
+    select = sinks.select
+    decoded = (
+        p
+        | "Tasks" >> beam.Create(tasks)
+        | "Decode" >> beam.ParDo(sinks.TagOutputs(DecodeBatchesFn(decode, min_snippets, batch_size)))
+    )
+    features = (
+        select(decoded, sinks.MAIN, "Snippets")
+        | "Encode" >> RunInference(handler)  # [((vid, idx), clip)] -> ((vid, idx), (D,)) each
+        | "ByVideo" >> beam.MapTuple(lambda key, feat: (key[0], (key[1], feat)))
+    )
+    assembled = (
+        {META: select(decoded, META, "Meta"), "features": features}
+        | "GroupByVideo" >> beam.CoGroupByKey()
+        | "Assemble" >> beam.ParDo(sinks.TagOutputs(AssembleVideoFn(class_names)))
+    )
+    shard_files = select(assembled, sinks.MAIN, "Examples") | "WriteShards" >> sinks.WriteShards(
+        output, num_shards, shard_of, compression
+    )
+    rejected = (
+        select(decoded, sinks.REJECTED, "DecodeRejected"),
+        select(assembled, sinks.REJECTED, "AssembleRejected"),
+    ) | "AllRejected" >> beam.Flatten()
+    summaries = select(assembled, sinks.SUMMARY, "Summaries")
+    # Last: on the DaskRunner only the last transform's ancestors run.
+    return (summaries, rejected, shard_files) | "Accounting" >> sinks.WriteAccounting(output)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -207,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EncoderError, AnnotationError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"extract_features: error: {e}", file=sys.stderr)
         return 2
+    except sinks.ManifestError as e:
+        print(f"extract_features: error: the output does not account for every input: {e}", file=sys.stderr)
+        return 1
     from beam.build_shards import format_summary
 
     print(format_summary(manifest))

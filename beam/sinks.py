@@ -2,26 +2,32 @@
 
 What a job built on these looks like::
 
-    options, runner = make_pipeline_options(pipeline_args)     # no Prism download
+    options, runner = make_pipeline_options(pipeline_args)     # no Prism download; --runner dask
     prepare_output(output, overwrite)                          # refuse an earlier run's shards
-    with beam.Pipeline(runner=runner, options=options) as p:
-        ...  # DoFns emit (subset, serialized SequenceExample) on the main output,
-             # rejection(...) dicts on the REJECTED tag (see reject()),
-             # summary(...) dicts on the SUMMARY tag for every written video.
-        files = encoded | WriteShards(output, num_shards={"training": 4}, compression="GZIP")
-        (summaries, rejections, files) | WriteManifest(output, base_manifest, num_inputs=n)
+    p = beam.Pipeline(runner=runner, options=options)
+    tagged = pcoll | beam.ParDo(TagOutputs(SomeFn()))          # DoFns yield main outputs,
+    ok = select(tagged, MAIN, "Ok")                            # reject(...) (REJECTED tag) and
+    ...                                                        # summary(...) (SUMMARY tag)
+    files = examples | WriteShards(output, num_shards, shard_of, compression="GZIP")
+    (summaries, rejections, files) | WriteAccounting(output)   # always the last transform
+    run_pipeline(p)
+    manifest = finalize_output(output, base_manifest, num_inputs=n)  # checks the disk, publishes
 
 Outputs in ``output``:
   ``{subset}-NNNNN-of-NNNNN.tfrecord[.gz]``  shards (tags_tf.features schema)
-  ``manifest.json`` (features.MANIFEST_NAME)  counts, classes, feature dim, sources, options
+  ``manifest.json`` (features.MANIFEST_NAME)  counts, classes, feature dim, sources, options,
+      ``statistics``: {subset: tags_tf.data.statistics.temporal_statistics of its written
+      videos (snippets, duration, segments as written)}
   ``rejected.jsonl`` (features.DEAD_LETTER_NAME)  one JSON object per rejected video:
       {"video_id", "subset", "reason", "detail"}, sorted by video id; empty if none.
 
 Beam counters (namespace ``NAMESPACE``): ``input``, ``read``, ``written``,
 ``rejected_<reason>``, ``clipped_segments``, ``dropped_segments``.
 
-Every input video must end up either written or rejected: :class:`WriteManifest`
-fails the pipeline (ManifestError) when written + rejected != num_inputs.
+Every input video must end up either written or rejected: :func:`finalize_output`
+counts the records actually in the shards after the pipeline and raises ManifestError
+(naming the missing count) when records on disk + rejected != num_inputs, so a runner
+that loses data fails the job instead of publishing a manifest.
 
 Nothing here imports TensorFlow.
 """
@@ -41,6 +47,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from tags_tf.data.statistics import temporal_statistics  # numpy only
+
 _LOG = logging.getLogger(__name__)
 
 NAMESPACE = "tags_tf"
@@ -55,6 +63,9 @@ MANIFEST_VERSION = 1
 
 # Runner names that mean "run locally in this process".
 _LOCAL_RUNNERS = {None, "", "DirectRunner", "direct", "SwitchingDirectRunner", "FnApiRunner"}
+# ``--runner dask`` is a shorthand for Beam's DaskRunner (the ``dask`` extra); with
+# ``--dask_client_address HOST:PORT`` it runs on that dask.distributed cluster.
+_DASK_RUNNERS = {"dask", "DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner"}
 _SUBSET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -88,8 +99,15 @@ def summary(
     num_segments: int,
     clipped_segments: int = 0,
     dropped_segments: int = 0,
+    *,
+    duration: float,
+    segments: Iterable[Iterable[float]],
 ) -> dict:
-    """What the manifest needs to know about one written video."""
+    """What the manifest needs to know about one written video.
+
+    ``duration`` (seconds) and ``segments`` ([(start_s, end_s), ...] as written to the
+    shard, i.e. after clipping/dropping) feed the manifest's temporal ``statistics``.
+    """
     return {
         "video_id": video_id,
         "subset": subset,
@@ -98,6 +116,8 @@ def summary(
         "num_segments": int(num_segments),
         "clipped_segments": int(clipped_segments),
         "dropped_segments": int(dropped_segments),
+        "duration_s": float(duration),
+        "segments": [[float(a), float(b)] for a, b in segments],
     }
 
 
@@ -133,7 +153,9 @@ def make_pipeline_options(pipeline_args: Iterable[str] | None) -> tuple[Pipeline
 
     Every Beam/Dataflow/Flink/Spark flag passes through unchanged (``--runner``,
     ``--project``, ``--region``, ``--temp_location``, ``--setup_file ./setup.py``,
-    ``--flink_master``, ``--direct_num_workers`` ...). When the runner is unset or
+    ``--flink_master``, ``--direct_num_workers`` ...). ``--runner dask`` (or the
+    DaskRunner's full name) returns Beam's DaskRunner; ``--dask_client_address`` names
+    the dask.distributed scheduler (default: a new local cluster). When the runner is unset or
     ``DirectRunner``, the in-process FnApiRunner is returned explicitly: Beam's
     DirectRunner would otherwise first try the Prism runner, which downloads a binary
     (impossible offline). ``--direct_num_workers N --direct_running_mode
@@ -146,7 +168,28 @@ def make_pipeline_options(pipeline_args: Iterable[str] | None) -> tuple[Pipeline
         from apache_beam.runners.portability.fn_api_runner import fn_runner
 
         return options, fn_runner.FnApiRunner()
+    if name in _DASK_RUNNERS:
+        try:
+            from apache_beam.runners.dask.dask_runner import DaskRunner  # also registers --dask_* options
+        except ImportError:
+            raise ValueError(f"--runner {name}: needs dask; pip install 'tags-tf[dask]'") from None
+        return options, DaskRunner()
     return options, None
+
+
+def run_pipeline(pipeline) -> dict[str, int]:
+    """Runs ``pipeline`` to the end; returns its counters (pipeline_counters).
+
+    Closes the DaskRunner's client, which the runner leaves open.
+    """
+    result = pipeline.run()
+    try:
+        result.wait_until_finish()
+    finally:
+        client = getattr(result, "client", None)
+        if client is not None:
+            client.close()
+    return pipeline_counters(result)
 
 
 def options_for_manifest(options: PipelineOptions) -> dict:
@@ -193,55 +236,9 @@ def shard_suffix(compression: str) -> str:
 # ------------------------------------------------------------------------------- shards
 
 
-class WriteShards(beam.PTransform):
-    """PCollection[(subset, serialized bytes)] -> PCollection[str] of written shard paths.
-
-    Writes ``{output}/{subset}-NNNNN-of-NNNNN.tfrecord[.gz]`` for every subset in
-    ``num_shards`` (a subset with no videos gets empty shards, so a fixed count always
-    holds; a count of 0 lets the runner choose). Elements of other subsets fail the
-    pipeline.
-    """
-
-    def __init__(self, output_dir: str, num_shards: Mapping[str, int], compression: str = ""):
-        super().__init__()
-        self._output_dir = output_dir
-        self._subsets = [check_subset_name(s) for s in num_shards]
-        self._num_shards = dict(num_shards)
-        self._compression = compression_type(compression)
-
-    def expand(self, pcoll):
-        index = {s: i for i, s in enumerate(self._subsets)}
-
-        def which(element, n):
-            subset = element[0]
-            if subset not in index:
-                raise ValueError(f"example of subset {subset!r}; shards exist for {sorted(index)}")
-            return index[subset]
-
-        parts = pcoll | "BySubset" >> beam.Partition(which, max(len(self._subsets), 1))
-        files = []
-        for subset, part in zip(self._subsets, parts):
-            files.append(
-                part
-                | f"Values_{subset}" >> beam.Values()
-                | f"Write_{subset}"
-                >> beam.io.WriteToTFRecord(
-                    FileSystems.join(self._output_dir, subset),
-                    file_name_suffix=shard_suffix(self._compression),
-                    num_shards=self._num_shards[subset],
-                    compression_type=(
-                        CompressionTypes.GZIP if self._compression else CompressionTypes.UNCOMPRESSED
-                    ),
-                )
-            )
-        if not files:
-            return pcoll.pipeline | "NoShards" >> beam.Create([])
-        return files | "AllShards" >> beam.Flatten()
-
-
 # -------------------------------------------------------------- streamed TFRecord files
 
-TMP_DIR = ".tmp"  # under the output directory; removed by WriteManifest
+TMP_DIR = ".tmp"  # under the output directory; removed by finalize_output (publish)
 
 
 def shard_name(subset: str, index: int, num_shards: int, compression: str = "") -> str:
@@ -301,7 +298,7 @@ class TFRecordFileWriter:
         if exc_type is not None:
             try:
                 FileSystems.delete([self.path])
-            except Exception:  # best effort; the temp dir goes with WriteManifest
+            except Exception:  # best effort; the temp dir goes with finalize_output
                 pass
 
     def commit(self, final_path: str) -> None:
@@ -311,19 +308,83 @@ class TFRecordFileWriter:
         FileSystems.rename([self.path], [final_path])
 
 
+class WriteShardFn(beam.DoFn):
+    """((subset, shard index), [(video_id, serialized) or None]) -> the written shard's path.
+
+    Streams the records, sorted by video id, into ``{output}/{subset}-NNNNN-of-NNNNN``
+    under a temporary name and renames it when complete; ``None`` values are markers
+    that make every shard exist, empty or not (see WriteShards).
+    """
+
+    def __init__(self, output_dir: str, num_shards: Mapping[str, int], compression: str = ""):
+        self._output_dir = output_dir
+        self._num_shards = dict(num_shards)
+        self._compression = compression_type(compression)
+
+    def process(self, element):
+        (subset, shard), items = element
+        name = shard_name(subset, shard, self._num_shards[subset], self._compression)
+        with TFRecordFileWriter(temp_path(self._output_dir, name), self._compression) as writer:
+            for _, record in sorted((x for x in items if x is not None), key=lambda x: x[0]):
+                writer.write(record)
+        writer.commit(FileSystems.join(self._output_dir, name))
+        yield FileSystems.join(self._output_dir, name)
+
+
+def _key_by_shard(element, shard_of):
+    (subset, video_id), record = element
+    if video_id not in shard_of:
+        raise ValueError(f"video {video_id!r} of subset {subset!r} has no shard (not planned)")
+    return shard_of[video_id], (video_id, record)
+
+
+class WriteShards(beam.PTransform):
+    """PCollection[((subset, video_id), serialized)] -> PCollection[str] of shard paths.
+
+    ``shard_of``: video id -> (subset, shard index) for every video that may be written
+    (e.g. round robin over sorted ids); ``num_shards``: subset -> count. Every shard is
+    written, empty or not. A GroupByKey per shard and one writer DoFn a shard (no
+    Partition, no WriteToTFRecord: both lose data on the DaskRunner, see below).
+    """
+
+    def __init__(self, output_dir: str, num_shards: Mapping[str, int], shard_of: Mapping[str, tuple], compression=""):
+        super().__init__()
+        self._output_dir = output_dir
+        self._num_shards = {check_subset_name(s): int(n) for s, n in num_shards.items()}
+        self._shard_of = {k: tuple(v) for k, v in shard_of.items()}
+        self._compression = compression_type(compression)
+
+    def expand(self, pcoll):
+        markers = pcoll.pipeline | "ShardMarkers" >> beam.Create(
+            [((s, i), None) for s, n in self._num_shards.items() for i in range(n)]
+        )
+        keyed = pcoll | "KeyByShard" >> beam.Map(_key_by_shard, self._shard_of)
+        return (
+            (markers, keyed)
+            | "ShardRecords" >> beam.Flatten()
+            | "GroupShards" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(WriteShardFn(self._output_dir, self._num_shards, self._compression))
+        )
+
+
 # ----------------------------------------------------------------------------- manifest
 
 
 class SummaryStatsFn(beam.CombineFn):
-    """Sums summary() dicts into per-subset and total statistics."""
+    """Sums summary() dicts into per-subset and total statistics.
+
+    Per subset it also keeps ``temporal``: one ``(num_snippets, duration_s, segments)``
+    per written video, for temporal_statistics (a few numbers a video; 20k videos fit).
+    """
 
     def create_accumulator(self):
         return {"subsets": {}, "written": 0, "clipped": 0, "dropped": 0, "dims": {}, "t_min": None, "t_max": None}
 
     def add_input(self, acc, s):
-        sub = acc["subsets"].setdefault(s["subset"], {"videos": 0, "segments": 0})
+        sub = acc["subsets"].setdefault(s["subset"], {"videos": 0, "segments": 0, "temporal": []})
         sub["videos"] += 1
         sub["segments"] += s["num_segments"]
+        sub["temporal"].append((s["num_snippets"], s["duration_s"], s["segments"]))
         acc["written"] += 1
         acc["clipped"] += s["clipped_segments"]
         acc["dropped"] += s["dropped_segments"]
@@ -338,9 +399,10 @@ class SummaryStatsFn(beam.CombineFn):
         out = self.create_accumulator()
         for a in accs:
             for name, sub in a["subsets"].items():
-                o = out["subsets"].setdefault(name, {"videos": 0, "segments": 0})
+                o = out["subsets"].setdefault(name, {"videos": 0, "segments": 0, "temporal": []})
                 o["videos"] += sub["videos"]
                 o["segments"] += sub["segments"]
+                o["temporal"].extend(sub["temporal"])
             for k in ("written", "clipped", "dropped"):
                 out[k] += a[k]
             for d, n in a["dims"].items():
@@ -383,9 +445,10 @@ def build_manifest(
     if len(dims) > 1:
         raise ManifestError(f"{output_dir}: written videos have several feature dims {sorted(dims)}")
     names = [os.path.basename(f) for f in sorted(files)]
-    subsets = {}
+    subsets, statistics = {}, {}
     for subset, num_shards in (base.get("num_shards") or {}).items():
-        sub = stats["subsets"].get(subset, {"videos": 0, "segments": 0})
+        sub = stats["subsets"].get(subset, {"videos": 0, "segments": 0, "temporal": []})
+        statistics[subset] = temporal_statistics(sub["temporal"])  # order-free (quantiles, integer mean)
         subsets[subset] = {
             "videos": sub["videos"],
             "segments": sub["segments"],
@@ -393,6 +456,7 @@ def build_manifest(
             "files": [n for n in names if re.match(rf"{re.escape(subset)}-\d+-of-\d+", n)],
         }
     manifest["subsets"] = subsets
+    manifest["statistics"] = statistics
     manifest["num_snippets"] = {"min": stats["t_min"], "max": stats["t_max"]}
     manifest["counts"] = {
         "input": num_inputs,
@@ -405,29 +469,6 @@ def build_manifest(
     if len(set(ids)) != len(ids):
         _LOG.warning("%s: some video ids were rejected more than once", output_dir)
     return manifest
-
-
-class _WriteManifestFn(beam.DoFn):
-    def __init__(self, output_dir, base, num_inputs):
-        self._output_dir = output_dir
-        self._base = base
-        self._num_inputs = num_inputs
-
-    def process(self, unused, stats, rejections, files):
-        rejections = sorted(rejections, key=lambda r: (r["video_id"], r["reason"]))
-        manifest = build_manifest(self._base, stats, rejections, list(files), self._num_inputs, self._output_dir)
-        write_text_atomic(
-            FileSystems.join(self._output_dir, DEAD_LETTER_NAME),
-            "".join(json.dumps(r, sort_keys=True) + "\n" for r in rejections),
-        )
-        tmp = FileSystems.join(self._output_dir, TMP_DIR)
-        if FileSystems.exists(tmp):
-            FileSystems.delete([tmp])
-        # The manifest goes last: its presence means the directory is complete.
-        write_text_atomic(
-            FileSystems.join(self._output_dir, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-        )
-        yield manifest
 
 
 def prepare_output(output: str, overwrite: bool) -> None:
@@ -492,35 +533,190 @@ def write_text_atomic(path: str, text: str) -> None:
         raise
 
 
-class WriteManifest(beam.PTransform):
-    """(summaries, rejections, shard_files) -> PCollection with the one manifest dict.
+# ------------------------------------------------------- runner-portable graph pieces
+#
+# Beam's DaskRunner (2.77) mishandles three things our jobs relied on; these pieces avoid
+# them on every runner (one graph for all):
+#   * a multi-output ParDo hands *every* output to each tagged PCollection, so DoFns run
+#     inside TagOutputs (one output of (tag, value) pairs) and ``select`` picks a tag;
+#   * only the last transform's ancestors are computed, so everything ends in one
+#     WriteAccounting stage (a lone side branch, e.g. a WriteToTFRecord, never runs);
+#   * a side input recomputes its whole upstream inside each consumer task, so no stage
+#     with side effects (shard writing) feeds a side input, and outputs emitted in
+#     finish_bundle are lost (see beam.extract_features' pre-batched RunInference).
+# The accounting is then checked against the records on disk (finalize_output).
 
-    Writes ``rejected.jsonl`` then ``manifest.json`` once every shard is finalized.
-    ``base`` must be JSON-serializable; the manifest adds ``subsets`` (videos,
-    segments, rejected, files per subset), ``num_snippets`` and ``counts`` (input,
-    written, rejected per reason, rejected_total, clipped_segments, dropped_segments),
-    and fills ``feature_dim`` from the written videos when ``base`` has None.
-    Raises ManifestError (fails the pipeline) when written + rejected != num_inputs.
+MAIN = "main"  # the tag TagOutputs gives a DoFn's main output
+ACCOUNTING_NAME = "accounting.json"  # under TMP_DIR; read by finalize_output
+
+
+class TagOutputs(beam.DoFn):
+    """Runs ``fn`` and emits each of its outputs on the one main output as ``(tag, value)``
+    (``MAIN`` for the main output, the tag of a ``TaggedOutput`` otherwise).
+
+    Use ``select(tagged, tag, label)`` for one tag's values. Positional side inputs are
+    passed on to ``fn.process``.
     """
 
-    def __init__(self, output_dir: str, base: Mapping[str, Any], num_inputs: int):
-        super().__init__()
-        json.dumps(base)  # fail at construction, not on a worker
+    def __init__(self, fn: beam.DoFn):
+        self._fn = fn
+
+    def setup(self):
+        self._fn.setup()
+
+    def start_bundle(self):
+        self._fn.start_bundle()
+
+    def process(self, element, *side_inputs):
+        for out in self._fn.process(element, *side_inputs) or ():
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                yield out.tag, out.value
+            else:
+                yield MAIN, out
+
+    def finish_bundle(self):
+        if self._fn.finish_bundle():
+            raise ValueError(f"{type(self._fn).__name__}.finish_bundle emits outputs; TagOutputs does not carry them")
+
+    def teardown(self):
+        self._fn.teardown()
+
+
+def _pick(element, tag):
+    if element[0] == tag:
+        yield element[1]
+
+
+def select(tagged, tag: str, label: str):
+    """The values of ``tag`` in a TagOutputs PCollection."""
+    return tagged | label >> beam.FlatMap(_pick, tag)
+
+
+class _WriteAccountingFn(beam.DoFn):
+    def __init__(self, output_dir: str):
         self._output_dir = output_dir
-        self._base = dict(base)
-        self._num_inputs = int(num_inputs)
+
+    def process(self, element):
+        _, records = element
+        acc = {"summaries": [], "rejections": [], "files": []}
+        for kind, value in records:
+            if kind != "marker":
+                acc[kind].append(value)
+        acc["summaries"].sort(key=lambda s: s["video_id"])
+        acc["rejections"].sort(key=lambda r: (r["video_id"], r["reason"]))
+        acc["files"].sort()
+        path = FileSystems.join(self._output_dir, TMP_DIR, ACCOUNTING_NAME)
+        write_text_atomic(path, json.dumps(acc, sort_keys=True))
+        yield path
+
+
+class WriteAccounting(beam.PTransform):
+    """(summaries, rejections, shard_files) -> ``{output}/.tmp/accounting.json``.
+
+    Every record goes through one GroupByKey into one DoFn that writes them all; apply it
+    last: on the DaskRunner only the last transform's ancestors run. The launcher then
+    calls :func:`finalize_output`, which checks the accounting against the shards on disk
+    and publishes ``rejected.jsonl`` and ``manifest.json``.
+    """
+
+    def __init__(self, output_dir: str):
+        super().__init__()
+        self._output_dir = output_dir
 
     def expand(self, pcolls):
         summaries, rejections, files = pcolls
-        stats = summaries | "Stats" >> beam.CombineGlobally(SummaryStatsFn())
+        p = summaries.pipeline
+        parts = [
+            p | "Marker" >> beam.Create([(None, ("marker", None))]),  # one group even with no records
+            summaries | "KeySummaries" >> beam.Map(lambda x: (None, ("summaries", x))),
+            rejections | "KeyRejections" >> beam.Map(lambda x: (None, ("rejections", x))),
+            files | "KeyFiles" >> beam.Map(lambda x: (None, ("files", x))),
+        ]
         return (
-            summaries.pipeline
-            | "ManifestTrigger" >> beam.Create([None])
-            | "WriteManifest"
-            >> beam.ParDo(
-                _WriteManifestFn(self._output_dir, self._base, self._num_inputs),
-                stats=beam.pvalue.AsSingleton(stats),
-                rejections=beam.pvalue.AsList(rejections),
-                files=beam.pvalue.AsList(files),
-            )
+            parts
+            | "AllRecords" >> beam.Flatten()
+            | "OneGroup" >> beam.GroupByKey()
+            | "WriteAccounting" >> beam.ParDo(_WriteAccountingFn(self._output_dir))
         )
+
+
+def count_records(path: str, compression: str = "") -> int:
+    """Number of TFRecords in ``path`` (framing only; raises ManifestError if truncated)."""
+    comp = CompressionTypes.GZIP if compression_type(compression) == "GZIP" else CompressionTypes.UNCOMPRESSED
+    n = 0
+    with FileSystems.open(path, compression_type=comp) as f:
+        while True:
+            header = f.read(12)  # uint64 length + uint32 masked crc of it
+            if not header:
+                return n
+            length = int.from_bytes(header[:8], "little") if len(header) == 12 else -1
+            if length < 0 or len(f.read(length + 4)) != length + 4:
+                raise ManifestError(f"{path}: truncated TFRecord after {n} records")
+            n += 1
+
+
+def finalize_output(output_dir: str, base: Mapping[str, Any], num_inputs: int) -> dict:
+    """After the pipeline: checks its accounting against the disk, then publishes.
+
+    Reads ``.tmp/accounting.json`` (WriteAccounting), counts the records of every shard
+    ``base["num_shards"]`` calls for, and raises ManifestError -- naming the missing
+    count -- when a shard is missing, a subset's records on disk differ from its
+    written videos, or records on disk + rejected != ``num_inputs``. So a runner that
+    loses records, or whole stages, fails the job. Otherwise writes ``rejected.jsonl``,
+    removes the temporary directory and writes ``manifest.json`` last (its presence
+    means complete). Returns the manifest.
+    """
+    path = FileSystems.join(output_dir, TMP_DIR, ACCOUNTING_NAME)
+    if not FileSystems.exists(path):
+        raise ManifestError(
+            f"{output_dir}: the pipeline finished without writing its accounting ({TMP_DIR}/{ACCOUNTING_NAME}); "
+            "the runner skipped stages -- nothing published"
+        )
+    with FileSystems.open(path) as f:
+        acc = json.loads(f.read().decode("utf-8"))
+    compression = base.get("compression") or ""
+    fn = SummaryStatsFn()
+    stats = fn.create_accumulator()
+    for s in acc["summaries"]:
+        stats = fn.add_input(stats, s)
+    files, on_disk = [], {}
+    for subset, n in (base.get("num_shards") or {}).items():
+        on_disk[subset] = 0
+        for i in range(n):
+            shard = FileSystems.join(output_dir, shard_name(subset, i, n, compression))
+            if not FileSystems.exists(shard):
+                raise ManifestError(f"{output_dir}: shard {os.path.basename(shard)} is missing after the pipeline")
+            on_disk[subset] += count_records(shard, compression)
+            files.append(shard)
+    for subset, n in on_disk.items():
+        written = stats["subsets"].get(subset, {"videos": 0})["videos"]
+        if n != written:
+            raise ManifestError(
+                f"{output_dir}: {subset}: {n} records in the shards on disk but {written} videos written by "
+                f"the pipeline ({written - n} missing)"
+            )
+    total = sum(on_disk.values())
+    rejections = acc["rejections"]
+    if total + len(rejections) != num_inputs:
+        raise ManifestError(
+            f"{output_dir}: {total} records on disk + {len(rejections)} rejected != {num_inputs} input videos "
+            f"({num_inputs - total - len(rejections)} missing)"
+        )
+    manifest = build_manifest(base, stats, rejections, files, num_inputs, output_dir)
+    publish(output_dir, manifest, rejections)
+    return manifest
+
+
+def publish(output_dir: str, manifest: Mapping, rejections: list[dict]) -> None:
+    """Writes ``rejected.jsonl``, removes TMP_DIR, then writes ``manifest.json`` (last)."""
+    write_text_atomic(
+        FileSystems.join(output_dir, DEAD_LETTER_NAME),
+        "".join(json.dumps(r, sort_keys=True) + "\n" for r in rejections),
+    )
+    tmp = FileSystems.join(output_dir, TMP_DIR)
+    if FileSystems.exists(tmp):
+        FileSystems.delete([tmp])
+    # The manifest goes last: its presence means the directory is complete.
+    write_text_atomic(
+        FileSystems.join(output_dir, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    )

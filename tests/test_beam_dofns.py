@@ -262,7 +262,9 @@ def test_build_shard_fn_writes_one_shard_and_rejects(tmp_path):
     main, tagged = _run(fn, (("validation", 1), items))
     assert main == [str(out / "validation-00001-of-00003.tfrecord.gz")]
     assert _rejected(tagged) == [("b", "wrong_feature_dim")]
-    assert tagged[sinks.SUMMARY] == [sinks.summary("a", "validation", 4, 2, 2, clipped_segments=1)]
+    assert tagged[sinks.SUMMARY] == [
+        sinks.summary("a", "validation", 4, 2, 2, clipped_segments=1, duration=8.0, segments=[[1.0, 3.5], [6.0, 8.0]])
+    ]
     assert sorted(os.listdir(out / sinks.TMP_DIR)) == []  # the temp file was renamed
     (data,) = list(tf.data.TFRecordDataset(main, compression_type="GZIP").as_numpy_iterator())
     ex = features.example_to_numpy(data)
@@ -302,9 +304,10 @@ def _stats(summaries):
 
 def test_build_manifest_counts_add_up():
     summaries = [
-        sinks.summary("a", "training", 10, 4, 2, clipped_segments=1),
-        sinks.summary("b", "training", 12, 4, 1, dropped_segments=1),
-        sinks.summary("c", "validation", 5, 4, 0),
+        sinks.summary("a", "training", 10, 4, 2, clipped_segments=1, duration=20.0,
+                      segments=[[0.0, 5.0], [10.0, 20.0]]),
+        sinks.summary("b", "training", 12, 4, 1, dropped_segments=1, duration=10.0, segments=[[2.0, 4.0]]),
+        sinks.summary("c", "validation", 5, 4, 0, duration=5.0, segments=[]),
     ]
     rejections = [sinks.rejection("d", "empty_file", "x", "training"), sinks.rejection("e", "empty_file", "y")]
     files = ["/o/training-00000-of-00001.tfrecord", "/o/validation-00000-of-00001.tfrecord"]
@@ -319,6 +322,23 @@ def test_build_manifest_counts_add_up():
         "videos": 2, "segments": 3, "rejected": 1, "files": ["training-00000-of-00001.tfrecord"],
     }
     assert m["num_snippets"] == {"min": 5, "max": 12}
+    # training: T [10, 12], durations [20, 10], counts [2, 1], fractions 5/20, 10/20, 2/10
+    # = [0.25, 0.5, 0.2]. Linear quantiles: T p10 = 10.2, p50 = 11, p90 = 11.8; duration
+    # p10 = 11, p50 = 15, p90 = 19; counts mean 1.5, p10 1.1, p50 1.5, p90 1.9; fractions
+    # sorted [0.2, 0.25, 0.5]: p10 = 0.21, p50 = 0.25, p90 = 0.25 + 0.8 * 0.25 = 0.45.
+    assert m["statistics"]["training"] == {
+        "videos": 2,
+        "snippets_per_video": {"p10": 10.2, "p50": 11.0, "p90": 11.8},
+        "duration_s": {"p10": 11.0, "p50": 15.0, "p90": 19.0},
+        "instances_per_video": {"mean": 1.5, "p10": 1.1, "p50": 1.5, "p90": 1.9},
+        "instance_length_fraction": {"p10": 0.21, "p50": 0.25, "p90": 0.45},
+    }
+    # validation: one video without instances.
+    assert m["statistics"]["validation"] == {
+        "videos": 1, "snippets_per_video": {"p10": 5.0, "p50": 5.0, "p90": 5.0},
+        "duration_s": {"p10": 5.0, "p50": 5.0, "p90": 5.0},
+        "instances_per_video": {"mean": 0.0, "p10": 0.0, "p50": 0.0, "p90": 0.0}, "instance_length_fraction": {},
+    }
     json.dumps(m)
     with pytest.raises(sinks.ManifestError, match="3 written \\+ 2 rejected != 6"):
         sinks.build_manifest(base, _stats(summaries), rejections, files, num_inputs=6, output_dir="/o")

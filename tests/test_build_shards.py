@@ -137,6 +137,38 @@ def test_pipeline_round_trip_and_bad_inputs(tiny, tmp_path):
         "validation-00001-of-00002.tfrecord.gz",
     ]
 
+    # Temporal statistics of the written videos, segments as written (clipped / dropped).
+    # training: g1 T=16, 20 s, (1, 5) (6, 9.5) -> fractions 0.2, 0.175; g2 T=9, 12 s,
+    # (3, 15) clipped to (3, 12) -> 0.75; g3 T=7, 30 s, (4, 4) dropped, (5, 8) -> 0.1.
+    # Linear quantiles: T [7, 9, 16] -> p10 7.4, p50 9, p90 9 + 0.8 * 7 = 14.6; durations
+    # [12, 20, 30] -> 13.6, 20, 28; counts [1, 1, 2] -> mean 4/3, 1, 1, 1.8; fractions
+    # [0.1, 0.175, 0.2, 0.75] (positions 0.3, 1.5, 2.7) -> 0.1225, 0.1875, 0.2 + 0.7 * 0.55 = 0.585.
+    # validation: g4 T=12, 15 s, (2, 7) -> 1/3; g5 T=5, 9 s, none. T [5, 12] -> 5.7, 8.5,
+    # 11.3; durations [9, 15] -> 9.6, 12, 14.4; counts [0, 1] -> mean 0.5, 0.1, 0.5, 0.9.
+    want_stats = {
+        "training": {
+            "videos": 3,
+            "snippets_per_video": {"p10": 7.4, "p50": 9.0, "p90": 14.6},
+            "duration_s": {"p10": 13.6, "p50": 20.0, "p90": 28.0},
+            "instances_per_video": {"mean": 1.333333, "p10": 1.0, "p50": 1.0, "p90": 1.8},
+            "instance_length_fraction": {"p10": 0.1225, "p50": 0.1875, "p90": 0.585},
+        },
+        "validation": {
+            "videos": 2,
+            "snippets_per_video": {"p10": 5.7, "p50": 8.5, "p90": 11.3},
+            "duration_s": {"p10": 9.6, "p50": 12.0, "p90": 14.4},
+            "instances_per_video": {"mean": 0.5, "p10": 0.1, "p50": 0.5, "p90": 0.9},
+            "instance_length_fraction": {"p10": 0.333333, "p50": 0.333333, "p90": 0.333333},
+        },
+    }
+    assert sorted(manifest["statistics"]) == ["training", "validation"]
+    for subset, want_subset in want_stats.items():
+        got_subset = manifest["statistics"][subset]
+        assert got_subset["videos"] == want_subset["videos"]
+        for key in want_subset:
+            if key != "videos":
+                assert got_subset[key] == pytest.approx(want_subset[key], abs=1e-6), (subset, key)
+
     # Round trip through tf.data: exactly the input features and (cleaned) segments.
     got = _read_shards(out, manifest)
     assert sorted(got) == ["g1", "g2", "g3", "g4", "g5"]

@@ -148,8 +148,8 @@ def test_assemble_sorts_snippets_and_clips_segments():
     meta = _meta(segments=[(0.5, 1.5), (2.0, 4.0), (3.5, 5.0)], labels=["run", "jump", "run"])
     feats = [(2, np.full(4, 2.0)), (0, np.zeros(4)), (1, np.ones(4))]  # arrive out of order
     out = run_fn(AssembleVideoFn(["jump", "run"]), ("v", {META: [meta], "features": feats}))
-    [(subset, serialized)] = out["main"]
-    assert subset == "training"
+    [(key, serialized)] = out["main"]
+    assert key == ("training", "v")
     ex = example_to_numpy(serialized)
     np.testing.assert_array_equal(ex["features"], [[0] * 4, [1] * 4, [2] * 4])
     np.testing.assert_allclose(ex["snippet_times"], [0.5, 1.5, 2.5])
@@ -157,7 +157,10 @@ def test_assemble_sorts_snippets_and_clips_segments():
     np.testing.assert_allclose(ex["segments"], [[0.5, 1.5], [2.0, 3.0]])
     assert ex["labels"].tolist() == [1, 0] and ex["label_names"] == ["run", "jump"]
     assert ex["duration"] == pytest.approx(3.0)
-    assert out[sinks.SUMMARY] == [sinks.summary("v", "training", 3, 4, 2, clipped_segments=1, dropped_segments=1)]
+    assert out[sinks.SUMMARY] == [
+        sinks.summary("v", "training", 3, 4, 2, clipped_segments=1, dropped_segments=1, duration=3.0,
+                      segments=[[0.5, 1.5], [2.0, 3.0]])
+    ]
 
 
 def test_assemble_without_annotations_has_no_segments():

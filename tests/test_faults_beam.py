@@ -187,10 +187,43 @@ def test_manifest_write_interrupted_leaves_no_partial_manifest(tmp_path, monkeyp
         return _Dies(f) if os.path.basename(path).startswith("manifest.json") else f
 
     monkeypatch.setattr(FileSystems, "create", create)
-    fn = sinks._WriteManifestFn(str(tmp_path), {"num_shards": {}}, num_inputs=0)
-    stats = sinks.SummaryStatsFn().create_accumulator()
     with pytest.raises(OSError, match="disk full"):
-        list(fn.process(None, stats, [], []))
+        sinks.publish(str(tmp_path), {"counts": {}}, [])
     assert not (tmp_path / "manifest.json").exists()
     assert not list(tmp_path.glob("manifest.json*"))  # the temporary file is cleaned up too
     assert (tmp_path / "rejected.jsonl").exists()  # written (atomically) before the manifest
+
+
+def test_a_stage_that_loses_records_fails_the_job_naming_the_missing_count(corpus, tmp_path, monkeypatch, capsys):
+    """A lossy writer (as a faulty runner would be) is caught by counting the records on disk."""
+    from beam import sinks
+
+    real_write = sinks.TFRecordFileWriter.write
+
+    def lossy_write(self, record):  # silently drops the first record of every shard
+        if getattr(self, "_lost", False):
+            real_write(self, record)
+        self._lost = True
+
+    monkeypatch.setattr(sinks.TFRecordFileWriter, "write", lossy_write)
+    ann, feat_dir, _, _ = corpus
+    out = tmp_path / "shards"
+    rc = build_shards.main(["--annotations", str(ann), "--features", str(feat_dir), "--output", str(out),
+                            "--num_shards", "1", "--log_level", "WARNING"])
+    err = capsys.readouterr().err
+    # The default policy writes 16 training videos (g00-g14, b_reversed) into one shard; one is lost.
+    assert rc == 1 and err.count("\n") == 1, err
+    assert "training: 15 records in the shards on disk but 16 videos written by the pipeline (1 missing)" in err
+    assert not (out / "manifest.json").exists()  # nothing published
+
+
+def test_a_runner_that_skips_the_accounting_stage_fails_the_job(corpus, tmp_path, monkeypatch, capsys):
+    from beam import sinks
+
+    monkeypatch.setattr(sinks._WriteAccountingFn, "process", lambda self, element: iter(()))
+    ann, feat_dir, _, _ = corpus
+    out = tmp_path / "shards"
+    rc = build_shards.main(["--annotations", str(ann), "--features", str(feat_dir), "--output", str(out),
+                            "--log_level", "WARNING"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "without writing its accounting" in err and not (out / "manifest.json").exists()
