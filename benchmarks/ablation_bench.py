@@ -83,6 +83,7 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
     from tags_tf import config as config_lib
     from tags_tf import datasets as datasets_lib
     from tags_tf import trainer
+    from tags_tf.model import TagsModel  # noqa: F401  (registers the class for load_model)
     from tags_tf.postprocess import DetectionDecoder
 
     run_dir = os.path.join(args.workdir, row, f"seed{seed}")
