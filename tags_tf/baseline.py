@@ -27,7 +27,9 @@ Detection, per video with probabilities ``P`` (T, K + 1)
     * candidates: the runs of ``a_smooth > theta`` for every ``theta`` in
       ``thresholds``, de-duplicated; run ``[s, e]`` (inclusive snippet indices) is the
       segment ``[s * dur / T, (e + 1) * dur / T]`` seconds with score
-      ``mean(a_smooth[s:e + 1]) * class_score``, once per kept class;
+      ``mean(a_smooth[s:e + 1]) * class_score`` (``score="mean"``) or, with
+      ``score="contrast"``, that mean minus the mean of the ``ceil(0.25 * length)`` cells
+      on each side (Eq. 7's outer-inner contrast, floored at 0), once per kept class;
     * sorted by score, at most ``max_detections`` per video.
 
 The output is the detections format of :func:`tags_tf.inference.detect_dataset`, so
@@ -260,10 +262,24 @@ def video_class_scores(probs: np.ndarray) -> np.ndarray:
     return (a[:, None] * action).sum(axis=0) / total
 
 
+def _margin_mean(curve: np.ndarray, start: int, end: int, delta: float) -> float:
+    """Mean of ``curve`` over the ``ceil(delta * length)`` cells on each side of run
+    ``[start, end]``, clipped to the video (0 when none remain)."""
+    n = int(np.ceil(delta * (end - start + 1)))
+    outside = np.concatenate([curve[max(start - n, 0):start], curve[end + 1:end + 1 + n]])
+    return float(outside.mean()) if len(outside) else 0.0
+
+
 def detect_from_probabilities(probs: np.ndarray, duration: float, smooth_fraction: float = 0.04,
                               thresholds: Sequence[float] = DEFAULT_THRESHOLDS, top_classes: int = 2,
-                              max_detections: int = 100) -> dict[str, np.ndarray]:
+                              max_detections: int = 100, score: str = "mean",
+                              contrast_delta: float = 0.25) -> dict[str, np.ndarray]:
     """Detections of one video from its snippet probabilities.
+
+    ``score``: "mean" of the smoothed actionness over the run, or "contrast": that mean
+    minus the mean over ``ceil(contrast_delta * length)`` cells on each side (clipped to
+    the video), floored at 0 -- the outer-inner contrast TAGS' decoder can use too; the
+    mean ranks a run's high-threshold core fragments above the whole run.
 
     Args:
       probs: (T, K + 1) snippet class probabilities, background last.
@@ -283,6 +299,8 @@ def detect_from_probabilities(probs: np.ndarray, duration: float, smooth_fractio
     segs, scores, labels = [], [], []
     for s, e in runs:
         run_score = float(a_smooth[s:e + 1].mean())
+        if score == "contrast":
+            run_score = max(run_score - _margin_mean(a_smooth, s, e, contrast_delta), 0.0)
         for c in classes:
             segs.append((s * step, (e + 1) * step))
             scores.append(run_score * float(class_scores[c]))
@@ -297,8 +315,9 @@ def detect_from_probabilities(probs: np.ndarray, duration: float, smooth_fractio
 
 def detect_snippet_baseline(model: SnippetBaseline, videos: Iterable[Mapping], smooth_fraction: float = 0.04,
                             thresholds: Sequence[float] = DEFAULT_THRESHOLDS, top_classes: int = 2,
-                            max_detections: int = 100) -> dict:
+                            max_detections: int = 100, score: str = "mean") -> dict:
     """Runs the baseline over videos (mappings with ``video_id``, ``features``, ``duration``).
+    ``score``: see :func:`detect_from_probabilities`.
 
     Returns:
       ``{video_id: {"segments" (n, 2) float64 s, "scores" (n,) float64, "classes" (n,) int64}}``,
@@ -308,7 +327,7 @@ def detect_snippet_baseline(model: SnippetBaseline, videos: Iterable[Mapping], s
     for v in videos:
         probs = model.probabilities(v["features"])
         detections[str(v["video_id"])] = detect_from_probabilities(
-            probs, float(v["duration"]), smooth_fraction, thresholds, top_classes, max_detections)
+            probs, float(v["duration"]), smooth_fraction, thresholds, top_classes, max_detections, score)
     return detections
 
 

@@ -161,6 +161,21 @@ def test_probabilities_to_segments_by_hand():
     np.testing.assert_array_equal(top3["classes"], [0, 0, 0])
 
 
+def test_contrast_run_score_ranks_whole_runs_above_their_cores():
+    # The same curve as above, top-1 class, score = run mean - mean of the ceil(.25 len)
+    # cells on each side (clipped to the video):
+    #  (1,4): .55 - (.05 + .05)/2 = .50; (8,9): .80 - .25 (no cell right of 9) = .55;
+    #  (2,3): .75 - (.35 + .35)/2 = .40; (9,9): .95 - .65 = .30.
+    a = np.array([0.05, 0.35, 0.75, 0.75, 0.35, 0.05, 0.05, 0.25, 0.65, 0.95])
+    share = np.array([0.5, 0.2, 0.3])
+    probs = np.concatenate([a[:, None] * share, 1.0 - a[:, None]], axis=1)
+    out = B.detect_from_probabilities(probs, 20.0, smooth_fraction=0.0, thresholds=(0.3, 0.5, 0.7),
+                                      top_classes=1, score="contrast")
+    r = 2.765 / 4.2
+    np.testing.assert_allclose(out["segments"], [[16, 20], [2, 10], [4, 8], [18, 20]])
+    np.testing.assert_allclose(out["scores"], np.array([0.55, 0.50, 0.40, 0.30]) * 0.5 * r)
+
+
 def test_no_candidates_gives_empty_arrays():
     probs = np.tile([0.01, 0.01, 0.98], (6, 1))  # actionness 0.02 everywhere
     out = B.detect_from_probabilities(probs, 12.0)
