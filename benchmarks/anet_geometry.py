@@ -52,13 +52,19 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run from a checkout without installing.
 
-from tags_tf.data.demo import DemoSpec, class_directions, render_features  # noqa: E402
+from tags_tf.data.demo import (  # noqa: E402
+    DemoSpec,
+    class_directions,
+    render_features,
+    shard_dataset_files,
+    taxonomy,
+    write_dataset_files,
+)
 
 logger = logging.getLogger("anet_geometry")
 
 GENERATOR_VERSION = 1
 SPEC_NAME = "spec.json"
-ANNOTATIONS_NAME = "annotations.json"
 DEFAULT_ANNOTATIONS = REPO.parent / "shared" / "datasets" / "activitynet13" / "bsn" / "anet_anno_action.json"
 DEFAULT_VIDEO_INFO = REPO.parent / "shared" / "datasets" / "activitynet13" / "bsn" / "video_info_new.csv"
 SOURCE_SUBSETS = ("training", "validation")
@@ -240,36 +246,11 @@ def build_anet_geometry(
     logger.info("anet_geometry: classes %s", ", ".join(selection.classes))
 
     features = render_selection(selection, feature_dim, seed)
-    feat_dir = os.path.join(output, "features")
-    if os.path.isdir(feat_dir):
-        shutil.rmtree(feat_dir)
-    os.makedirs(feat_dir)
-    for vid, feats in features.items():
-        np.save(os.path.join(feat_dir, f"{vid}.npy"), feats)
-    taxonomy = [
-        {"nodeId": i + 1, "nodeName": c, "parentId": 0, "parentName": "Root"} for i, c in enumerate(selection.classes)
-    ]
-    ann_path = os.path.join(output, ANNOTATIONS_NAME)
-    with open(ann_path, "w") as f:
-        json.dump(
-            {"version": "tags-tf anet_geometry (ActivityNet v1.3 segments)", "taxonomy": taxonomy,
-             "database": selection.videos},
-            f,
-            indent=1,
-        )
+    annotations = {"version": "tags-tf anet_geometry (ActivityNet v1.3 segments)",
+                   "taxonomy": taxonomy(selection.classes), "database": selection.videos}
+    ann_path, feat_dir = write_dataset_files(output, annotations, features)
 
-    from beam.build_shards import run_build_shards  # Beam is heavy; only when building
-
-    manifest = run_build_shards(
-        annotations=ann_path,
-        features=feat_dir,
-        output=shard_dir,
-        num_shards=NUM_SHARDS,
-        pipeline_args=["--runner=DirectRunner"],
-        feature_dim=feature_dim,
-        class_map=list(selection.classes),
-        overwrite=True,
-    )
+    manifest = shard_dataset_files(ann_path, feat_dir, shard_dir, NUM_SHARDS, feature_dim, selection.classes)
     counts = manifest.get("counts", {})
     if counts.get("rejected_total"):
         logger.warning("anet_geometry: %s videos rejected, see %s", counts["rejected_total"], shard_dir)

@@ -241,8 +241,12 @@ def generate_demo(spec: DemoSpec, rng: np.random.Generator) -> tuple[dict[str, A
                 {"segment": [round(s, 3), round(e, 3)], "label": CLASS_NAMES[c]} for s, e, c in instances
             ],
         }
-    taxonomy = [{"nodeId": i + 1, "nodeName": n, "parentId": 0, "parentName": "Root"} for i, n in enumerate(CLASS_NAMES)]
-    return {"version": "tags-tf demo", "taxonomy": taxonomy, "database": database}, features
+    return {"version": "tags-tf demo", "taxonomy": taxonomy(CLASS_NAMES), "database": database}, features
+
+
+def taxonomy(class_names) -> list[dict[str, Any]]:
+    """ActivityNet's flat ``taxonomy`` list for ``class_names`` (all children of Root)."""
+    return [{"nodeId": i + 1, "nodeName": n, "parentId": 0, "parentName": "Root"} for i, n in enumerate(class_names)]
 
 
 def write_demo_files(data_dir: str, spec: DemoSpec) -> tuple[str, str]:
@@ -251,7 +255,15 @@ def write_demo_files(data_dir: str, spec: DemoSpec) -> tuple[str, str]:
     Returns:
       (annotation file path, feature directory).
     """
-    annotations, features = generate_demo(spec, np.random.default_rng(spec.seed))
+    return write_dataset_files(data_dir, *generate_demo(spec, np.random.default_rng(spec.seed)))
+
+
+def write_dataset_files(data_dir: str, annotations: dict[str, Any], features: dict[str, np.ndarray]) -> tuple[str, str]:
+    """Writes ``annotations.json`` and ``features/<id>.npy`` (replacing old features).
+
+    Returns:
+      (annotation file path, feature directory).
+    """
     feat_dir = os.path.join(data_dir, "features")
     if os.path.isdir(feat_dir):
         shutil.rmtree(feat_dir)
@@ -266,6 +278,23 @@ def write_demo_files(data_dir: str, spec: DemoSpec) -> tuple[str, str]:
 
 def _spec_json(spec: DemoSpec) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(spec)))  # tuples -> lists, as stored
+
+
+def shard_dataset_files(ann_path: str, feat_dir: str, shard_dir: str, num_shards: int, feature_dim: int,
+                        class_names) -> dict[str, Any]:
+    """``beam.build_shards`` on the local runner over written files; returns the manifest."""
+    from beam.build_shards import run_build_shards  # Beam is heavy; only when building
+
+    return run_build_shards(
+        annotations=ann_path,
+        features=feat_dir,
+        output=shard_dir,
+        num_shards=num_shards,
+        pipeline_args=["--runner=DirectRunner"],
+        feature_dim=feature_dim,
+        class_map=list(class_names),
+        overwrite=True,
+    )
 
 
 def prepare_demo(
@@ -296,18 +325,8 @@ def prepare_demo(
     logger.info("demo: generating %d videos (seed %d) in %s", num_videos, seed, data_dir)
     ann_path, feat_dir = write_demo_files(data_dir, spec)
 
-    from beam.build_shards import run_build_shards  # Beam is heavy; only when building
-
-    manifest = run_build_shards(
-        annotations=ann_path,
-        features=feat_dir,
-        output=shard_dir,
-        num_shards=num_shards,
-        pipeline_args=["--runner=DirectRunner"],
-        feature_dim=spec.feature_dim,
-        class_map=list(CLASS_NAMES),  # fixed ids even when a tiny demo lacks a class
-        overwrite=True,
-    )
+    # Fixed class ids even when a tiny demo lacks a class.
+    manifest = shard_dataset_files(ann_path, feat_dir, shard_dir, num_shards, spec.feature_dim, CLASS_NAMES)
     counts = manifest.get("counts", {})
     if counts.get("rejected_total"):
         logger.warning("demo: %s videos rejected, see %s", counts["rejected_total"], shard_dir)

@@ -40,6 +40,13 @@ class ClassificationHead(layers.Layer):
         return config
 
 
+def _trunk(hidden_dim: int, kernel_size: int) -> tuple[layers.Conv1D, layers.Conv1D]:
+    """The first two of H_b's convs (kernel ``kernel_size``, ReLU), shared by both read-outs."""
+    return tuple(
+        layers.Conv1D(hidden_dim, kernel_size, padding="same", activation="relu", name=f"h_b{i}") for i in (1, 2)
+    )
+
+
 @keras.saving.register_keras_serializable(package="tags_tf")
 class MaskHead(layers.Layer):
     """``H_b``: three stacked 1-D convs to ``T^s`` channels, one full-length mask per snippet.
@@ -55,8 +62,7 @@ class MaskHead(layers.Layer):
         self.num_snippets = num_snippets
         self.hidden_dim = hidden_dim
         self.kernel_size = kernel_size
-        self.conv1 = layers.Conv1D(hidden_dim, kernel_size, padding="same", activation="relu", name="h_b1")
-        self.conv2 = layers.Conv1D(hidden_dim, kernel_size, padding="same", activation="relu", name="h_b2")
+        self.conv1, self.conv2 = _trunk(hidden_dim, kernel_size)
         self.conv3 = layers.Conv1D(num_snippets, 1, name="h_b3")
         self.proj = layers.Conv1D(num_snippets, 1, name="e_m")
 
@@ -97,8 +103,7 @@ class BilinearMaskHead(layers.Layer):
         self.hidden_dim = hidden_dim
         self.key_dim = key_dim
         self.kernel_size = kernel_size
-        self.conv1 = layers.Conv1D(hidden_dim, kernel_size, padding="same", activation="relu", name="h_b1")
-        self.conv2 = layers.Conv1D(hidden_dim, kernel_size, padding="same", activation="relu", name="h_b2")
+        self.conv1, self.conv2 = _trunk(hidden_dim, kernel_size)
         self.query = layers.Dense(key_dim, name="query")
         self.key = layers.Dense(key_dim, name="key")
         self.proj_query = layers.Dense(key_dim, name="e_m_query")
