@@ -82,13 +82,14 @@ class LossConfig:
     beta: float = 2.0  # prediction-promotion exponent (Eq. 8).
     delta: float = 0.25  # outer-inner contrast margin (Eq. 7).
     erosion_kernel: int = 7  # Phi, morphological erosion (Eq. 6) of boundary="interior".
-    # Region of Eq. 6's boundary IoU: "band" (Boundary IoU, the cited metric: the cells
-    # within boundary_width * T^s of a boundary) or "interior" (the eroded mask, as printed).
-    boundary: str = "band"
+    # Region of Eq. 6's boundary IoU: "interior" (the eroded mask, as printed; default,
+    # README "Design notes") or "band" (Boundary IoU, the cited metric: the cells within
+    # boundary_width * T^s of a boundary).
+    boundary: str = "interior"
     boundary_width: float = 0.05
-    # Weight of a BCE toward an all-zero mask on background snippets' rows (0 = the
-    # paper: only foreground rows are trained).
-    mask_background: float = 1.0
+    # Weight of a BCE toward an all-zero mask on background snippets' rows (0, default =
+    # the paper: only foreground rows are trained; README "Design notes").
+    mask_background: float = 0.0
     mask_bce: float = 1.0  # weight of a BCE on the mask logits added to Eq. 6; 0 = the paper's Eq. 6.
     theta_m: float = 0.5  # mask binarisation threshold (Eq. 9).
     theta_p: float = 0.3  # classification binarisation threshold (Eq. 9).
