@@ -46,7 +46,15 @@ ROWS = {
     "baseline": ("per-snippet logistic regression + smoothing", None),
 }
 BASELINE_SMOOTHING = (0.04, 0.1, 0.2, 0.3)  # moving-average window, fraction of the video
-DECODINGS = ("mean", "contrast", "gated", "consensus")
+# Decoding name -> (postprocess.mask_source or None for the row's own, postprocess.mask_score).
+DECODINGS = {
+    "mean": (None, "mean"),
+    "contrast": (None, "contrast"),
+    "gated": (None, "gated"),
+    "consensus": (None, "consensus"),
+    "actionness+contrast": ("actionness", "contrast"),  # the same checkpoint's classifier curve
+    "both+contrast": ("both", "contrast"),  # mask and actionness candidates pooled
+}
 
 
 def _mean_sd(values) -> str:
@@ -97,6 +105,8 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
             return result
     if args.report_only:
         return result or None
+    if args.decode_only and not os.path.exists(os.path.join(run_dir, "summary.json")):
+        return result or None  # never trains: only finished runs get their missing decodings
     overrides = {**ROWS[row][1], "train.seed": seed, **config_lib.parse_set_args(args.set)}
     if args.epochs is not None:
         overrides["train.epochs"] = args.epochs
@@ -105,7 +115,7 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
 
     start = time.time()
     if not result:  # (a cached result that misses a decoding only needs decoding)
-        trainer.train(cfg, resolved, run_dir, tf.distribute.get_strategy(), export=False, verbose=0)
+        trainer.train(cfg, resolved, run_dir, tf.distribute.get_strategy(), verbose=0)
     seconds = time.time() - start
     summary_path = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary_path):  # a finished run reused: its own training time
@@ -118,10 +128,14 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
     for decoding in DECODINGS:
         if decoding in result:
             continue
-        dcfg = dataclasses.replace(cfg, postprocess=dataclasses.replace(cfg.postprocess, mask_score=decoding))
-        decoder = DetectionDecoder.from_tags_config(dcfg, name=f"decoder_{decoding}")
+        source, score = DECODINGS[decoding]
+        dcfg = dataclasses.replace(cfg, postprocess=dataclasses.replace(
+            cfg.postprocess, mask_score=score, mask_source=source or cfg.postprocess.mask_source))
+        decoder = DetectionDecoder.from_tags_config(dcfg, name=f"decoder_{decoding.replace('+', '_')}")
         result[decoding] = _score(model, decoder, ds, resolved, protocol)
-    result["default"] = cfg.postprocess.mask_score
+    result["default"] = ("contrast" if cfg.postprocess.mask_source == "actionness" and cfg.postprocess.mask_score == "contrast"
+                         else cfg.postprocess.mask_score if cfg.postprocess.mask_source == "mask"
+                         else f"{cfg.postprocess.mask_source}+{cfg.postprocess.mask_score}")
     with open(result_path, "w") as f:
         json.dump(result, f, indent=1)
     log.info("%s seed %d: %.0f s, test average mAP %s", row, seed, seconds,
@@ -196,13 +210,16 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None, help="write all numbers here")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: report the runs already in --workdir (rows with the seeds they have)")
+    p.add_argument("--decode-only", action="store_true",
+                   help="train nothing: add the missing decodings to the finished runs in --workdir, then report")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from tags_tf import datasets as datasets_lib
+    from tags_tf.train import build_shards_locally
 
-    resolved = datasets_lib.resolve(args.dataset)
+    resolved = datasets_lib.resolve(args.dataset, shard_writer=build_shards_locally)  # demo: shards on first use
     if args.preset:
         resolved = dataclasses.replace(resolved, preset=args.preset)
     subsets_present = {s.lower(): s for s in resolved.manifest["subsets"]}

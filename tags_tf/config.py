@@ -28,6 +28,11 @@ class ConfigError(ValueError):
     """An override names an unknown key or gives a value of the wrong type."""
 
 
+# Allowed values of postprocess.mask_source / mask_score (the decoder checks them too).
+MASK_SOURCES = ("mask", "actionness", "both")
+MASK_SCORES = ("mean", "contrast", "gated", "consensus")
+
+
 def _default_thresholds() -> tuple[float, ...]:
     # Theta = {0.1, 0.15, ..., 0.9} (paper Sec. 4, implementation details).
     return tuple(round(0.1 + 0.05 * i, 2) for i in range(17))
@@ -114,7 +119,8 @@ class PostprocessConfig:
     class_fusion: str = "none"  # "none" or "external" video-level classifier scores.
     # "mask": decode the global masks (the paper). "actionness": decode runs of the
     # classification branch's foreground probability instead (the "w/o mask branch"
-    # ablation of Table 6; use with loss.mask_weight=0).
+    # ablation of Table 6; use with loss.mask_weight=0). "both": the candidates of the
+    # two pooled before Soft-NMS.
     mask_source: str = "mask"
     # Candidate mask score: "mean" of the mask over the run (the paper, Sec. 3.4);
     # "contrast": that mean minus the mean over ceil(contrast_delta * length) cells on
@@ -152,6 +158,12 @@ class TrainConfig:
     warmup_fraction: float = 0.05
     final_lr_fraction: float = 0.0
     min_steps: int = 0  # > 0: more epochs than `epochs` until this many optimizer steps.
+    # "auto": a shard directory whose training subset is smaller than reference_videos
+    # (the preset's own dataset) gets the recipe fitted to its size (tags_tf.recipe.fit);
+    # "preset": the preset's recipe as it is (the paper's, for anet and thumos).
+    recipe: str = "auto"
+    reference_videos: int = 10024  # ActivityNet-1.3 training videos
+    fit_steps: int = 280  # optimizer steps of a fitted recipe (README "Training on your own data")
     early_stopping_patience: int = 0  # > 0: stop after this many validations without a better mAP.
     validate_every: int = 1  # epochs between validation runs.
     seed: int = 0
@@ -190,6 +202,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data.val_subset": "test",
         "train.learning_rate": 1e-5,
         "train.batch_size": 25,
+        "train.reference_videos": 200,  # THUMOS14 validation videos (its training set)
     },
     # Tiny and CPU-fast: the embedded demo dataset (see tags_tf.data.demo).
     "demo": {
@@ -205,6 +218,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.learning_rate": 3e-3,
         "train.batch_size": 16,
         "train.epochs": 15,
+        "train.reference_videos": 600,  # the demo's training videos
     },
 }
 
@@ -244,10 +258,10 @@ def validate(cfg: TagsConfig) -> None:
     th = cfg.postprocess.mask_thresholds
     if not th or any(not 0.0 < t < 1.0 for t in th):
         raise ConfigError(f"postprocess.mask_thresholds must lie in (0, 1), got {th}")
-    if cfg.postprocess.mask_source not in ("mask", "actionness"):
-        raise ConfigError("postprocess.mask_source must be 'mask' or 'actionness'")
-    if cfg.postprocess.mask_score not in ("mean", "contrast", "gated", "consensus"):
-        raise ConfigError("postprocess.mask_score must be 'mean', 'contrast', 'gated' or 'consensus'")
+    if cfg.postprocess.mask_source not in MASK_SOURCES:
+        raise ConfigError(f"postprocess.mask_source must be one of {MASK_SOURCES}, got {cfg.postprocess.mask_source!r}")
+    if cfg.postprocess.mask_score not in MASK_SCORES:
+        raise ConfigError(f"postprocess.mask_score must be one of {MASK_SCORES}, got {cfg.postprocess.mask_score!r}")
     if not 0.0 < cfg.postprocess.contrast_delta <= 1.0:
         raise ConfigError("postprocess.contrast_delta must be in (0, 1]")
     if cfg.postprocess.class_fusion not in ("none", "external"):
@@ -257,6 +271,10 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError(f"train.schedule must be 'constant' or 'cosine', got {t.schedule!r}")
     if not 0.0 <= t.warmup_fraction < 1.0 or not 0.0 <= t.final_lr_fraction <= 1.0:
         raise ConfigError("train.warmup_fraction must be in [0, 1) and train.final_lr_fraction in [0, 1]")
+    if t.recipe not in ("auto", "preset"):
+        raise ConfigError(f"train.recipe must be 'auto' or 'preset', got {t.recipe!r}")
+    if t.reference_videos < 1 or t.fit_steps < 1:
+        raise ConfigError("train.reference_videos and train.fit_steps must be >= 1")
     if t.min_steps < 0 or t.early_stopping_patience < 0:
         raise ConfigError("train.min_steps and train.early_stopping_patience must be >= 0")
     if cfg.train.batch_size < 1 or cfg.train.epochs < 0:

@@ -56,6 +56,8 @@ from typing import Mapping, Sequence
 import keras
 import tensorflow as tf
 
+from tags_tf.config import MASK_SCORES, MASK_SOURCES
+
 _NMS_BOX_HEIGHT = 1.0  # y-extent of a segment's box; boxes of classes c and c+1 only touch.
 
 
@@ -367,6 +369,7 @@ def decode_detections(
     nms_per_class: bool = True,
     mask_score: str = "mean",
     contrast_delta: float = 0.25,
+    mask_source: str = "mask",
 ) -> dict[str, tf.Tensor]:
     """Model outputs -> padded detections in seconds (the whole module docstring).
 
@@ -375,18 +378,30 @@ def decode_detections(
         (B, T^s, T^s) for every s in ``scales``.
       duration: (B,) video durations in seconds.
       external_scores: optional (B, K) video-level class scores (class fusion).
+      mask_source: where candidate runs come from: "mask" (the global masks), "actionness"
+        (every row replaced by the classifier's foreground curve, :func:`actionness_logits`)
+        or "both" (the candidates of the two, pooled before Soft-NMS).
 
     Returns dict: detection_segments (B, N, 2) float32 seconds, detection_scores (B, N)
     float32, detection_classes (B, N) int32, num_detections (B,) int32.
     """
+    if mask_source not in MASK_SOURCES:
+        raise ValueError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
     cands = []
     for s in scales:
         cls_key, mask_key = f"cls_logits_s{s}", f"mask_logits_s{s}"
         for key in (cls_key, mask_key):
             if key not in outputs:
                 raise KeyError(f"model outputs have no {key!r} (scales {tuple(scales)}); got {sorted(outputs)}")
-        cands.append(decode_scale(outputs[cls_key], outputs[mask_key], mask_thresholds, top_snippets,
-                                  mask_score, contrast_delta))
+        rows = []  # (B, T, T) candidate-mask logits of each source
+        if mask_source in ("mask", "both"):
+            rows.append(outputs[mask_key])
+        if mask_source in ("actionness", "both"):
+            curve = actionness_logits(outputs[cls_key])  # (B, T)
+            rows.append(tf.tile(curve[:, None, :], [1, tf.shape(curve)[1], 1]))  # (B, 1, T) -> (B, T, T)
+        for mask_logits in rows:
+            cands.append(decode_scale(outputs[cls_key], mask_logits, mask_thresholds, top_snippets,
+                                      mask_score, contrast_delta))
     merged = {key: tf.concat([c[key] for c in cands], axis=1) for key in cands[0]}  # (B, sum C_s)
     if external_scores is None:
         segments, scores, classes = merged["segments"], merged["class_scores"], merged["classes"]
@@ -413,23 +428,17 @@ def decode_detections(
     }
 
 
-def actionness_masks(outputs, scales: Sequence[int], num_classes: int) -> dict:
-    """Replaces every mask row by the actionness curve of the classification branch.
+def actionness_logits(cls_logits: tf.Tensor) -> tf.Tensor:
+    """(B, T, K+1) classification logits -> (B, T) logit of the actionness ``1 - P_bg``.
 
     The "w/o mask branch" ablation (paper Table 6) and the 1-D actionness design of
-    Table 8: each snippet's "mask" is ``1 - P_bg`` over the whole video, so candidates
-    are runs of snippets the classifier calls foreground, decoded by the same code.
+    Table 8 decode this curve in place of every mask row, so candidates are runs of
+    snippets the classifier calls foreground, decoded by the same code.
     """
-    outputs = dict(outputs)
-    for s in scales:
-        logits = tf.cast(outputs[f"cls_logits_s{s}"], tf.float32)  # (B, T, K+1)
-        log_p = tf.nn.log_softmax(logits, axis=-1)
-        log_bg = log_p[..., num_classes]  # (B, T)
-        log_fg = tf.reduce_logsumexp(log_p[..., :num_classes], axis=-1)  # (B, T)
-        curve = log_fg - log_bg  # logit of 1 - P_bg, (B, T)
-        t = tf.shape(curve)[1]
-        outputs[f"mask_logits_s{s}"] = tf.tile(curve[:, None, :], [1, t, 1])  # (B, 1, T) -> (B, T, T)
-    return outputs
+    log_p = tf.nn.log_softmax(tf.cast(cls_logits, tf.float32), axis=-1)
+    log_bg = log_p[..., -1]  # background is the last class, (B, T)
+    log_fg = tf.reduce_logsumexp(log_p[..., :-1], axis=-1)  # (B, T)
+    return log_fg - log_bg
 
 
 @keras.saving.register_keras_serializable(package="tags_tf")
@@ -485,10 +494,10 @@ class DetectionDecoder(keras.layers.Layer):
         ):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if mask_source not in ("mask", "actionness"):
-            raise ValueError(f"mask_source must be 'mask' or 'actionness', got {mask_source!r}")
-        if mask_score not in ("mean", "contrast", "gated", "consensus"):
-            raise ValueError(f"mask_score must be 'mean', 'contrast', 'gated' or 'consensus', got {mask_score!r}")
+        if mask_source not in MASK_SOURCES:
+            raise ValueError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
+        if mask_score not in MASK_SCORES:
+            raise ValueError(f"mask_score must be one of {MASK_SCORES}, got {mask_score!r}")
         if not 0.0 < contrast_delta <= 1.0:
             raise ValueError(f"contrast_delta must be in (0, 1], got {contrast_delta}")
         if soft_nms_sigma <= 0:
@@ -552,8 +561,6 @@ class DetectionDecoder(keras.layers.Layer):
 
     def call(self, outputs, duration, external_scores=None):
         self._check(outputs, external_scores)
-        if self.mask_source == "actionness":
-            outputs = actionness_masks(outputs, self.scales, self.num_classes)
         return decode_detections(
             outputs,
             duration,
@@ -569,6 +576,7 @@ class DetectionDecoder(keras.layers.Layer):
             nms_per_class=self.nms_per_class,
             mask_score=self.mask_score,
             contrast_delta=self.contrast_delta,
+            mask_source=self.mask_source,
         )
 
     def compute_output_spec(self, outputs, duration, external_scores=None):

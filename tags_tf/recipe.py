@@ -7,6 +7,11 @@ dataset of a few hundred videos the same epochs are ten times fewer optimizer st
 and ``train.schedule = "cosine"`` warms up linearly over ``warmup_fraction`` of the steps
 then decays with a cosine to ``final_lr_fraction`` of the peak
 (``keras.optimizers.schedules.CosineDecay``). ``train.weight_decay > 0`` makes Adam AdamW.
+
+:func:`fit` sizes the recipe to a user's dataset (``train.recipe = "auto"``, applied by
+``tags_tf.datasets.config_for`` to shard directories): a training set smaller than the
+preset's own (``train.reference_videos``) gets a batch of about 1/32 of it, about
+``train.fit_steps`` optimizer steps, warm-up + cosine and 3x the preset's learning rate.
 """
 
 from __future__ import annotations
@@ -26,6 +31,40 @@ def planned_epochs(train: TrainConfig, steps: int) -> int:
     if train.min_steps <= 0:
         return train.epochs
     return max(train.epochs, math.ceil(train.min_steps / max(steps, 1)))
+
+
+FIT_LR_SCALE = 3.0  # peak of the fitted cosine schedule over the preset's constant rate
+FIT_MIN_BATCH = 8
+FIT_BATCHES_PER_EPOCH = 32
+FIT_VALIDATIONS = 10
+
+
+def fit(train: TrainConfig, num_train_videos: int) -> tuple[dict[str, object], str]:
+    """(overrides, one-line reason) fitting the recipe to ``num_train_videos``.
+
+    Empty overrides when ``train.recipe == "preset"`` or the training set is at least the
+    preset's own size. Otherwise: batch = the power of two nearest ``n / 32`` within
+    [8, preset batch] (about 32 steps per epoch), epochs = enough for ``fit_steps``
+    steps, linear warm-up + cosine decay, peak learning rate = 3 x the preset's, and
+    validation every ``ceil(epochs / 10)`` epochs when that is more than one.
+    """
+    n = int(num_train_videos)
+    if train.recipe == "preset" or n >= train.reference_videos or n <= 0:
+        return {}, ""
+    target = max(n / FIT_BATCHES_PER_EPOCH, 1.0)
+    batch = 2 ** round(math.log2(target))
+    batch = int(min(max(batch, FIT_MIN_BATCH), train.batch_size))
+    steps = steps_per_epoch(n, batch)
+    epochs = max(1, math.ceil(train.fit_steps / steps))
+    lr = float(f"{train.learning_rate * FIT_LR_SCALE:.6g}")
+    overrides = {"train.batch_size": batch, "train.epochs": epochs, "train.schedule": "cosine",
+                 "train.learning_rate": lr}
+    if epochs > FIT_VALIDATIONS:  # tiny datasets: about 10 validations, not one per epoch
+        overrides["train.validate_every"] = math.ceil(epochs / FIT_VALIDATIONS)
+    reason = (f"recipe fitted to {n} training videos (the preset's is sized for {train.reference_videos}): "
+              f"batch {batch}, {epochs} epochs of {steps} steps, warm-up + cosine to lr {lr:g}; "
+              "--set train.recipe=preset for the preset's own")
+    return overrides, reason
 
 
 def learning_rate(train: TrainConfig, total_steps: int):

@@ -42,3 +42,30 @@ def test_constant_schedule_is_the_paper_recipe_and_weight_decay_gives_adamw():
 def test_bad_recipe_values_are_config_errors(key, value):
     with pytest.raises(ConfigError, match=key):
         get_config("anet", {key: value})
+
+
+def test_fit_sizes_the_recipe_of_a_small_dataset():
+    anet = get_config("anet").train  # batch 50, lr 1e-4, 15 epochs, constant, reference 10,024
+    overrides, why = recipe.fit(anet, 560)
+    # 560 / 32 = 17.5 -> batch 16 (nearest power of two); 560 // 16 = 35 steps per epoch;
+    # ceil(280 / 35) = 8 epochs; 3 x 1e-4 peak under warm-up + cosine.
+    assert overrides == {"train.batch_size": 16, "train.epochs": 8, "train.schedule": "cosine",
+                         "train.learning_rate": 3e-4}
+    assert "560 training videos" in why and "train.recipe=preset" in why
+    # 100 videos: 100 / 32 = 3.1 -> the floor of 8; 12 steps per epoch -> 24 epochs.
+    small, _ = recipe.fit(anet, 100)
+    assert small["train.batch_size"] == 8 and small["train.epochs"] == 24
+    assert small["train.validate_every"] == 3  # ceil(24 / 10): about 10 validations
+    # The batch never grows past the preset's: THUMOS (batch 25, 200 reference videos)
+    # with 190 videos -> 190 / 32 = 5.9 -> 8 (the floor); 2,000 demo-sized videos under
+    # anet -> 62.5 -> 64, capped at 50.
+    assert recipe.fit(get_config("thumos").train, 190)[0]["train.batch_size"] == 8
+    assert recipe.fit(anet, 2000)[0]["train.batch_size"] == 50
+
+
+def test_fit_leaves_the_preset_alone_when_asked_or_when_the_dataset_is_large():
+    anet = get_config("anet").train
+    assert recipe.fit(anet, 10024) == ({}, "")
+    assert recipe.fit(dataclasses.replace(anet, recipe="preset"), 560) == ({}, "")
+    with pytest.raises(ConfigError, match="train.recipe"):
+        get_config("anet", {"train.recipe": "paper"})
