@@ -45,12 +45,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam import feature_readers as fr
 from beam import sinks
+from tags_tf.schema import BAD_ANNOTATION, DUPLICATE_VIDEO_ID  # also the annotation reader's reasons
 
 # Dead-letter reasons (feature_readers adds empty_file, unreadable_file, bad_shape,
 # stream_length_mismatch).
 MISSING_FEATURE_FILE = fr.MISSING_FEATURE_FILE  # also raised by the feature reader
-DUPLICATE_VIDEO_ID = "duplicate_video_id"
-BAD_ANNOTATION = "bad_annotation"  # tags_tf.data.annotations.BAD_ANNOTATION
 UNSAFE_VIDEO_ID = "unsafe_video_id"
 BAD_DURATION = "bad_duration"
 WRONG_FEATURE_DIM = "wrong_feature_dim"

@@ -40,6 +40,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from tags_tf.schema import canonical_video_id as canonical_id  # noqa: F401  (fr.canonical_id)
+from tags_tf.schema import video_id_variants as candidate_keys
+
 _LOG = logging.getLogger(__name__)
 
 ARRAY_EXTENSIONS = (".npy", ".csv")
@@ -166,19 +169,6 @@ def index_features(spec: str) -> dict[str, list[FeatureRef]]:
     if skipped:
         _LOG.info("%s: skipped %d file(s) that are not .npy/.csv/.h5", spec, skipped)
     return index
-
-
-def candidate_keys(video_id: str) -> list[str]:
-    """File keys that may hold ``video_id``'s features (the ``v_`` prefix either way)."""
-    keys = [video_id, "v_" + video_id]
-    if video_id.startswith("v_") and len(video_id) > 2:
-        keys.append(video_id[2:])
-    return keys
-
-
-def canonical_id(video_id: str) -> str:
-    """``video_id`` without one leading ``v_``: ids equal here name the same video."""
-    return video_id[2:] if video_id.startswith("v_") and len(video_id) > 2 else video_id
 
 
 def lookup(index: Mapping[str, Sequence[FeatureRef]], video_id: str) -> list[FeatureRef]:

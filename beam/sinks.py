@@ -48,6 +48,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from tags_tf.data.statistics import temporal_statistics  # numpy only
+from tags_tf.schema import DEAD_LETTER_NAME, MANIFEST_NAME, SHARD_SUFFIX  # stdlib only
 
 _LOG = logging.getLogger(__name__)
 
@@ -55,10 +56,6 @@ NAMESPACE = "tags_tf"
 REJECTED = "rejected"  # tag of the dead-letter output of every DoFn
 SUMMARY = "summary"  # tag of the per-written-video summary output
 
-# Kept in sync with tags_tf.features (not imported: that module imports TensorFlow).
-MANIFEST_NAME = "manifest.json"
-DEAD_LETTER_NAME = "rejected.jsonl"
-SHARD_SUFFIX = ".tfrecord"
 MANIFEST_VERSION = 1
 
 # Runner names that mean "run locally in this process".

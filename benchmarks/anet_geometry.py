@@ -56,10 +56,10 @@ from tags_tf.data.demo import (  # noqa: E402
     DemoSpec,
     class_directions,
     render_features,
-    shard_dataset_files,
     taxonomy,
     write_dataset_files,
 )
+from tags_tf.train import build_shards_locally  # noqa: E402  (beam.build_shards, local runner)
 
 logger = logging.getLogger("anet_geometry")
 
@@ -220,7 +220,7 @@ def build_anet_geometry(
     force: bool = False,
 ) -> str:
     """Makes (or reuses) the dataset under ``output``; returns the shard directory."""
-    from tags_tf.features import MANIFEST_NAME
+    from tags_tf.schema import MANIFEST_NAME
 
     output, annotations, video_info = os.fspath(output), os.fspath(annotations), os.fspath(video_info)
     for path in (annotations, video_info):
@@ -250,7 +250,7 @@ def build_anet_geometry(
                    "taxonomy": taxonomy(selection.classes), "database": selection.videos}
     ann_path, feat_dir = write_dataset_files(output, annotations, features)
 
-    manifest = shard_dataset_files(ann_path, feat_dir, shard_dir, NUM_SHARDS, feature_dim, selection.classes)
+    manifest = build_shards_locally(ann_path, feat_dir, shard_dir, NUM_SHARDS, feature_dim, selection.classes)
     counts = manifest.get("counts", {})
     if counts.get("rejected_total"):
         logger.warning("anet_geometry: %s videos rejected, see %s", counts["rejected_total"], shard_dir)

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from tags_tf.jsonio import read_json
+from tags_tf.schema import alternate_video_id
 
 
 class ExternalScoresError(ValueError):
@@ -119,10 +120,9 @@ def external_scores_batch(table: Mapping[str, np.ndarray], video_ids: Sequence[s
     """
     rows = []
     for vid in video_ids:
-        alt = vid[2:] if vid.startswith("v_") else f"v_{vid}"
         row = table.get(vid)
         if row is None:
-            row = table.get(alt)
+            row = table.get(alternate_video_id(vid))
         if row is None:
             raise ExternalScoresError(f"{source}: no scores for video {vid!r}")
         rows.append(row)

@@ -6,13 +6,16 @@ No TensorFlow import: this runs before the distribution strategy is built.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
 
 from tags_tf import config as config_lib
+from tags_tf.schema import MANIFEST_NAME
 
-MANIFEST_NAME = "manifest.json"  # == tags_tf.features.MANIFEST_NAME (kept TF-free here)
+log = logging.getLogger(__name__)
+
 DEMO_VIDEOS = 1000  # videos of --dataset demo
 
 
@@ -26,6 +29,7 @@ class ResolvedDataset:
     shard_dir: str
     manifest: dict
     reason: str = ""  # why this preset (shard directories: the statistics that chose it)
+    own_data: bool = False  # a user's shard directory (not the anet / thumos / demo data)
 
     @property
     def class_names(self) -> list[str]:
@@ -94,8 +98,14 @@ def preset_for_manifest(manifest: dict, wanted: str | None = None) -> tuple[str,
                     f"temporal statistics; rebuild the shards with beam.build_shards to choose by them){hint}")
 
 
-def resolve(dataset: str, data_dir: str | None = None, preset: str | None = None) -> ResolvedDataset:
+def resolve(dataset: str, data_dir: str | None = None, preset: str | None = None,
+            shard_writer=None) -> ResolvedDataset:
     """Finds the shards of ``dataset``; builds the demo data on first use.
+
+    Args:
+      shard_writer: how ``--dataset demo`` turns its generated files into shards when
+        they are missing or stale (a :data:`tags_tf.data.demo.ShardWriter`; the train
+        CLI passes ``tags_tf.train.build_shards_locally``). Unused by other datasets.
 
     Raises:
       MissingDataError with the expected paths and the build command.
@@ -107,7 +117,8 @@ def resolve(dataset: str, data_dir: str | None = None, preset: str | None = None
 
         # 1000 videos (600 training / 200 validation / 200 test): with fewer training
         # videos the tiny model over-fits (180 gave ~8% average mAP).
-        shard_dir = prepare_demo(data_dir or default_data_dir("demo"), num_videos=DEMO_VIDEOS)
+        shard_dir = prepare_demo(data_dir or default_data_dir("demo"), num_videos=DEMO_VIDEOS,
+                                 shard_writer=shard_writer)
         return ResolvedDataset("demo", str(shard_dir), _load_manifest(str(shard_dir)))
     if dataset in _BUILD_HINTS:
         base = data_dir or default_data_dir(dataset)
@@ -131,16 +142,38 @@ def resolve(dataset: str, data_dir: str | None = None, preset: str | None = None
             )
         manifest = _load_manifest(dataset)
         preset, reason = preset_for_manifest(manifest, preset)
-        return ResolvedDataset(preset, dataset, manifest, reason)
+        return ResolvedDataset(preset, dataset, manifest, reason, own_data=True)
     raise MissingDataError(
         f"--dataset {dataset!r} is neither a preset (anet, thumos, demo) nor a shard directory"
     )
 
 
 def config_for(resolved: ResolvedDataset, overrides: dict) -> config_lib.TagsConfig:
-    """The preset's config with the manifest's classes / feature width, then ``overrides``."""
+    """The preset's config with the manifest's classes / feature width, then ``overrides``.
+
+    For a shard directory (``--dataset SHARD_DIR``) with ``train.recipe = "auto"``, the
+    recipe is fitted to its training set's size (:func:`tags_tf.recipe.fit`); keys given
+    in ``overrides`` always win.
+    """
+    from tags_tf import recipe
+
     from_manifest = {
         "model.num_classes": len(resolved.manifest["class_names"]),
         "model.feature_dim": int(resolved.manifest["feature_dim"]),
     }
-    return config_lib.get_config(resolved.preset, {**from_manifest, **overrides})
+    cfg = config_lib.get_config(resolved.preset, {**from_manifest, **overrides})
+    if resolved.own_data:
+        fitted, why = recipe.fit(cfg.train, _subset_videos(resolved.manifest, cfg.data.train_subset))
+        fitted = {k: v for k, v in fitted.items() if k not in overrides}
+        if fitted:
+            log.info("%s", why)
+            cfg = config_lib.get_config(resolved.preset, {**from_manifest, **fitted, **overrides})
+    return cfg
+
+
+def _subset_videos(manifest: dict, subset: str) -> int:
+    """Videos written for ``subset`` (case-insensitive); 0 when the manifest lacks it."""
+    for name, entry in (manifest.get("subsets") or {}).items():
+        if name.lower() == subset.lower():
+            return int(entry.get("videos", 0))
+    return 0

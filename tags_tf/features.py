@@ -1,7 +1,8 @@
 """The one shard schema: a ``tf.train.SequenceExample`` per video.
 
 Written by ``beam.build_shards`` / ``beam.extract_features``, read by ``tags_tf.data``
-(tf.data) and ``serving`` (batch mode of the client). Key names are defined here only.
+(tf.data) and ``serving`` (batch mode of the client). Key and file names are defined in
+:mod:`tags_tf.schema` (TensorFlow-free) and re-exported here.
 
 Context features
     video_id            bytes     the video's id (no path separators)
@@ -25,26 +26,23 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-VIDEO_ID = "video_id"
-SUBSET = "subset"
-DURATION = "duration"
-FEATURE_DIM = "feature_dim"
-NUM_SNIPPETS = "num_snippets"
-SNIPPET_TIMES = "snippet_times"
-SEG_START = "segments/start"
-SEG_END = "segments/end"
-SEG_LABEL = "segments/label"
-SEG_LABEL_NAME = "segments/label_name"
-FEATURES = "features"
-
-MANIFEST_NAME = "manifest.json"
-DEAD_LETTER_NAME = "rejected.jsonl"
-SHARD_SUFFIX = ".tfrecord"
-
-
-def shard_prefix(subset: str) -> str:
-    """Shard files of ``subset`` are ``{subset}-NNNNN-of-NNNNN.tfrecord[.gz]``."""
-    return f"{subset}"
+from tags_tf.schema import (  # noqa: F401  (re-exported: F.VIDEO_ID, F.MANIFEST_NAME, ...)
+    DEAD_LETTER_NAME,
+    DURATION,
+    FEATURE_DIM,
+    FEATURES,
+    MANIFEST_NAME,
+    NUM_SNIPPETS,
+    SEG_END,
+    SEG_LABEL,
+    SEG_LABEL_NAME,
+    SEG_START,
+    SHARD_SUFFIX,
+    SNIPPET_TIMES,
+    SUBSET,
+    VIDEO_ID,
+    shard_prefix,
+)
 
 
 def uniform_snippet_times(num_snippets: int, duration: float) -> np.ndarray:

@@ -46,6 +46,7 @@ import numpy as np
 
 from tags_tf.data.annotations import AnnotationSet
 from tags_tf.results import Detections, parse_results
+from tags_tf.schema import alternate_video_id
 
 logger = logging.getLogger(__name__)
 
@@ -402,7 +403,7 @@ def evaluate_detections(predictions: Detections | Mapping[str, Any], ground_trut
     if (pred_video < 0).any():
         for i in np.flatnonzero(pred_video < 0).tolist():
             v = pred_vid_names[i]
-            alt = v[2:] if v.startswith("v_") else "v_" + v
+            alt = alternate_video_id(v)
             if alt in video_index:
                 pred_video[i] = video_index[alt]
                 remapped += 1

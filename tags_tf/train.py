@@ -2,6 +2,10 @@
 
 Thin CLI over :func:`tags_tf.trainer.train`. Exit codes: 0 done, 2 bad arguments or
 missing data (one readable message, no traceback).
+
+This is where the packages meet: the library (``tags_tf``) neither builds shards nor
+exports SavedModels itself; this CLI hands it ``beam.build_shards`` (to make the demo
+shards on first use) and ``serving.export`` (the export at the end of training).
 """
 
 from __future__ import annotations
@@ -10,9 +14,69 @@ import argparse
 import logging
 import os
 import sys
+from typing import Sequence
 
 from tags_tf.config import ConfigError, parse_set_args
 from tags_tf.datasets import MissingDataError
+
+log = logging.getLogger("tags_tf.train")  # not "__main__" under python -m
+
+
+def build_shards_locally(ann_path: str, feat_dir: str, shard_dir: str, num_shards: int, feature_dim: int,
+                         class_names: Sequence[str]) -> dict:
+    """``beam.build_shards`` on the local runner over written files; returns the manifest.
+
+    A :data:`tags_tf.data.demo.ShardWriter`.
+    """
+    from beam.build_shards import run_build_shards  # Beam is heavy; only when building
+
+    return run_build_shards(
+        annotations=ann_path,
+        features=feat_dir,
+        output=shard_dir,
+        num_shards=num_shards,
+        pipeline_args=["--runner=DirectRunner"],
+        feature_dim=feature_dim,
+        class_map=list(class_names),
+        overwrite=True,
+    )
+
+
+def export_servable(model, cfg, export_dir: str, class_names: Sequence[str]) -> None:
+    """``serving.export`` of the trained model (replacing ``export_dir``); a :data:`tags_tf.trainer.Exporter`."""
+    from serving.export import export_saved_model
+
+    export_saved_model(model, cfg, export_dir, class_names=list(class_names), overwrite=True)
+
+
+def train_from_args(args, overrides: dict) -> dict:
+    # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
+    from tags_tf.distribute import build_strategy
+
+    strategy = build_strategy(args.strategy)
+    from tags_tf import datasets, trainer
+
+    resolved = datasets.resolve(args.dataset, args.data_dir, getattr(args, "preset", None),
+                                shard_writer=build_shards_locally)
+    if resolved.reason:
+        log.info("%s", resolved.reason)  # one line: what was chosen, why, how to override
+    cfg = datasets.config_for(resolved, overrides)
+    workdir = args.workdir or os.path.join("runs", os.path.basename(os.path.normpath(args.dataset)))
+    verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    return trainer.train(cfg, resolved, workdir, strategy, resume=args.resume,
+                         exporter=None if args.no_export else export_servable, verbose=verbose)
+
+
+def dry_run_from_args(args, overrides: dict) -> str:
+    """The plan of ``train_from_args`` (dataset, config, steps, timed estimate) as text; trains nothing."""
+    from tags_tf import datasets
+    from tags_tf.dry_run import plan_run
+
+    resolved = datasets.resolve(args.dataset, args.data_dir, getattr(args, "preset", None),
+                                shard_writer=build_shards_locally)
+    cfg = datasets.config_for(resolved, overrides)
+    log.info("resolved config (%s preset, shards %s):\n%s", resolved.preset, resolved.shard_dir, cfg.to_json())
+    return plan_run(cfg, resolved).describe()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,12 +108,10 @@ def main(argv=None) -> int:
             overrides["train.epochs"] = args.epochs
         if args.batch_size is not None:
             overrides["train.batch_size"] = args.batch_size
-        from tags_tf import trainer
-
         if args.dry_run:
-            print(trainer.dry_run_from_args(args, overrides))
+            print(dry_run_from_args(args, overrides))
             return 0
-        result = trainer.train_from_args(args, overrides)
+        result = train_from_args(args, overrides)
     except (ConfigError, MissingDataError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,8 @@
-"""Training: strategy, data, model, callbacks, fit, final evaluation and export.
+"""Training: data, model, callbacks, fit, final evaluation and (through a callback) export.
+
+The CLI ``tags_tf.train`` builds the strategy and resolves the dataset, then calls
+:func:`train`; the SavedModel export is the ``exporter`` it passes (``serving`` sits
+above this library, which never imports it).
 
 Workdir layout::
 
@@ -16,7 +20,7 @@ Workdir layout::
     test_detections.json   held-out test detections, when the shards have a test subset
     summary.json           validation and test mAP of best.keras
     plots/                 timeline, PR curves, false-positive profile
-    export/tags/1/         SavedModel for TF Serving
+    export/tags/1/         SavedModel for TF Serving (written by ``exporter``)
 """
 
 from __future__ import annotations
@@ -26,10 +30,14 @@ import json
 import logging
 import math
 import os
-import sys
 import time
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger(__name__)
+
+# Writes the trained model for serving: (keras model, TagsConfig, export directory,
+# class names in id order) -> None. The train CLI passes ``tags_tf.train.export_servable``.
+Exporter = Callable[[Any, Any, str, Sequence[str]], None]
 
 
 def protocol_for(preset: str) -> str:
@@ -96,33 +104,6 @@ def _read_json(path: str, default=None):
         return json.load(f)
 
 
-def train_from_args(args, overrides: dict) -> dict:
-    # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
-    from tags_tf.distribute import build_strategy
-
-    strategy = build_strategy(args.strategy)
-    from tags_tf import datasets
-
-    resolved = datasets.resolve(args.dataset, args.data_dir, getattr(args, "preset", None))
-    if resolved.reason:
-        log.info("%s", resolved.reason)  # one line: what was chosen, why, how to override
-    cfg = datasets.config_for(resolved, overrides)
-    workdir = args.workdir or os.path.join("runs", os.path.basename(os.path.normpath(args.dataset)))
-    verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
-    return train(cfg, resolved, workdir, strategy, resume=args.resume, export=not args.no_export, verbose=verbose)
-
-
-def dry_run_from_args(args, overrides: dict) -> str:
-    """The plan of ``train_from_args`` (dataset, config, steps, timed estimate) as text; trains nothing."""
-    from tags_tf import datasets
-    from tags_tf.dry_run import plan_run
-
-    resolved = datasets.resolve(args.dataset, args.data_dir, getattr(args, "preset", None))
-    cfg = datasets.config_for(resolved, overrides)
-    log.info("resolved config (%s preset, shards %s):\n%s", resolved.preset, resolved.shard_dir, cfg.to_json())
-    return plan_run(cfg, resolved).describe()
-
-
 def _check_config(cfg, workdir: str) -> None:
     """Raises FileExistsError when ``workdir`` holds a run of a different config."""
     from tags_tf import config as config_lib
@@ -166,8 +147,12 @@ def planned_config(cfg, manifest: dict):
     return cfg
 
 
-def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: bool = True, verbose: int = 2) -> dict:
-    """Trains ``cfg`` on ``resolved`` shards into ``workdir``; returns the final report dict."""
+def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter: Exporter | None = None,
+          verbose: int = 2) -> dict:
+    """Trains ``cfg`` on ``resolved`` shards into ``workdir``; returns the final report dict.
+
+    ``exporter`` (when given) writes the best model to ``workdir/export/tags/1`` at the end.
+    """
     import keras
     import tensorflow as tf
 
@@ -274,7 +259,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, export: b
     log.info("training took %.1f s", train_seconds)
     if not chief:
         return {"finished": True, "epochs": cfg.train.epochs}
-    return finish(workdir, cfg, resolved, val_ds, model, export=export, train_seconds=train_seconds,
+    return finish(workdir, cfg, resolved, val_ds, model, exporter=exporter, train_seconds=train_seconds,
                   test_ds=test_ds)
 
 
@@ -308,10 +293,11 @@ def _summary_of(report) -> dict:
     }
 
 
-def finish(workdir, cfg, resolved, val_ds, model, export: bool = True, train_seconds: float | None = None,
-           test_ds=None) -> dict:
+def finish(workdir, cfg, resolved, val_ds, model, exporter: Exporter | None = None,
+           train_seconds: float | None = None, test_ds=None) -> dict:
     """Final evaluation with the best checkpoint (selected on validation): validation and,
-    when the shards have one, held-out test tables, detection files, plots, export."""
+    when the shards have one, held-out test tables, detection files, plots, and the
+    export by ``exporter`` when given."""
     import keras
 
     from tags_tf.evaluation_bridge import format_report, write_plots
@@ -332,11 +318,9 @@ def finish(workdir, cfg, resolved, val_ds, model, export: bool = True, train_sec
     plot_files = write_plots(os.path.join(workdir, "plots"), detections, ground_truth, class_names,
                              test_report or report)
     export_dir = None
-    if export:
-        from serving.export import export_saved_model
-
+    if exporter is not None:
         export_dir = os.path.join(workdir, "export", "tags", "1")
-        export_saved_model(model, cfg, export_dir, class_names=class_names, overwrite=True)
+        exporter(model, cfg, export_dir, class_names)
         log.info("SavedModel exported to %s", export_dir)
     summary = {
         **_summary_of(report),  # validation

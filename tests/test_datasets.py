@@ -54,3 +54,14 @@ def test_a_manifest_without_statistics_falls_back_to_the_class_count_and_says_so
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     resolved = datasets.resolve(str(tmp_path))
     assert resolved.preset == "thumos" and "no temporal statistics" in resolved.reason
+
+
+def test_a_users_shard_directory_gets_the_recipe_fitted_to_its_size(tmp_path):
+    resolved = datasets.resolve(_shard_dir(tmp_path, _anet_like()))  # 8 training videos
+    assert resolved.own_data
+    cfg = datasets.config_for(resolved, {})
+    assert (cfg.train.batch_size, cfg.train.schedule, cfg.train.epochs) == (8, "cosine", 280)
+    # An explicit key wins over the fitted one; train.recipe=preset keeps the preset's recipe.
+    assert datasets.config_for(resolved, {"train.batch_size": 2}).train.batch_size == 2
+    paper = datasets.config_for(resolved, {"train.recipe": "preset"}).train
+    assert (paper.batch_size, paper.schedule, paper.learning_rate) == (50, "constant", 1e-4)

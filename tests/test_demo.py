@@ -149,40 +149,54 @@ def test_ramp_weight_hand_values():
     np.testing.assert_allclose(demo._ramp_weight(centres, 0.2, 0.4, 0.2), [0, 0.25, 0.75, 0.75, 0.25], atol=1e-9)
 
 
-def _fake_build_shards(calls):
-    def fake(annotations, features, output, **kwargs):
-        calls.append(kwargs)
-        os.makedirs(output, exist_ok=True)
+def _fake_shard_writer(calls):
+    """A ``demo.ShardWriter`` that records its calls and writes only a manifest."""
+
+    def fake(ann_path, feat_dir, shard_dir, num_shards, feature_dim, class_names):
+        calls.append({"num_shards": num_shards, "feature_dim": feature_dim, "class_names": list(class_names)})
+        os.makedirs(shard_dir, exist_ok=True)
         manifest = {"counts": {"written": 1, "rejected_total": 0}}
-        with open(os.path.join(output, F.MANIFEST_NAME), "w") as f:
+        with open(os.path.join(shard_dir, F.MANIFEST_NAME), "w") as f:
             json.dump(manifest, f)
         return manifest
 
     return fake
 
 
-def test_prepare_demo_reuses_matching_shards(tmp_path, monkeypatch):
-    import beam.build_shards
-
+def test_prepare_demo_reuses_matching_shards(tmp_path):
     calls = []
-    monkeypatch.setattr(beam.build_shards, "run_build_shards", _fake_build_shards(calls))
+    writer = _fake_shard_writer(calls)
     d = tmp_path / "demo"
-    assert demo.prepare_demo(str(d), seed=1, num_videos=3) == str(d / "shards")
-    assert len(calls) == 1 and calls[0]["class_map"] == list(demo.CLASS_NAMES)
+    assert demo.prepare_demo(str(d), seed=1, num_videos=3, shard_writer=writer) == str(d / "shards")
+    assert len(calls) == 1 and calls[0]["class_names"] == list(demo.CLASS_NAMES)
     assert len(list((d / "features").glob("*.npy"))) == 3
-    demo.prepare_demo(str(d), seed=1, num_videos=3)
+    demo.prepare_demo(str(d), seed=1, num_videos=3, shard_writer=writer)
     assert len(calls) == 1  # reused
-    demo.prepare_demo(str(d), seed=2, num_videos=3)
+    demo.prepare_demo(str(d), seed=2, num_videos=3, shard_writer=writer)
     assert len(calls) == 2  # other spec -> rebuilt
-    demo.prepare_demo(str(d), seed=2, num_videos=3, force=True)
+    demo.prepare_demo(str(d), seed=2, num_videos=3, force=True, shard_writer=writer)
     assert len(calls) == 3
     (d / demo.SPEC_NAME).unlink()  # e.g. an interrupted build
-    demo.prepare_demo(str(d), seed=2, num_videos=3)
+    demo.prepare_demo(str(d), seed=2, num_videos=3, shard_writer=writer)
     assert len(calls) == 4
 
 
+def test_prepare_demo_without_a_shard_writer_reuses_but_never_builds(tmp_path):
+    d = tmp_path / "demo"
+    with pytest.raises(ValueError, match="shard_writer"):
+        demo.prepare_demo(str(d), seed=1, num_videos=3)
+    assert not d.exists()  # nothing written
+    demo.prepare_demo(str(d), seed=1, num_videos=3, shard_writer=_fake_shard_writer([]))
+    assert demo.prepare_demo(str(d), seed=1, num_videos=3) == str(d / "shards")  # reuse needs no writer
+    with pytest.raises(ValueError, match="shard_writer"):
+        demo.prepare_demo(str(d), seed=2, num_videos=3)
+    assert (d / "shards" / F.MANIFEST_NAME).exists() and (d / demo.SPEC_NAME).exists()  # left as they were
+
+
 def test_prepare_demo_through_beam_round_trips(tmp_path):
-    shard_dir = demo.prepare_demo(str(tmp_path / "demo"), seed=3, num_videos=12)
+    from tags_tf.train import build_shards_locally
+
+    shard_dir = demo.prepare_demo(str(tmp_path / "demo"), seed=3, num_videos=12, shard_writer=build_shards_locally)
     manifest = F.read_manifest(shard_dir)
     assert manifest["counts"]["written"] == 12 and manifest["counts"]["rejected_total"] == 0
     assert manifest["class_names"] == list(demo.CLASS_NAMES) and manifest["feature_dim"] == 32

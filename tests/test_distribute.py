@@ -31,7 +31,7 @@ _SCRIPT = textwrap.dedent(
         strategy = tf.distribute.get_strategy()
     resolved = datasets.resolve(shards)
     cfg = datasets.config_for(resolved, parse_set_args(sets))
-    trainer.train(cfg, resolved, workdir, strategy, export=False, verbose=0)
+    trainer.train(cfg, resolved, workdir, strategy, verbose=0)
     rows = [json.loads(l) for l in open(workdir + "/metrics.jsonl")]
     print("LOSSES=" + json.dumps([r["loss"] for r in rows]) + " REPLICAS=" + str(strategy.num_replicas_in_sync))
     """

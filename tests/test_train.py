@@ -24,6 +24,7 @@ TINY_SET = [
     "postprocess.top_snippets=4",
     "postprocess.pre_nms_top_k=100",
     "train.learning_rate=3e-3",
+    "train.recipe=preset",  # these tests pin the recipe; tests/test_recipe.py covers the fitted one
 ]
 
 
@@ -83,7 +84,9 @@ def test_shard_directory_takes_classes_and_dim_from_its_manifest(tmp_path):
     assert resolved.preset == "thumos"  # 3 classes, 2048-d: closer to THUMOS than ActivityNet
     cfg = datasets.config_for(resolved, {})
     assert cfg.model.num_classes == 3 and cfg.model.feature_dim == 2048
-    assert cfg.train.learning_rate == get_config("thumos").train.learning_rate
+    # 4 training videos: the recipe fitted to them (batch 8 floor, cosine, 3 x the preset's rate).
+    assert cfg.train.learning_rate == pytest.approx(3 * get_config("thumos").train.learning_rate)
+    assert cfg.train.schedule == "cosine" and cfg.train.batch_size == 8
 
 
 @pytest.mark.slow

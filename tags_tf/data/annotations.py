@@ -49,15 +49,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from tags_tf.jsonio import read_json, repeated_keys
+from tags_tf.schema import BAD_ANNOTATION, DUPLICATE_VIDEO_ID, canonical_video_id
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("auto", "activitynet", "actionformer", "gtad", "bsn")
 BSN_VIDEO_INFO_NAME = "video_info_new.csv"
-
-# VideoAnnotation.problem reasons (the same spelling as beam.dofns' dead-letter reasons).
-BAD_ANNOTATION = "bad_annotation"
-DUPLICATE_VIDEO_ID = "duplicate_video_id"
 
 
 class AnnotationError(ValueError):
@@ -457,7 +454,7 @@ def _parse_bsn(path: str, data: Any, info_path: str, strip_v_prefix: bool,
         if wanted is not None and row["subset"].lower() not in wanted:
             skipped.append(entry)
             continue
-        video_id = key[2:] if strip_v_prefix and key.startswith("v_") else key
+        video_id = canonical_video_id(key) if strip_v_prefix else key
         if key in twice:
             videos[video_id] = _bad_video(video_id, row["subset"], DUPLICATE_VIDEO_ID,
                                           f"{path}: video {key!r} is listed {twice[key]} times")

@@ -36,9 +36,11 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from tags_tf.schema import MANIFEST_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,13 @@ CLASS_NAMES = ("Juggling balls", "Rowing", "Skipping rope", "Vaulting")  # sorte
 GENERATOR_VERSION = 5  # 5: + a held-out test subset; 4: ActivityNet instance statistics
 SPEC_NAME = "demo_spec.json"
 ANNOTATIONS_NAME = "annotations.json"
+
+# Turns written files into a shard directory and returns its manifest:
+# (annotation file, feature directory, shard directory, number of shards, feature dim,
+# class names in id order) -> manifest dict. The library does not build shards itself
+# (that is ``beam``, above it); the train CLI passes ``tags_tf.train.build_shards_locally``,
+# ``beam.build_shards`` on the local runner.
+ShardWriter = Callable[[str, str, str, int, int, Sequence[str]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -280,34 +289,21 @@ def _spec_json(spec: DemoSpec) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(spec)))  # tuples -> lists, as stored
 
 
-def shard_dataset_files(ann_path: str, feat_dir: str, shard_dir: str, num_shards: int, feature_dim: int,
-                        class_names) -> dict[str, Any]:
-    """``beam.build_shards`` on the local runner over written files; returns the manifest."""
-    from beam.build_shards import run_build_shards  # Beam is heavy; only when building
-
-    return run_build_shards(
-        annotations=ann_path,
-        features=feat_dir,
-        output=shard_dir,
-        num_shards=num_shards,
-        pipeline_args=["--runner=DirectRunner"],
-        feature_dim=feature_dim,
-        class_map=list(class_names),
-        overwrite=True,
-    )
-
-
 def prepare_demo(
-    data_dir: str, seed: int = 0, num_videos: int = 240, force: bool = False, num_shards: int = 2, **spec_overrides
+    data_dir: str, seed: int = 0, num_videos: int = 240, force: bool = False, num_shards: int = 2,
+    shard_writer: ShardWriter | None = None, **spec_overrides
 ) -> str:
     """Makes (or reuses) the demo shards under ``data_dir`` and returns the shard directory.
 
     The shards are reused when ``shards/manifest.json`` exists and ``demo_spec.json``
     matches the requested spec; otherwise (or with ``force``) everything is regenerated
-    and sharded with ``beam.build_shards`` on the DirectRunner.
-    """
-    from tags_tf.features import MANIFEST_NAME
+    and sharded by ``shard_writer`` (the train CLI's: ``beam.build_shards`` on the
+    DirectRunner).
 
+    Raises:
+      ValueError: the shards must be (re)built and no ``shard_writer`` was given;
+        nothing under ``data_dir`` is changed then.
+    """
     spec = DemoSpec(num_videos=num_videos, seed=seed, **spec_overrides)  # overrides: other DemoSpec fields
     data_dir = os.fspath(data_dir)
     shard_dir = os.path.join(data_dir, "shards")
@@ -317,6 +313,11 @@ def prepare_demo(
             if json.load(f) == _spec_json(spec):
                 logger.info("demo: reusing %s", shard_dir)
                 return shard_dir
+    if shard_writer is None:
+        raise ValueError(
+            f"the demo shards in {shard_dir} are missing or were made from another spec, and no "
+            "shard_writer was given to build them (e.g. tags_tf.train.build_shards_locally)"
+        )
     os.makedirs(data_dir, exist_ok=True)
     if os.path.exists(spec_path):
         os.remove(spec_path)  # invalid until the new shards are complete
@@ -326,7 +327,7 @@ def prepare_demo(
     ann_path, feat_dir = write_demo_files(data_dir, spec)
 
     # Fixed class ids even when a tiny demo lacks a class.
-    manifest = shard_dataset_files(ann_path, feat_dir, shard_dir, num_shards, spec.feature_dim, CLASS_NAMES)
+    manifest = shard_writer(ann_path, feat_dir, shard_dir, num_shards, spec.feature_dim, CLASS_NAMES)
     counts = manifest.get("counts", {})
     if counts.get("rejected_total"):
         logger.warning("demo: %s videos rejected, see %s", counts["rejected_total"], shard_dir)

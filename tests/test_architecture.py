@@ -1,0 +1,146 @@
+"""Dependency direction, checked statically (``ast``; nothing is imported, no TensorFlow).
+
+The library sits below its applications: ``tags_tf`` never imports ``beam``, ``serving``,
+``tests`` or ``benchmarks``, except in its command-line mains (``tags_tf/train.py``,
+``tags_tf/evaluate.py``), where the packages meet. ``beam`` and ``serving`` never import
+``tests`` or ``benchmarks``. Imports inside functions count as much as top-level ones.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The CLIs of tags_tf: they compose the library with beam (demo shards) and serving (export).
+CLI_MODULES = frozenset({"tags_tf/train.py", "tags_tf/evaluate.py"})
+ABOVE_THE_LIBRARY = frozenset({"beam", "serving", "tests", "benchmarks"})
+ABOVE_THE_APPLICATIONS = frozenset({"tests", "benchmarks"})
+
+
+def imported_modules(source: str, filename: str = "<string>", package: str = "") -> list[tuple[int, str]]:
+    """(line, absolute dotted name) of every import in ``source``, nested ones included.
+
+    ``import a.b`` and ``from a.b import c`` give ``a.b``; relative imports are resolved
+    against ``package`` (the importing module's package); ``importlib.import_module("a.b")``
+    and ``__import__("a.b")`` with a literal name count as imports of ``a.b``.
+    """
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".") if package else []
+                base = parts[: len(parts) - (node.level - 1)]  # level 1: the package itself
+                name = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                name = node.module or ""
+            found.append((node.lineno, name))
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if called in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                found.append((node.lineno, node.args[0].value))
+    return sorted(found)
+
+
+def forbidden_imports(source: str, filename: str, forbidden: frozenset[str], package: str = "") -> list[str]:
+    """``"filename:line imports name"`` for every import of a package in ``forbidden``."""
+    return [
+        f"{filename}:{line} imports {name}"
+        for line, name in imported_modules(source, filename, package)
+        if name.split(".")[0] in forbidden
+    ]
+
+
+def violations(root: Path, package_dir: str, forbidden: frozenset[str], exempt=frozenset()) -> list[str]:
+    """Forbidden imports of every module under ``root/package_dir`` (paths relative to ``root``)."""
+    out = []
+    for path in sorted((root / package_dir).rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel in exempt or "__pycache__" in path.parts:
+            continue
+        package = ".".join(path.relative_to(root).parent.parts)  # of a module and of an __init__.py alike
+        out += forbidden_imports(path.read_text(encoding="utf-8"), rel, forbidden, package)
+    return out
+
+
+def test_library_never_imports_its_applications():
+    found = violations(REPO, "tags_tf", ABOVE_THE_LIBRARY, exempt=CLI_MODULES)
+    assert not found, (
+        "tags_tf sits below beam/serving/tests/benchmarks; pass what it needs in from a CLI "
+        "(tags_tf/train.py, tags_tf/evaluate.py) instead:\n  " + "\n  ".join(found)
+    )
+
+
+@pytest.mark.parametrize("package_dir", ["beam", "serving"])
+def test_applications_never_import_tests_or_benchmarks(package_dir):
+    found = violations(REPO, package_dir, ABOVE_THE_APPLICATIONS)
+    assert not found, "\n  ".join(["imports of tests/benchmarks:", *found])
+
+
+def test_the_cli_exemptions_name_real_modules():
+    # A renamed CLI must not leave a stale exemption (or silently lose its own check).
+    assert all((REPO / rel).is_file() for rel in CLI_MODULES)
+    assert (REPO / "tags_tf" / "trainer.py").is_file() and "tags_tf/trainer.py" not in CLI_MODULES
+
+
+BAD_MODULE = '''\
+"""Docstrings that say "from beam import dofns" are not imports."""
+import os
+import beamer                           # another package that only starts alike
+from tags_tf import serving_utils       # a tags_tf module, not the serving package
+from serving.export import export_saved_model
+
+import benchmarks.shards_bench as sb
+
+
+def build():
+    from beam.build_shards import run_build_shards  # nested: still an import
+
+    return run_build_shards
+
+
+class Checker:
+    def method(self):
+        import tests.conftest
+
+        return importlib.import_module("beam.dofns")
+'''
+
+
+def test_checker_names_the_file_line_and_import_of_every_upward_import():
+    found = forbidden_imports(BAD_MODULE, "tags_tf/bad.py", ABOVE_THE_LIBRARY, package="tags_tf")
+    assert found == [
+        "tags_tf/bad.py:5 imports serving.export",
+        "tags_tf/bad.py:7 imports benchmarks.shards_bench",
+        "tags_tf/bad.py:11 imports beam.build_shards",
+        "tags_tf/bad.py:18 imports tests.conftest",
+        "tags_tf/bad.py:20 imports beam.dofns",
+    ]
+    assert forbidden_imports(BAD_MODULE, "beam/bad.py", ABOVE_THE_APPLICATIONS, package="beam") == [
+        "beam/bad.py:7 imports benchmarks.shards_bench",
+        "beam/bad.py:18 imports tests.conftest",
+    ]
+    assert forbidden_imports("import os\nfrom tags_tf import schema\n", "ok.py", ABOVE_THE_LIBRARY) == []
+
+
+def test_checker_resolves_relative_imports():
+    source = "from . import schema\nfrom ..beam import x\nfrom .. import features\n"
+    assert imported_modules(source, package="tags_tf.data") == [
+        (1, "tags_tf.data"), (2, "tags_tf.beam"), (3, "tags_tf")]
+
+
+def test_checker_walks_a_package_and_skips_only_the_exempt_clis(tmp_path):
+    lib = tmp_path / "tags_tf"
+    (lib / "data").mkdir(parents=True)
+    (lib / "__init__.py").write_text("")
+    (lib / "train.py").write_text("from serving.export import export_saved_model\n")  # a CLI: allowed
+    (lib / "data" / "demo.py").write_text("def f():\n    from beam.build_shards import run_build_shards\n")
+    found = violations(tmp_path, "tags_tf", ABOVE_THE_LIBRARY, exempt=frozenset({"tags_tf/train.py"}))
+    assert found == ["tags_tf/data/demo.py:2 imports beam.build_shards"]
+    assert len(violations(tmp_path, "tags_tf", ABOVE_THE_LIBRARY)) == 2  # without the exemption
