@@ -4,8 +4,8 @@
         --features DIR_OR_FILE_OR_GLOB [--features2 DIR_OR_FILE_OR_GLOB] --output DIR \\
         [--num_shards N] [--compression gzip] [--subsets training,validation] \\
         [--feature_dim D] [--class_map FILE] [--reject_bad_segments] [--overwrite] \\
-        [any Beam option: --runner DataflowRunner --project P --region R \\
-         --temp_location gs://... --setup_file ./pyproject.toml ...]
+        [--dry_run] [any Beam option: --runner DataflowRunner --project P --region R \\
+         --temp_location gs://... --setup_file ./pyproject.toml --machine_type n2-standard-4 ...]
 
 Runs locally by default (the in-process FnApiRunner, never the Prism download; see
 sinks.make_pipeline_options). Unrecognized flags go to Beam unchanged. To ship this
@@ -17,6 +17,10 @@ Outputs in DIR: ``{subset}-NNNNN-of-NNNNN.tfrecord[.gz]`` (tags_tf.features sche
 :func:`run_build_shards`. Every selected annotated video is either written or listed in
 ``rejected.jsonl`` with its reason; feature files without annotations are ignored (their
 number is in the manifest as ``unannotated_features``).
+
+``--dry_run`` checks the options (for Dataflow: beam.dataflow.check_options), builds the
+graph and prints what would be submitted; nothing is run, written or submitted, and no
+remote file is read (remote feature sources are not listed).
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ from typing import Mapping, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam import dofns
+from beam import dataflow, dofns
 from beam import feature_readers as fr
 from beam import sinks
+from tags_tf import kernels
 from tags_tf.data.annotations import AnnotationError, AnnotationSet, load_annotations
 
 _LOG = logging.getLogger(__name__)
@@ -111,9 +116,14 @@ def run_build_shards(
     video_ids: Sequence[str] | None = None,
     annotation_format: str = "auto",
     overwrite: bool = False,
+    dry_run: bool = False,
 ) -> dict:
     """Builds shards; returns the manifest dict written to ``output`` plus, in the
     returned dict only, ``beam_counters`` ({counter: value}, see beam.sinks).
+
+    With ``dry_run`` nothing is run or written: returns beam.dataflow.dry_run_report's
+    dict (``summary``, ``num_transforms``, ...) once the options are checked and the
+    graph is built.
 
     Args:
       annotations: an annotation file (any layout of tags_tf.data.annotations) or an
@@ -139,6 +149,7 @@ def run_build_shards(
         videos are not inputs at all).
       annotation_format: ``fmt`` of load_annotations.
       overwrite: replace the shards/manifest of an earlier run in ``output``.
+      dry_run: check the options and build the graph only (see above).
 
     Raises AnnotationError / ValueError / FileNotFoundError / FileExistsError with a
     one-line message for bad arguments; bad *videos* never raise, they are rejected.
@@ -182,12 +193,18 @@ def run_build_shards(
         else:
             raise ValueError(f"features: expected one source or two (two-stream), got {features}")
     sources = [features] + ([os.fspath(features2)] if features2 else [])
-    indexes = [fr.index_features(s) for s in sources]
+    options, runner = sinks.make_pipeline_options(pipeline_args)
+    warnings = dataflow.check_options(
+        options, {"--output": output, "--features": sources[0], "--features2": features2}, dry_run=dry_run
+    )
+    # A dry run reads no remote file (no network): a remote source is not listed.
+    unlisted = [s for s in sources if dry_run and not dataflow.is_local(s)]
+    indexes = [{} if s in unlisted else fr.index_features(s) for s in sources]
     known = {fr.canonical_id(v) for v in ann.videos}
     unannotated = sum(1 for k in indexes[0] if fr.canonical_id(k) not in known)
 
-    options, runner = sinks.make_pipeline_options(pipeline_args)
-    sinks.prepare_output(output, overwrite)
+    if not dry_run:
+        sinks.prepare_output(output, overwrite)
     base = {
         "format_version": sinks.MANIFEST_VERSION,
         "created_by": "beam.build_shards",
@@ -217,6 +234,11 @@ def run_build_shards(
         pipeline, videos, indexes, sources, output, base, shard_counts, comp, class_index, feature_dim,
         reject_bad_segments,
     )
+    if dry_run:
+        details = [f"{len(videos)} annotated videos in {subset_names}", f"shards per subset {shard_counts}"]
+        details += [f"features {s} not listed (remote; the workers read them)" for s in unlisted]
+        details.append(f"output {output}")
+        return dataflow.dry_run_report(pipeline, options, "beam.build_shards", details, warnings)
     counters = sinks.run_pipeline(pipeline)
     # Checked against the records on disk: a runner that lost records fails here.
     manifest = sinks.finalize_output(output, base, num_inputs=len(videos))
@@ -310,7 +332,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--reject_bad_segments", "--reject-bad-segments", action="store_true")
     ap.add_argument("--video_ids", "--video-ids", default=None, help="comma-separated ids or @file (one a line)")
     ap.add_argument("--overwrite", action="store_true", help="replace shards of an earlier run in --output")
+    ap.add_argument(
+        "--dry_run", "--dry-run", action="store_true",
+        help="check the options, build the graph and print what would be submitted; run nothing",
+    )
     ap.add_argument("--log_level", "--log-level", default="INFO")
+    kernels.add_argument(ap)
     return ap
 
 
@@ -344,6 +371,7 @@ def format_summary(manifest: Mapping) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args, beam_args = _parser().parse_known_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    _LOG.info("%s", kernels.select(args.kernels))  # before anything imports TensorFlow
     try:
         manifest = run_build_shards(
             args.annotations,
@@ -361,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             video_ids=_video_ids(args.video_ids),
             annotation_format=args.annotation_format,
             overwrite=args.overwrite,
+            dry_run=args.dry_run,
         )
     except (AnnotationError, ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"build_shards: error: {e}", file=sys.stderr)
@@ -368,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sinks.ManifestError as e:
         print(f"build_shards: error: the output does not account for every input: {e}", file=sys.stderr)
         return 1
+    if args.dry_run:
+        print(manifest["summary"])
+        return 0
     print(format_summary(manifest))
     print(f"wrote {args.output}/{sinks.MANIFEST_NAME} and {sinks.DEAD_LETTER_NAME}")
     return 0

@@ -2,7 +2,7 @@
 
     python -m beam.extract_features --videos DIR_OR_GLOB [--annotations FILE] \\
         --encoder SPEC --output DIR [--snippet_frames 16 --snippet_stride 16 --fps F \\
-        --batch_size B --allow_random_init] [Beam options ...]
+        --batch_size B --allow_random_init] [--dry_run] [Beam options ...]
 
 Pipeline: plan (launcher: list files, match annotations) -> decode with PyAV into
 N-frame snippets every S frames (``beam.video_decode``) -> the encoder
@@ -20,20 +20,27 @@ Every input video is accounted for: written + rejected = inputs (the job fails
 otherwise). The local runner is used unless ``--runner`` names another one
 (Dataflow/Flink/Spark options pass through; ``--setup_file ./setup.py`` ships the
 package; workers need the ``video`` extra: PyAV, tf-models-official for MoViNet).
+
+``--dry_run`` checks the options (for Dataflow: beam.dataflow.check_options, with a
+machine-type recommendation for the CPU-bound encoder), builds the graph and prints what
+would be submitted; nothing is run, written or submitted, and no remote file is read
+(remote videos are not listed, remote encoder weights not opened).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from typing import Sequence
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from beam import sinks
-from beam.encoders import EncoderError, clip_spec
+from beam import dataflow, sinks
+from tags_tf import kernels
+from beam.encoders import ClipSpec, EncoderError, EncoderSpec, clip_spec
 from beam.extract_dofns import META, AssembleVideoFn, DecodeBatchesFn, list_videos, plan_tasks
 from beam.model_handler import EncoderModelHandler
 from beam.video_decode import RESIZE_MODES, DecodeOptions
@@ -77,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow an encoder without weights (random features: tests and smoke runs only)",
     )
+    p.add_argument(
+        "--dry_run",
+        "--dry-run",
+        action="store_true",
+        help="check the options, build the graph and print what would be submitted; run nothing",
+    )
+    kernels.add_argument(p)
     return p
 
 
@@ -87,8 +101,29 @@ def _load_annotations(args):
     return load_annotations(args.annotations, video_info=args.video_info, subset=subset)
 
 
+def _offline_clip_spec(spec: str, snippet_frames: int):
+    """The clip size of ``spec`` without opening its remote weights (a dry run).
+
+    A SavedModel's size is read from its signature at submission; until then its
+    ``size=`` option or 224 x 224 stands in (the graph's transforms are the same).
+    """
+    parsed = EncoderSpec.parse(spec)
+    if parsed.kind == "savedmodel":
+        m = re.fullmatch(r"([1-9]\d*)(?:x([1-9]\d*))?", parsed.get("size") or "224")
+        if not m:
+            raise EncoderError(f"encoder spec {spec}: size must be H or HxW (positive ints)")
+        return ClipSpec(snippet_frames, int(m.group(1)), int(m.group(2) or m.group(1)))
+    bare = ":".join([parsed.kind, parsed.name] + [f"{k}={v}" for k, v in parsed.options
+                                                  if k not in ("checkpoint", "weights")])
+    return clip_spec(bare, snippet_frames, allow_random_init=True)
+
+
 def run(argv: Sequence[str] | None = None) -> dict:
-    """Runs the job; returns the manifest dict. Raises on bad arguments."""
+    """Runs the job; returns the manifest dict. Raises on bad arguments.
+
+    With ``--dry_run``: returns beam.dataflow.dry_run_report's dict (``summary``,
+    ``num_transforms``, ...) once the options are checked and the graph is built.
+    """
     args, pipeline_args = build_parser().parse_known_args(argv)
     for name in ("snippet_frames", "snippet_stride", "min_snippets", "batch_size"):
         if getattr(args, name) < 1:
@@ -96,7 +131,18 @@ def run(argv: Sequence[str] | None = None) -> dict:
     if args.num_shards < 0:
         raise ValueError(f"--num_shards must be >= 0, got {args.num_shards}")
     compression = sinks.compression_type(args.compression)
-    clip = clip_spec(args.encoder, args.snippet_frames, args.allow_random_init)
+    options, runner = sinks.make_pipeline_options(pipeline_args)
+    weights = dataflow.encoder_weights_path(args.encoder)
+    warnings = dataflow.check_options(
+        options, {"--output": args.output, "--videos": args.videos, "--encoder": weights},
+        dry_run=args.dry_run, encoder_job=True,
+    )
+    # A dry run reads no remote file (no network): remote weights and videos are not opened.
+    offline = args.dry_run and weights is not None and not dataflow.is_local(weights)
+    if offline:
+        clip = _offline_clip_spec(args.encoder, args.snippet_frames)
+    else:
+        clip = clip_spec(args.encoder, args.snippet_frames, args.allow_random_init)
     decode = DecodeOptions(
         snippet_frames=args.snippet_frames,
         snippet_stride=args.snippet_stride,
@@ -106,13 +152,14 @@ def run(argv: Sequence[str] | None = None) -> dict:
         resize_mode=args.resize_mode,
         pad_last=not args.drop_last,
     )
-    files = list_videos(args.videos)
+    unlisted = args.dry_run and not dataflow.is_local(args.videos)
+    files = [] if unlisted else list_videos(args.videos)
     annotations = None
     if args.annotations:
         annotations = _load_annotations(args)
         tasks = plan_tasks(files, annotations)
     else:
-        if not files:
+        if not files and not unlisted:
             raise FileNotFoundError(f"--videos {args.videos}: no video files found")
         tasks = plan_tasks(files, None, sinks.check_subset_name(args.subset or "inference"))
     counts: dict[str, int] = {}
@@ -123,8 +170,8 @@ def run(argv: Sequence[str] | None = None) -> dict:
         sinks.check_subset_name(s): args.num_shards or sinks.auto_num_shards(n) for s, n in sorted(counts.items())
     }
     class_names = list(annotations.class_names) if annotations is not None else []
-    options, runner = sinks.make_pipeline_options(pipeline_args)
-    sinks.prepare_output(args.output, args.overwrite)
+    if not args.dry_run:
+        sinks.prepare_output(args.output, args.overwrite)
     base = {
         "format_version": sinks.MANIFEST_VERSION,
         "created_by": "beam.extract_features",
@@ -171,6 +218,16 @@ def run(argv: Sequence[str] | None = None) -> dict:
     p = beam.Pipeline(runner=runner, options=options)
     build_pipeline(p, tasks, decode, args.min_snippets, args.batch_size, handler, class_names, args.output,
                    num_shards, shard_of, compression)
+    if args.dry_run:
+        details = [f"encoder {args.encoder} on {clip.frames}x{clip.height}x{clip.width} clips"]
+        if offline and EncoderSpec.parse(args.encoder).kind == "savedmodel":
+            details[0] += " (a stand-in size: the SavedModel's own is read at submission)"
+        if unlisted:
+            details.append(f"videos {args.videos} not listed (remote; the workers read them)")
+        else:
+            details.append(f"{len(tasks)} input videos ({len(files)} video files)")
+        details.append(f"output {args.output}")
+        return dataflow.dry_run_report(p, options, "beam.extract_features", details, warnings)
     sinks.run_pipeline(p)
     # Checked against the records on disk: a runner that lost records fails here.
     return sinks.finalize_output(args.output, base, num_inputs=len(tasks))
@@ -220,6 +277,8 @@ def build_pipeline(p, tasks, decode, min_snippets, batch_size, handler, class_na
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Before the encoder imports TensorFlow; DoFns on remote workers keep their image's setting.
+    logging.getLogger(__name__).info("%s", kernels.select_from_argv(sys.argv[1:] if argv is None else argv))
     from tags_tf.data.annotations import AnnotationError
 
     try:
@@ -230,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sinks.ManifestError as e:
         print(f"extract_features: error: the output does not account for every input: {e}", file=sys.stderr)
         return 1
+    if manifest.get("dry_run"):
+        print(manifest["summary"])
+        return 0
     from beam.build_shards import format_summary
 
     print(format_summary(manifest))

@@ -7,14 +7,21 @@ Prints, for synthetic videos written with PyAV:
      (random init: speed only) at batch sizes 1 and 8;
   3. pipeline: videos/s of ``beam.extract_features`` (DirectRunner/FnApiRunner, tiny
      mean-colour SavedModel encoder) vs a plain single-process loop doing the same
-     decode -> encode -> make_example -> TFRecord, and their ratio (Beam overhead).
+     decode -> encode -> make_example -> TFRecord, and their ratio (Beam overhead);
+     then the same job on Beam's DaskRunner against a dask.distributed LocalCluster of
+     N worker processes (1 thread each, loopback only, no dashboard; cluster start-up
+     not timed) for each N of ``--dask_workers``: "cold" is the first job on the
+     cluster (the workers' first TensorFlow import inside), "warm" the same job again
+     on the same workers; with the ratios to the local runner.
 
-    python benchmarks/extract_bench.py [--quick]
+    python benchmarks/extract_bench.py [--quick] [--sections decode,encoders,pipeline]
+        [--num_videos N] [--seconds S] [--dask_workers 1,2]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -90,7 +97,28 @@ def _plain_loop(files, encoder_spec, out_path):
             w.write(ex.SerializeToString())
 
 
-def bench_pipeline(tmp, num_videos, seconds):
+def _run_on_dask(run, args, output, workers) -> tuple[float, float]:
+    """Seconds of ``run`` on the DaskRunner, (cold, warm): the first job on a fresh
+    LocalCluster of ``workers`` processes, then the same job again on it."""
+    import logging
+
+    from dask.distributed import LocalCluster
+
+    times = []
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        dask = ["--runner", "dask", f"--dask_client_address={cluster.scheduler_address}"]
+        for suffix in ("", "_warm"):
+            t = time.perf_counter()
+            run(args + ["--output", output + suffix] + dask)
+            times.append(time.perf_counter() - t)
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)  # shutdown noise only
+    return times[0], times[1]
+
+
+def bench_pipeline(tmp, num_videos, seconds, dask_workers=()):
     from beam.extract_features import run
     from tests.video_testing import export_mean_colour_model
 
@@ -103,25 +131,45 @@ def bench_pipeline(tmp, num_videos, seconds):
     t = time.perf_counter()
     _plain_loop(files, spec, os.path.join(tmp, "plain.tfrecord"))
     plain = time.perf_counter() - t
+    job = ["--videos", vdir, "--encoder", spec]
     t = time.perf_counter()
-    run(["--videos", vdir, "--encoder", spec, "--output", os.path.join(tmp, "out")])
+    run(job + ["--output", os.path.join(tmp, "out")])
     beam_s = time.perf_counter() - t
-    print(f"{'plain loop':<28}{num_videos / plain:>8.2f} videos/s")
-    print(f"{'beam (FnApiRunner)':<28}{num_videos / beam_s:>8.2f} videos/s   ratio beam/plain {plain / beam_s:.2f}")
+    print(f"{'runner':<28}{'s':>8}{'videos/s':>10}  ratio")
+    print(f"{'plain loop':<28}{plain:>8.1f}{num_videos / plain:>10.2f}")
+    print(f"{'beam (FnApiRunner)':<28}{beam_s:>8.1f}{num_videos / beam_s:>10.2f}  {plain / beam_s:.2f} x plain")
+    for k in dask_workers:
+        cold, warm = _run_on_dask(run, job, os.path.join(tmp, f"dask{k}"), k)
+        for label, dask_s in ((f"beam (Dask {k}w, cold)", cold), (f"beam (Dask {k}w, warm)", warm)):
+            print(f"{label:<28}{dask_s:>8.1f}{num_videos / dask_s:>10.2f}  {beam_s / dask_s:.2f} x local runner")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    ap.add_argument("--sections", default="decode,encoders,pipeline", help="comma-separated subset to run")
+    ap.add_argument("--num_videos", type=int, default=None, help="pipeline videos (default 16, --quick 4)")
+    ap.add_argument("--seconds", type=float, default=None, help="pipeline video length (default 8, --quick 4)")
+    ap.add_argument("--dask_workers", default="1,2", help="LocalCluster sizes for the Dask rows; '' = none")
     args = ap.parse_args()
+    sections = {x.strip() for x in args.sections.split(",") if x.strip()}
+    dask_workers = [int(x) for x in args.dask_workers.split(",") if x.strip()]
+    if dask_workers and importlib.util.find_spec("dask.distributed") is None:
+        print("dask.distributed is not installed (pip install -e '.[dask]'): no Dask rows")
+        dask_workers = []
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import logging
 
     logging.getLogger().setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
-        bench_decode(tmp, 4 if args.quick else 20)
-        bench_encoders(2 if args.quick else 5)
-        bench_pipeline(tmp, 4 if args.quick else 16, 4 if args.quick else 8)
+        if "decode" in sections:
+            bench_decode(tmp, 4 if args.quick else 20)
+        if "encoders" in sections:
+            bench_encoders(2 if args.quick else 5)
+        if "pipeline" in sections:
+            num_videos = args.num_videos or (4 if args.quick else 16)
+            seconds = args.seconds or (4 if args.quick else 8)
+            bench_pipeline(tmp, num_videos, seconds, dask_workers)
 
 
 if __name__ == "__main__":

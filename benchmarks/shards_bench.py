@@ -1,7 +1,8 @@
-"""build_shards throughput: Beam (local runner) vs a plain single-process loop.
+"""build_shards throughput: Beam (local runner, Dask) vs a plain single-process loop.
 
     python benchmarks/shards_bench.py [--num_videos 2000] [--shapes 100x400,200x2048]
         [--num_shards 4] [--compression gzip] [--direct_num_workers 1] [--workdir DIR]
+        [--dask_workers 1,2]
 
 For every (T x D) shape it generates ANet-like inputs (ActivityNet-format annotations
 with 1-3 segments per video, float32 .npy features), then times
@@ -10,10 +11,17 @@ with 1-3 segments per video, float32 .npy features), then times
          construction, startup, reading, validation, encoding, writing and the manifest
          are all inside the timing);
   loop:  the same work written as one Python loop: np.load -> the same checks ->
-         features.make_example -> tf.io.TFRecordWriter into the same number of shards.
+         features.make_example -> tf.io.TFRecordWriter into the same number of shards;
+  dask N: run_build_shards on Beam's DaskRunner (``--runner dask``) against a
+         dask.distributed LocalCluster of N worker processes (one thread each, loopback
+         only, no dashboard), for every N of ``--dask_workers`` ("" skips them). The
+         cluster is started before the timing; "cold" is the first job on it (the
+         workers' first imports, TensorFlow, inside), "warm" a second identical job on
+         the same workers (steady state of a long-lived cluster).
 
-and prints videos/s of both and their ratio (beam / loop; > 1 means Beam is faster).
-Both write the same examples (checked on the record counts).
+and prints videos/s of each and the ratios (beam / loop, dask / beam; > 1 means faster).
+All write the same examples (checked on the record counts; the Beam runs also check the
+records on disk, see beam.sinks.finalize_output).
 
 The input-pipeline side of the issue (tf.data examples/s vs the model's training step)
 is a different benchmark, kept with tags_tf/data (see benchmarks/ for input_bench).
@@ -22,6 +30,7 @@ is a different benchmark, kept with tags_tf/data (see benchmarks/ for input_benc
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -96,11 +105,13 @@ def run_loop(ann_path: str, feat_dir: str, out_dir: str, num_shards: int, compre
     return written
 
 
-def run_beam(ann_path, feat_dir, out_dir, num_shards, compression, workers) -> int:
+def run_beam(ann_path, feat_dir, out_dir, num_shards, compression, workers, dask_address=None) -> int:
     from beam.build_shards import run_build_shards
 
     args = ["--runner=DirectRunner"]
-    if workers > 1:
+    if dask_address:
+        args = ["--runner=dask", f"--dask_client_address={dask_address}"]
+    elif workers > 1:
         args += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
     manifest = run_build_shards(
         ann_path, feat_dir, out_dir, num_shards=num_shards, compression=compression or None, pipeline_args=args
@@ -119,14 +130,29 @@ def _child(args) -> None:
     from tags_tf import features  # noqa: F401
 
     job, ann, feat_dir, out = args.child
+    cluster = None
+    if job.startswith("dask"):
+        from dask.distributed import LocalCluster
+
+        cluster = LocalCluster(
+            n_workers=int(job[4:]), threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        )
     t0, c0 = time.perf_counter(), time.process_time()
     if job == "loop":
         n = run_loop(ann, feat_dir, out, args.num_shards, args.compression)
     else:
-        n = run_beam(ann, feat_dir, out, args.num_shards, args.compression, args.direct_num_workers)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        address = cluster.scheduler_address if cluster else None
+        n = run_beam(ann, feat_dir, out, args.num_shards, args.compression, args.direct_num_workers, address)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0  # cpu: this process only
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB (Linux)
-    print(json.dumps({"job": job, "wall": wall, "cpu": cpu, "rss_mb": rss, "written": n}))
+    result = {"job": job, "wall": wall, "cpu": cpu, "rss_mb": rss, "written": n}
+    if cluster is not None:  # the same job again on the now warm workers
+        t0 = time.perf_counter()
+        warm = run_beam(ann, feat_dir, out + "_warm", args.num_shards, args.compression, 1, cluster.scheduler_address)
+        result.update(warm=time.perf_counter() - t0, written=min(n, warm))
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)  # shutdown noise only
+        cluster.close()
+    print(json.dumps(result))
 
 
 def _timed(job, ann, feat_dir, out, args) -> dict:
@@ -149,6 +175,7 @@ def main() -> None:
     ap.add_argument("--compression", default="", help="'' or gzip")
     ap.add_argument("--direct_num_workers", type=int, default=1)
     ap.add_argument("--workdir", default=None, help="default: a temporary directory (removed)")
+    ap.add_argument("--dask_workers", default="1,2", help="LocalCluster sizes for the Dask columns; '' = none")
     ap.add_argument("--child", nargs=4, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -156,6 +183,10 @@ def main() -> None:
     if args.child:
         return _child(args)
 
+    dask_sizes = [int(x) for x in args.dask_workers.split(",") if x.strip()]
+    if dask_sizes and importlib.util.find_spec("dask.distributed") is None:
+        print("dask.distributed is not installed (pip install -e '.[dask]'): no Dask columns")
+        dask_sizes = []
     root = args.workdir or tempfile.mkdtemp(prefix="shards_bench_")
     rows = []
     try:
@@ -165,9 +196,11 @@ def main() -> None:
             ann, feat_dir = make_inputs(base, args.num_videos, t, d)
             loop = _timed("loop", ann, feat_dir, os.path.join(base, "loop"), args)
             bm = _timed("beam", ann, feat_dir, os.path.join(base, "beam"), args)
+            dask = {k: _timed(f"dask{k}", ann, feat_dir, os.path.join(base, f"dask{k}"), args) for k in dask_sizes}
             assert loop["written"] == bm["written"] == args.num_videos, (loop, bm)
+            assert all(r["written"] == args.num_videos for r in dask.values()), dask
             mb = args.num_videos * t * d * 4 / 2**20
-            rows.append((shape, args.num_videos, mb, bm, loop))
+            rows.append((shape, args.num_videos, mb, bm, loop, dask))
             shutil.rmtree(base, ignore_errors=True)
     finally:
         if not args.workdir:
@@ -181,7 +214,7 @@ def main() -> None:
         f"{'T x D':<10}{'videos':>7}{'MiB':>7}{'beam s':>8}{'beam v/s':>9}{'cpu s':>7}{'RSS MiB':>8}"
         f"{'loop s':>8}{'loop v/s':>9}{'cpu s':>7}{'RSS MiB':>8}{'ratio':>7}{'cpu ratio':>10}"
     )
-    for shape, n, mb, bm, lp in rows:
+    for shape, n, mb, bm, lp, _ in rows:
         print(
             f"{shape:<10}{n:>7}{mb:>7.0f}{bm['wall']:>8.1f}{n / bm['wall']:>9.1f}{bm['cpu']:>7.1f}{bm['rss_mb']:>8.0f}"
             f"{lp['wall']:>8.1f}{n / lp['wall']:>9.1f}{lp['cpu']:>7.1f}{lp['rss_mb']:>8.0f}"
@@ -190,6 +223,27 @@ def main() -> None:
     print(
         "ratio = beam videos/s / loop videos/s (wall; Beam's includes pipeline construction and startup); "
         "cpu ratio = the same on process CPU time (robust to a busy machine; workers=1 only)"
+    )
+    if not dask_sizes:
+        return
+    print(
+        "\nbuild_shards on Beam's DaskRunner: dask.distributed LocalCluster of N worker processes "
+        "(1 thread each, 127.0.0.1; cluster start-up not timed)"
+    )
+    header = f"{'T x D':<10}{'videos':>7}{'loop v/s':>9}{'local v/s':>10}"
+    for k in dask_sizes:
+        header += f"{f'd{k} cold s':>10}{'v/s':>6}{'warm s':>8}{'v/s':>6}{'x local':>12}"
+    print(header)
+    for shape, n, _, bm, lp, dask in rows:
+        line = f"{shape:<10}{n:>7}{n / lp['wall']:>9.1f}{n / bm['wall']:>10.1f}"
+        for k in dask_sizes:
+            r = dask[k]
+            ratios = f"{bm['wall'] / r['wall']:.2f}/{bm['wall'] / r['warm']:.2f}"
+            line += f"{r['wall']:>10.1f}{n / r['wall']:>6.1f}{r['warm']:>8.1f}{n / r['warm']:>6.1f}{ratios:>12}"
+        print(line)
+    print(
+        "dN = a LocalCluster of N workers; cold = its first job, warm = the same job again; "
+        "x local = dask videos/s / local-runner videos/s, cold/warm (wall; > 1 means Dask is faster)"
     )
 
 

@@ -42,6 +42,11 @@ from concurrent import futures
 from pathlib import Path
 from typing import Sequence
 
+if __name__ == "__main__":  # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import
+    from tags_tf import kernels as _kernels
+
+    _KERNELS_LINE = _kernels.select_from_argv(sys.argv[1:], "latency")
+
 import grpc
 import numpy as np
 import tensorflow as tf
@@ -281,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="RPCs running or queued; more are refused with RESOURCE_EXHAUSTED")
     p.add_argument("--request_timeout_s", "--request-timeout-s", type=float, default=Limits.request_timeout_s,
                    help="server-side deadline of one Predict, seconds (DEADLINE_EXCEEDED)")
+    _kernels_argument(p)
     args = p.parse_args(argv)
     bad = [f"--{k} {v}" for k, v in (("max_batch", args.max_batch), ("max_snippets", args.max_snippets),
                                       ("max_elements", args.max_elements), ("workers", args.workers),
@@ -291,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {', '.join(bad)}: expected a positive number", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if globals().get("_KERNELS_LINE"):  # set before TensorFlow loaded (run as python -m)
+        logging.getLogger(__name__).info("%s", _KERNELS_LINE)
     try:
         newest_version(args.model_base_path)  # fail fast on a wrong path
         server = DevServer(
@@ -320,3 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _kernels_argument(parser) -> None:
+    """``--kernels``: applied before TensorFlow loads when run as ``python -m``; logged."""
+    from tags_tf import kernels
+
+    kernels.add_argument(parser)

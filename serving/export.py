@@ -32,6 +32,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+if __name__ == "__main__":  # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import
+    from tags_tf import kernels as _kernels
+
+    _KERNELS_LINE = _kernels.select_from_argv(sys.argv[1:], "batch")
+
 import keras
 import tensorflow as tf
 
@@ -350,8 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="JSON list of class names (default RUN_DIR/class_names.json, else class_<id>)")
     p.add_argument("--output", required=True, help="version directory, e.g. MODELS/tags/1")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
+    _kernels_argument(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if globals().get("_KERNELS_LINE"):  # set before TensorFlow loaded (run as python -m)
+        logging.getLogger(__name__).info("%s", _KERNELS_LINE)
     try:
         if not Path(args.output).name.isdigit():
             raise ExportError(f"--output {args.output}: the last path component must be a numeric version "
@@ -373,3 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _kernels_argument(parser) -> None:
+    """``--kernels``: applied before TensorFlow loads when run as ``python -m``; logged."""
+    from tags_tf import kernels
+
+    kernels.add_argument(parser)

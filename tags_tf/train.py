@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Sequence
 
+from tags_tf import kernels
 from tags_tf.config import ConfigError, parse_set_args
 from tags_tf.datasets import MissingDataError
 
@@ -95,6 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dry-run", action="store_true",
                    help="resolve dataset and config, time a few steps, print the plan and exit without training")
     p.add_argument("--verbose", type=int, default=None, help="Keras verbosity (default: 1 on a terminal, else 2)")
+    kernels.add_argument(p)
     return p.parse_args(argv)
 
 
@@ -102,6 +104,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    log.info("%s", kernels.select(args.kernels, "batch"))  # before anything imports TensorFlow
     try:
         overrides = parse_set_args(args.set)
         if args.epochs is not None:

@@ -9,6 +9,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Test files whose float results depend on which CPU kernels TensorFlow uses (oneDNN or
+# Eigen, TF_ENABLE_ONEDNN_OPTS): marked "kernels", run by .ci/run under both.
+KERNEL_SENSITIVE = {
+    "test_layers.py", "test_losses.py", "test_postprocess.py", "test_movinet_fast.py", "test_model.py",
+    "test_actionness.py", "test_labels.py", "test_resample.py", "test_export.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in KERNEL_SENSITIVE:
+            item.add_marker(pytest.mark.kernels)
+
 
 def shared_dir() -> Path:
     """The ../shared folder (or $TAGS_SHARED_DIR)."""

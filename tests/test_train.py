@@ -166,6 +166,7 @@ def test_held_out_subset_is_separate_from_training_and_validation():
     assert held_out_subset({"subsets": {"training": {}, "validation": {}}}, "test", ("training", "validation")) is None
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     shards = write_tiny_shards(tmp_path / "shards")
     work = tmp_path / "run"
@@ -181,6 +182,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     assert not work.exists()
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
     # Learning rate 0: validation mAP cannot improve after epoch 1, so patience 1 stops
     # the run after epoch 2 of 5; the run is finished and evaluated as usual.
