@@ -379,12 +379,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _kernels_argument(parser) -> None:
     """``--kernels``: applied before TensorFlow loads when run as ``python -m``; logged."""
     from tags_tf import kernels
 
     kernels.add_argument(parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -421,7 +421,7 @@ def test_decoder_bad_inputs_give_clear_errors():
         _decoder(class_fusion="external")({"cls_logits_s1": cls[None], "mask_logits_s1": mask[None]}, tf.constant([1.0]))
     with pytest.raises(ValueError, match="class_fusion must be"):
         _decoder(class_fusion="cuhk")
-    with pytest.raises(ValueError, match="mask_score must be 'mean', 'contrast', 'gated' or 'consensus'"):
+    with pytest.raises(ValueError, match="mask_score must be one of \\('mean', 'contrast', 'gated', 'consensus'\\), got 'max'"):
         _decoder(mask_score="max")
     with pytest.raises(ValueError, match="contrast_delta must be in"):
         _decoder(mask_score="contrast", contrast_delta=0.0)
