@@ -41,6 +41,12 @@ ROWS = {
         "model.mask_head": "bilinear", "loss.mask_background": 0.0}),
     "bilinear_interior": ("TAGS, bilinear, interior bIoU (loss.boundary=interior)", {
         "model.mask_head": "bilinear", "loss.boundary": "interior"}),
+    "bilinear_detached": ("TAGS, bilinear, mask branch off the encoder's gradient (model.mask_trunk_gradient=0)", {
+        "model.mask_head": "bilinear", "model.mask_trunk_gradient": 0.0}),
+    "bilinear_half": ("TAGS, bilinear, half the mask branch's gradient into the encoder", {
+        "model.mask_head": "bilinear", "model.mask_trunk_gradient": 0.5}),
+    "bilinear_no_pp": ("TAGS, bilinear, no prediction promotion (loss.pp_weight=0)", {
+        "model.mask_head": "bilinear", "loss.pp_weight": 0.0}),
     "actionness": ("w/o mask branch (actionness decoding)", {
         "loss.mask_weight": 0.0, "postprocess.mask_source": "actionness"}),
     "baseline": ("per-snippet logistic regression + smoothing", None),

@@ -61,6 +61,10 @@ class ModelConfig:
     # snippet . key of the masked position; translation-equivariant). README "Design notes".
     mask_head: str = "bilinear"
     mask_key_dim: int = 128  # d of the bilinear head's query and key.
+    # Scale of the gradient the mask branch sends into the shared encoder: 1 (the paper,
+    # one network trained end to end), 0 (the mask head learns on the encoder that the
+    # classification branch trains; its own weights still learn). README "Design notes".
+    mask_trunk_gradient: float = 1.0
 
     @property
     def input_snippets(self) -> int:
@@ -244,6 +248,8 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError(f"model.position_encoding must be 'sine' or 'none', got {m.position_encoding!r}")
     if m.mask_head not in ("paper", "bilinear"):
         raise ConfigError(f"model.mask_head must be 'paper' or 'bilinear', got {m.mask_head!r}")
+    if not 0.0 <= m.mask_trunk_gradient <= 1.0:
+        raise ConfigError(f"model.mask_trunk_gradient must be in [0, 1], got {m.mask_trunk_gradient}")
     if m.pool_type not in ("avg", "max"):
         raise ConfigError(f"model.pool_type must be 'avg' or 'max', got {m.pool_type!r}")
     for name in ("num_classes", "feature_dim", "base_snippets", "embed_dim", "num_heads", "mask_key_dim"):

@@ -30,6 +30,15 @@ def output_keys(scales) -> list[str]:
     return keys
 
 
+def scale_gradient(x: tf.Tensor, scale: float) -> tf.Tensor:
+    """``x`` in the forward pass; ``scale * dL/dx`` flows back through it (0: none, 1: all)."""
+    if scale == 1.0:
+        return x
+    if scale == 0.0:
+        return tf.stop_gradient(x)
+    return scale * x + (1.0 - scale) * tf.stop_gradient(x)
+
+
 def _reducible_logs(logs):
     """Keras 3 (TF backend) reduces a step's logs with ``strategy.reduce("MEAN", v,
     axis=0)`` under MultiWorkerMirroredStrategy, which fails on scalar logs
@@ -112,7 +121,8 @@ class TagsModel(keras.Model):
         for s, enc, ch, mh in zip(self.scales, self.encoders, self.cls_heads, self.mask_heads):
             e = enc(x, training=training)  # (B, T^s, C)
             out[f"cls_logits_s{s}"], out[f"cons_cls_s{s}"] = ch(e)
-            out[f"mask_logits_s{s}"], out[f"cons_mask_s{s}"] = mh(e)
+            e_mask = scale_gradient(e, self.tags_config.model.mask_trunk_gradient)
+            out[f"mask_logits_s{s}"], out[f"cons_mask_s{s}"] = mh(e_mask)
         return out
 
     # --------------------------------------------------------------- training

@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from tags_tf.config import get_config
 from tags_tf.labels import build_targets
-from tags_tf.model import TagsModel, output_keys
+from tags_tf.config import ConfigError
+from tags_tf.model import TagsModel, output_keys, scale_gradient
 
 TINY = {
     "model.num_classes": 3,
@@ -77,6 +78,42 @@ def test_compute_loss_accepts_raw_ground_truth_or_built_targets():
     raw = model.compute_loss(x, y, y_pred)
     built = model.compute_loss(x, build_targets(y["segments"], y["labels"], y["duration"], cfg.model), y_pred)
     assert np.isfinite(raw.numpy()) and abs(float(raw) - float(built)) < 1e-6
+
+
+def test_scale_gradient_passes_values_and_scales_gradients():
+    x = tf.constant([1.0, -2.0, 3.0])
+    for scale, expected in ((1.0, [2.0, -4.0, 6.0]), (0.5, [1.0, -2.0, 3.0]), (0.0, [0.0, 0.0, 0.0])):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = scale_gradient(x, scale)
+            loss = tf.reduce_sum(y * y)  # d/dx = 2x, times the scale
+        np.testing.assert_array_equal(y.numpy(), x.numpy())
+        np.testing.assert_allclose(tape.gradient(loss, x, unconnected_gradients="zero").numpy(), expected)
+
+
+def _encoder_gradient_norm(**kw):
+    """Norm of the mask loss's gradient on the encoder's and the mask head's weights."""
+    keras.utils.set_random_seed(0)
+    cfg = _cfg(**{"loss.cls_weight": 0.0, "loss.fc_weight": 0.0, **kw})
+    model = TagsModel(cfg)
+    x, y = _synthetic(2)
+    with tf.GradientTape(persistent=True) as tape:
+        loss = model.compute_loss(x, y, model(x, training=True))
+    norm = {}
+    for part in ("input_proj", "encoder", "mask_head"):
+        variables = [v for v in model.trainable_variables if v.path.split("/")[1].startswith(part)]
+        grads = tape.gradient(loss, variables)
+        norm[part] = float(tf.linalg.global_norm([g for g in grads if g is not None]))
+    return norm
+
+
+def test_mask_trunk_gradient_zero_keeps_the_mask_loss_out_of_the_encoder():
+    keras.utils.set_random_seed(0)
+    full, detached = _encoder_gradient_norm(), _encoder_gradient_norm(**{"model.mask_trunk_gradient": 0.0})
+    assert full["encoder"] > 1e-4 and full["mask_head"] > 1e-4
+    assert detached["encoder"] == 0.0 and detached["input_proj"] == 0.0 and detached["mask_head"] > 1e-4
+    with pytest.raises(ConfigError, match="model.mask_trunk_gradient must be in \\[0, 1\\], got 2"):
+        _cfg(**{"model.mask_trunk_gradient": 2.0})
 
 
 @pytest.mark.slow
