@@ -90,3 +90,35 @@ def test_extract_features_on_dask_equals_the_local_runner(cluster, tmp_path):
     assert_same_output(tmp_path / "local", tmp_path / "dask")
     manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
     assert (manifest["counts"]["written"], manifest["counts"]["rejected"]) == (4, {"unreadable_container": 1})
+
+
+@pytest.mark.slow
+def test_build_shards_on_dask_equals_the_local_runner_on_800_activitynet_videos(cluster, shared, tmp_path, capsys):
+    """The issue's scale check: 800 videos with ActivityNet's real durations and segments."""
+    import importlib.util
+    import sys
+
+    from tests.conftest import REPO
+
+    bsn = shared / "datasets" / "activitynet13" / "bsn"
+    ann, info = bsn / "anet_anno_action.json", bsn / "video_info_new.csv"
+    if not (ann.is_file() and info.is_file()):
+        pytest.skip(f"ActivityNet BSN annotation files not found in {bsn}")
+    spec = importlib.util.spec_from_file_location("anet_geometry", REPO / "benchmarks" / "anet_geometry.py")
+    ag = sys.modules.setdefault("anet_geometry", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(ag)
+    selection = ag.select_videos(str(ann), str(info), num_videos=800, num_classes=20, seed=0)
+    features = ag.render_selection(selection, feature_dim=32, seed=0)  # D > 20 classes + 1
+    db = {"version": "test", "taxonomy": ag.taxonomy(selection.classes), "database": selection.videos}
+    ann_path, feat_dir = ag.write_dataset_files(str(tmp_path / "src"), db, features)
+
+    args = ["--annotations", ann_path, "--features", feat_dir, "--num_shards", "4", "--log_level", "WARNING"]
+    assert build_shards.main(args + ["--output", str(tmp_path / "local")]) == 0
+    rc = build_shards.main(args + ["--output", str(tmp_path / "dask"), "--runner", "dask",
+                                   f"--dask_client_address={cluster}"])
+    assert rc == 0, capsys.readouterr().err
+    assert_same_output(tmp_path / "local", tmp_path / "dask")
+    manifest = json.loads((tmp_path / "dask" / "manifest.json").read_text())
+    assert manifest["counts"]["written"] == 800
+    assert {name: sub["videos"] for name, sub in manifest["subsets"].items()} == {
+        "training": 560, "validation": 120, "test": 120}
