@@ -70,6 +70,9 @@ _GCS_RE = re.compile(r"^gs://([a-z0-9][-_.a-z0-9]{1,220}[a-z0-9])(/.*)?$")
 _SHARED_CORE = {"e2-micro", "e2-small", "e2-medium", "f1-micro", "g1-small"}
 _SETUP_NAMES = ("setup.py", "pyproject.toml")
 _GCP_HINT = "pip install 'apache-beam[gcp]==2.77.*'"
+# The workers' copy of setup.cfg's [video] extra (a test keeps the two equal).
+VIDEO_REQUIREMENTS_FILE = "beam/requirements-video.txt"
+VIDEO_REQUIREMENTS = ("tf-models-official~=2.20.0", "av")
 
 
 def is_dataflow(options: PipelineOptions) -> bool:
@@ -127,8 +130,9 @@ def _can_build_pyproject() -> bool:
     return importlib.util.find_spec("build") is not None
 
 
-def _check_package(setup: SetupOptions, worker: WorkerOptions) -> str:
-    """Checks how the workers get this package; returns a description of it."""
+def _check_package(setup: SetupOptions, worker: WorkerOptions, encoder_job: bool = False) -> str:
+    """Checks how the workers get this package (and, for extract_features, its video
+    extra); returns a description of it."""
     if setup.setup_file is not None:
         path = setup.setup_file
         if not os.path.isfile(path):
@@ -159,6 +163,10 @@ def _check_package(setup: SetupOptions, worker: WorkerOptions) -> str:
         if not os.path.isfile(setup.requirements_file):
             _fail("--requirements_file", setup.requirements_file, "an existing requirements file (pip format)")
         shipped += f", plus {setup.requirements_file} (downloaded at submission)"
+    elif encoder_job and not worker.sdk_container_image:
+        # An sdist installs install_requires only: without PyAV every video would be rejected.
+        _fail("--requirements_file", None, f"the video extra for the workers ({' '.join(VIDEO_REQUIREMENTS)}): "
+              f"--requirements_file {VIDEO_REQUIREMENTS_FILE}, or an --sdk_container_image that has them")
     return shipped
 
 
@@ -232,7 +240,7 @@ def check_options(
     _check_gcs("--temp_location", gcp.temp_location, required=True)
     _check_gcs("--staging_location", gcp.staging_location, required=False)
     warnings = _check_machine(worker, encoder_job)
-    _check_package(options.view_as(SetupOptions), worker)
+    _check_package(options.view_as(SetupOptions), worker, encoder_job)
     for flag, path in (worker_paths or {}).items():
         if not path:
             continue

@@ -91,7 +91,12 @@ class EncoderSpec:
                 f"encoder spec {spec!r}: expected KIND:NAME[:key=value...] with KIND one of {KINDS}, "
                 "e.g. movinet:a0:checkpoint=PATH, keras_app:mobilenet_v3_small, savedmodel:/path/to/model"
             )
-        parts = rest.split(":")
+        parts: list[str] = []
+        for part in rest.split(":"):  # "gs://b/m" stays one part (URL schemes in names and values)
+            if part.startswith("//") and parts:
+                parts[-1] += ":" + part
+            else:
+                parts.append(part)
         options: list[tuple[str, str]] = []
         while len(parts) > 1 and _OPTION_RE.match(parts[-1]):  # peel key=value parts off the right
             key, value = _OPTION_RE.match(parts.pop()).groups()

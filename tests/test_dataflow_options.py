@@ -247,6 +247,9 @@ def test_extract_features_local_dry_run_lists_the_videos(tmp_path):
         ("--project", None, "--project missing"),
         ("--temp_location", "/tmp/beam", "--temp_location '/tmp/beam'"),
         ("--setup_file", "/nonexistent/setup.py", "--setup_file '/nonexistent/setup.py'"),
+        # setup.py installs install_requires only: without the video extra every video would fail.
+        ("--requirements_file", None, "--requirements_file missing: expected the video extra for the workers "
+                                      "(tf-models-official~=2.20.0 av): --requirements_file beam/requirements-video.txt"),
     ],
 )
 def test_extract_features_bad_option_is_one_line_exit_2(dataflow_args, capsys, flag, value, message):
@@ -256,3 +259,52 @@ def test_extract_features_bad_option_is_one_line_exit_2(dataflow_args, capsys, f
     assert extract_features.main(_extract_args() + _replace(dataflow_args, flag, value)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"extract_features: error: {message}"), err
+
+
+def test_worker_video_requirements_are_setup_cfg_video_extra():
+    import configparser
+
+    from tests.conftest import REPO
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    extra = [line.strip() for line in cfg["options.extras_require"]["video"].splitlines() if line.strip()]
+    shipped = [line.strip() for line in (REPO / dataflow.VIDEO_REQUIREMENTS_FILE).read_text().splitlines()]
+    assert extra == shipped == list(dataflow.VIDEO_REQUIREMENTS)
+
+
+def _readme_dataflow_commands():
+    """The ``python -m beam...`` commands of README's "Running the Beam jobs on Dataflow"."""
+    import shlex
+
+    from tests.conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    section = text.split("### Running the Beam jobs on Dataflow", 1)[1].split("\n### ", 1)[0]
+    block = section.split("```bash", 1)[1].split("```", 1)[0]
+    commands = []
+    for line in block.replace("\\\n", " ").splitlines():
+        line = line.split("#", 1)[0].strip() if line.lstrip().startswith("#") else line.strip()
+        if line.startswith("python -m beam."):
+            commands.append(shlex.split(line))
+    return commands
+
+
+def test_readme_dataflow_commands_parse_and_build_their_graphs(annotations, capsys, monkeypatch):
+    """README's Dataflow steps, run as printed with --dry_run (local paths made to exist)."""
+    import importlib
+
+    from tests.conftest import REPO
+
+    commands = _readme_dataflow_commands()
+    assert [c[2] for c in commands] == ["beam.build_shards", "beam.extract_features"], commands
+    ann_path = str(annotations[0])
+    monkeypatch.chdir(REPO)  # --setup_file ./setup.py, --requirements_file beam/...
+    for argv in commands:
+        if argv[2] == "beam.extract_features":
+            pytest.importorskip("av")
+        args = [ann_path if a.endswith("annotations.json") else a for a in argv[3:]]
+        job = importlib.import_module(argv[2])
+        assert job.main(args + ["--dry_run"]) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        assert "Dry run, nothing submitted" in out and "DataflowRunner" in out, out

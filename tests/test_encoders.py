@@ -26,6 +26,10 @@ def _clips(b=2, n=4, h=16, w=16, seed=0):
         ("keras_app:mobilenet_v3_small:weights=w.h5", "keras_app", "mobilenet_v3_small", (("weights", "w.h5"),)),
         ("savedmodel:gs://bucket/i3d:signature=default", "savedmodel", "gs://bucket/i3d", (("signature", "default"),)),
         ("savedmodel:C:\\models\\i3d", "savedmodel", "C:\\models\\i3d", ()),
+        # Remote weights for cluster workers (Dataflow): the URL scheme's ":" is not a separator.
+        ("movinet:a0:checkpoint=gs://b/movinet_a0_base:size=172", "movinet", "a0",
+         (("checkpoint", "gs://b/movinet_a0_base"), ("size", "172"))),
+        ("keras_app:resnet50:weights=s3://b/w.h5", "keras_app", "resnet50", (("weights", "s3://b/w.h5"),)),
     ],
 )
 def test_spec_parse(text, kind, name, options):
