@@ -45,6 +45,8 @@ ROWS = {
         "model.mask_head": "bilinear", "model.mask_trunk_gradient": 0.0}),
     "bilinear_half": ("TAGS, bilinear, half the mask branch's gradient into the encoder", {
         "model.mask_head": "bilinear", "model.mask_trunk_gradient": 0.5}),
+    "bilinear_narrow": ("TAGS, bilinear, mask head 128 wide (model.mask_hidden_dim=128)", {
+        "model.mask_head": "bilinear", "model.mask_hidden_dim": 128}),
     "bilinear_no_pp": ("TAGS, bilinear, no prediction promotion (loss.pp_weight=0)", {
         "model.mask_head": "bilinear", "loss.pp_weight": 0.0}),
     "actionness": ("w/o mask branch (actionness decoding)", {

@@ -61,6 +61,7 @@ class ModelConfig:
     # snippet . key of the masked position; translation-equivariant). README "Design notes".
     mask_head: str = "bilinear"
     mask_key_dim: int = 128  # d of the bilinear head's query and key.
+    mask_hidden_dim: int = 0  # width of H_b's first two convs; 0 = embed_dim (C).
     # Scale of the gradient the mask branch sends into the shared encoder: 1 (the paper,
     # one network trained end to end), 0 (the mask head learns on the encoder that the
     # classification branch trains; its own weights still learn). README "Design notes".
@@ -252,6 +253,8 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError(f"model.mask_trunk_gradient must be in [0, 1], got {m.mask_trunk_gradient}")
     if m.pool_type not in ("avg", "max"):
         raise ConfigError(f"model.pool_type must be 'avg' or 'max', got {m.pool_type!r}")
+    if m.mask_hidden_dim < 0:
+        raise ConfigError(f"model.mask_hidden_dim must be >= 0 (0: embed_dim), got {m.mask_hidden_dim}")
     for name in ("num_classes", "feature_dim", "base_snippets", "embed_dim", "num_heads", "mask_key_dim"):
         if getattr(m, name) < 1:
             raise ConfigError(f"model.{name} must be >= 1, got {getattr(m, name)}")

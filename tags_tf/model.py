@@ -92,7 +92,8 @@ class TagsModel(keras.Model):
         ]
         self.cls_heads = [ClassificationHead(m.num_classes, m.cls_kernel, name=f"cls_head_s{s}") for s in self.scales]
         self.mask_heads = [
-            make_mask_head(m.mask_head, m.snippets(s), m.embed_dim, m.mask_kernel, m.mask_key_dim, f"mask_head_s{s}")
+            make_mask_head(m.mask_head, m.snippets(s), m.mask_hidden_dim or m.embed_dim, m.mask_kernel,
+                           m.mask_key_dim, f"mask_head_s{s}")
             for s in self.scales
         ]
         self.loss_trackers = {t: keras.metrics.Mean(name=f"{t}_loss") for t in LOSS_TERMS}

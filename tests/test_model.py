@@ -91,6 +91,18 @@ def test_scale_gradient_passes_values_and_scales_gradients():
         np.testing.assert_allclose(tape.gradient(loss, x, unconnected_gradients="zero").numpy(), expected)
 
 
+def test_mask_hidden_dim_sets_the_width_of_the_mask_heads_convs():
+    for hidden, expected in ((0, 16), (8, 8)):  # 0: embed_dim
+        model = TagsModel(_cfg(**{"model.mask_hidden_dim": hidden}))
+        model(np.zeros((1, 16, 8), "float32"))
+        shapes = {v.path.split("/", 1)[1]: tuple(v.shape) for v in model.trainable_variables}
+        assert shapes["mask_head_s1/h_b1/kernel"] == (3, 16, expected)
+        assert shapes["mask_head_s1/h_b2/kernel"] == (3, expected, expected)
+        assert shapes["mask_head_s1/query/kernel"] == (expected, 64)  # the demo preset's mask_key_dim
+    with pytest.raises(ConfigError, match="model.mask_hidden_dim must be >= 0"):
+        _cfg(**{"model.mask_hidden_dim": -1})
+
+
 def _encoder_gradient_norm(**kw):
     """Norm of the mask loss's gradient on the encoder's and the mask head's weights."""
     keras.utils.set_random_seed(0)
