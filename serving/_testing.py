@@ -50,9 +50,6 @@ def export_model(base: Path, cfg: TagsConfig, version: int = 1, seed: int = 0) -
 
 
 def in_process_detect(model: keras.Model, cfg: TagsConfig, features: np.ndarray, duration: np.ndarray) -> dict:
-    """Reference ``detect``: resample -> model -> decoder, eagerly (numpy outputs)."""
-    from tags_tf.data.resample import resample_features
-
-    x = resample_features(tf.constant(features, tf.float32), cfg.model.input_snippets)  # (B, T_in, D) -> (B, T, D)
-    out = model.decoder(model(x, training=False), tf.constant(duration, tf.float32))
+    """Reference ``detect``: ``TagsModel.detect`` (resample -> model -> decoder), eagerly."""
+    out = model.detect(tf.constant(features, tf.float32), tf.constant(duration, tf.float32))
     return {k: v.numpy() for k, v in out.items()}

@@ -45,18 +45,8 @@ from tags_tf.config import ConfigError, TagsConfig, from_dict
 
 logger = logging.getLogger(__name__)
 
-ResampleFn = Callable[[tf.Tensor, int], tf.Tensor]
-
-
 class ExportError(ValueError):
     """The run directory, checkpoint, config or class names are unusable."""
-
-
-def default_resample_fn() -> ResampleFn:
-    """``tags_tf.data.resample``: (B, T_in, D) -> (B, T, D), linear, align_corners=False."""
-    from tags_tf.data.resample import resample_features
-
-    return resample_features
 
 
 def default_decoder(cfg: TagsConfig) -> keras.layers.Layer:
@@ -102,7 +92,6 @@ def make_serving_fns(
     model: keras.Model,
     decoder: keras.layers.Layer,
     cfg: TagsConfig,
-    resample_fn: ResampleFn,
 ) -> tuple[Callable[[tf.Tensor], dict], Callable[[tf.Tensor, tf.Tensor], dict]]:
     """The Python bodies of the two signatures (traced by ExportArchive).
 
@@ -111,7 +100,6 @@ def make_serving_fns(
     -> detection dict (``external_scores`` only with ``postprocess.class_fusion ==
     "external"``).
     """
-    num_snippets = cfg.model.input_snippets
 
     def serve_raw(features):
         with tf.control_dependencies(_check_inputs(features, None, names.SERVING_DEFAULT)):
@@ -129,11 +117,8 @@ def make_serving_fns(
         with tf.control_dependencies(checks):
             features = tf.identity(features)
             duration = tf.identity(duration)
-        resampled = resample_fn(features, num_snippets)  # (B, T_in, D) -> (B, T, D)
-        outputs = model(resampled, training=False)
-        if external_scores is None:
-            return _detections_dict(decoder(outputs, duration))
-        return _detections_dict(decoder(outputs, duration, external_scores=external_scores))
+        # TagsModel.detect: resample (B, T_in, D) -> (B, T, D), model, decoder.
+        return _detections_dict(model.detect(features, duration, decoder=decoder, external_scores=external_scores))
 
     if cfg.postprocess.class_fusion == "external":
         return serve_raw, detect
@@ -164,7 +149,6 @@ def export_saved_model(
     class_names: Sequence[str] | None = None,
     *,
     decoder: keras.layers.Layer | None = None,
-    resample_fn: ResampleFn | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Writes the SavedModel of ``model`` to ``output_dir`` (e.g. ``MODELS/tags/1``).
@@ -175,8 +159,6 @@ def export_saved_model(
       output_dir: the version directory; written atomically (temp dir + rename).
       class_names: K names (index = class id); default ``class_0 .. class_{K-1}``.
       decoder: post-processing layer; default ``DetectionDecoder`` built from ``cfg``.
-      resample_fn: ``(features (B, T_in, D), T) -> (B, T, D)``; default
-        ``tags_tf.data.resample``.
       overwrite: replace an existing ``output_dir``.
 
     Returns:
@@ -192,12 +174,11 @@ def export_saved_model(
     if decoder is None:  # the decoder predict_step uses, else one built from cfg
         decoder = getattr(model, "decoder", None)
         decoder = decoder if decoder is not None else default_decoder(cfg)
-    resample_fn = resample_fn if resample_fn is not None else default_resample_fn()
 
     t, d = cfg.model.input_snippets, cfg.model.feature_dim
     if not model.built:
         model(tf.zeros([1, t, d]), training=False)
-    serve_raw, detect = make_serving_fns(model, decoder, cfg, resample_fn)
+    serve_raw, detect = make_serving_fns(model, decoder, cfg)
 
     archive = keras.export.ExportArchive()
     archive.track(model)

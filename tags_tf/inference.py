@@ -1,6 +1,6 @@
-"""Detection over a dataset of shards: the one decoding path shared by training-time
-validation and offline evaluation (serving runs the same DetectionDecoder in its
-``detect`` signature)."""
+"""Detection over a dataset of shards, for training-time validation and offline
+evaluation, through ``TagsModel.detect`` (resample -> model -> decode), the path the
+serving ``detect`` signature also traces."""
 
 from __future__ import annotations
 
@@ -18,11 +18,10 @@ def make_detect_fn(model, decoder=None) -> "tf.types.experimental.PolymorphicFun
 
     ``decoder``: a :class:`tags_tf.postprocess.DetectionDecoder` to use instead of the
     model's own (e.g. to compare decoding settings on one checkpoint)."""
-    decoder = decoder or model.decoder
 
     @tf.function(reduce_retracing=True)
     def detect(features, duration):
-        return decoder(model(features, training=False), duration)
+        return model.detect(features, duration, decoder=decoder)
 
     return detect
 

@@ -161,6 +161,27 @@ class TagsModel(keras.Model):
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # -------------------------------------------------------------- inference
+    def detect(self, features, duration, decoder=None, external_scores=None):
+        """The one path from features to detections: resample -> model -> decode.
+
+        ``features`` (B, T_in, D), any T_in >= 1, resampled to ``input_snippets`` unless
+        it already has that static length; ``duration`` (B,) seconds. ``decoder``: a
+        :class:`tags_tf.postprocess.DetectionDecoder` instead of ``self.decoder`` (to
+        compare decodings of one checkpoint); ``external_scores`` (B, K) for
+        ``class_fusion="external"``. Used by ``predict_step``, ``tags_tf.inference``
+        (training-time validation, batch inference) and the serving ``detect`` signature.
+        """
+        from tags_tf.data.resample import resample_features
+
+        num_snippets = self.tags_config.model.input_snippets
+        if features.shape[1] != num_snippets:
+            features = resample_features(features, num_snippets)  # (B, T_in, D) -> (B, T, D)
+        decoder = decoder if decoder is not None else self.decoder
+        outputs = self(features, training=False)
+        if external_scores is None:
+            return decoder(outputs, duration)
+        return decoder(outputs, duration, external_scores=external_scores)
+
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         features = x["features"] if isinstance(x, dict) else x
@@ -168,7 +189,7 @@ class TagsModel(keras.Model):
             duration = x["duration"]
         else:  # without a duration, segments come out in normalized time [0, 1]
             duration = tf.ones(tf.shape(features)[:1], tf.float32)
-        return self.decoder(self(features, training=False), duration)
+        return self.detect(features, duration)
 
     def get_config(self):
         return {"config": self.tags_config.to_dict(), "name": self.name}

@@ -159,3 +159,30 @@ def test_model_overfits_small_videos():
         cls = out[f"cls_logits_s{s}"].numpy().argmax(-1)
         acc = (cls == targets[f"cls_target_s{s}"].numpy()).mean()
         assert acc > 0.9, (s, acc)
+
+
+def test_detect_is_resample_model_decode_and_predict_uses_it():
+    from tags_tf.data.resample import resample_features
+
+    cfg = _cfg()
+    model = TagsModel(cfg)
+    rng = np.random.default_rng(1)
+    t = cfg.model.input_snippets
+    duration = tf.constant([30.0, 12.5])
+
+    long = tf.constant(rng.normal(size=(2, 3 * t + 1, 8)).astype("float32"))  # resampled down inside
+    got = model.detect(long, duration)
+    want = model.decoder(model(resample_features(long, t), training=False), duration)
+    for k in want:
+        np.testing.assert_array_equal(got[k].numpy(), want[k].numpy())
+
+    exact = tf.constant(rng.normal(size=(2, t, 8)).astype("float32"))  # already T: not resampled
+    want = model.decoder(model(exact, training=False), duration)
+    dynamic = tf.function(model.detect, input_signature=[tf.TensorSpec([None, None, 8]), tf.TensorSpec([None])])
+    for out in (model.detect(exact, duration), dynamic(exact, duration)):  # dynamic T: resampled, identity
+        for k in want:
+            np.testing.assert_allclose(out[k].numpy(), want[k].numpy(), rtol=1e-5, atol=1e-6)
+
+    predicted = model.predict({"features": long.numpy(), "duration": duration.numpy()}, batch_size=2, verbose=0)
+    for k, v in model.detect(long, duration).items():
+        np.testing.assert_allclose(predicted[k], v.numpy(), rtol=1e-5, atol=1e-6)
