@@ -331,7 +331,9 @@ def durations_from_annotations(path: str | Path) -> dict[str, float]:
 
 
 def _lookup(durations: Mapping[str, float], video_id: str) -> float | None:
-    for key in (video_id, video_id.removeprefix("v_"), f"v_{video_id}"):
+    from tags_tf.schema import alternate_video_id
+
+    for key in (video_id, alternate_video_id(video_id)):  # the v_ rule of tags_tf.schema
         if key in durations:
             return durations[key]
     return None
