@@ -33,11 +33,13 @@ FEATURES = "features"
 DURATION = "duration"
 EXTERNAL_SCORES = "external_scores"
 
-DETECTION_SEGMENTS = "detection_segments"
-DETECTION_SCORES = "detection_scores"
-DETECTION_CLASSES = "detection_classes"
-NUM_DETECTIONS = "num_detections"
-DETECTION_OUTPUTS = (DETECTION_SEGMENTS, DETECTION_SCORES, DETECTION_CLASSES, NUM_DETECTIONS)
+from tags_tf.schema import (  # noqa: E402  (the decoder's output names, defined once)
+    DETECTION_CLASSES,
+    DETECTION_OUTPUTS,
+    DETECTION_SCORES,
+    DETECTION_SEGMENTS,
+    NUM_DETECTIONS,
+)
 
 # Files beside the SavedModel that TF Serving ignores (assets.extra is the convention
 # for files that are not graph assets, e.g. warm-up requests).

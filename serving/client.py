@@ -46,6 +46,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving import _names as names
+from tags_tf.results import result_entry, unpad_detections
 
 logger = logging.getLogger(__name__)
 
@@ -77,25 +78,17 @@ class Detections:
     def records(self, class_names: Sequence[str] | None = None) -> list[dict]:
         """ActivityNet result entries: {"label", "score", "segment": [start, end]}."""
         return [
-            {
-                "label": class_names[c] if class_names else str(int(c)),
-                "score": float(s),
-                "segment": [float(a), float(b)],
-            }
+            result_entry(class_names[c] if class_names else str(int(c)), float(s), float(a), float(b))
             for (a, b), s, c in zip(self.segments, self.scores, self.classes)
         ]
 
 
 def split_detections(outputs: Mapping[str, np.ndarray]) -> list[Detections]:
     """Padded ``detect`` outputs (B, N, ...) -> one :class:`Detections` per video."""
-    n = np.asarray(outputs[names.NUM_DETECTIONS]).reshape(-1)
     return [
-        Detections(
-            segments=np.asarray(outputs[names.DETECTION_SEGMENTS][b, : n[b]], np.float32),
-            scores=np.asarray(outputs[names.DETECTION_SCORES][b, : n[b]], np.float32),
-            classes=np.asarray(outputs[names.DETECTION_CLASSES][b, : n[b]], np.int32),
-        )
-        for b in range(len(n))
+        Detections(segments=np.asarray(seg, np.float32), scores=np.asarray(score, np.float32),
+                   classes=np.asarray(cls, np.int32))
+        for seg, score, cls in unpad_detections(outputs)
     ]
 
 

@@ -10,6 +10,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tags_tf.results import result_entry, unpad_detections
+
 log = logging.getLogger(__name__)
 
 
@@ -43,15 +45,14 @@ def detect_dataset(model, dataset: tf.data.Dataset, progress: bool = False, deco
 
         batches = tqdm(dataset, desc="detect", unit="batch", leave=False)
     for x, _ in batches:
-        out = {k: v.numpy() for k, v in detect(x["features"], x["duration"]).items()}
+        per_video = unpad_detections({k: v.numpy() for k, v in detect(x["features"], x["duration"]).items()})
         ids = [v.decode() for v in x["video_id"].numpy()]
         segs, labels, durs = x["segments"].numpy(), x["labels"].numpy(), x["duration"].numpy()
-        for i, vid in enumerate(ids):
-            n = int(out["num_detections"][i])
+        for i, (vid, (seg, score, cls)) in enumerate(zip(ids, per_video)):
             detections[vid] = {
-                "segments": out["detection_segments"][i, :n].astype(np.float64),
-                "scores": out["detection_scores"][i, :n].astype(np.float64),
-                "classes": out["detection_classes"][i, :n].astype(np.int64),
+                "segments": seg.astype(np.float64),
+                "scores": score.astype(np.float64),
+                "classes": cls.astype(np.int64),
             }
             keep = labels[i] >= 0
             ground_truth[vid] = {
@@ -67,7 +68,7 @@ def to_submission(detections: dict, class_names: Sequence[str]) -> dict:
     results = {}
     for vid, d in detections.items():
         results[vid] = [
-            {"label": class_names[int(c)], "score": float(s), "segment": [float(a), float(b)]}
+            result_entry(class_names[int(c)], float(s), float(a), float(b))
             for (a, b), s, c in zip(d["segments"], d["scores"], d["classes"])
         ]
     return results

@@ -56,6 +56,7 @@ from typing import Mapping, Sequence
 import keras
 import tensorflow as tf
 
+from tags_tf import schema
 from tags_tf.config import MASK_SCORES, MASK_SOURCES
 
 _NMS_BOX_HEIGHT = 1.0  # y-extent of a segment's box; boxes of classes c and c+1 only touch.
@@ -421,10 +422,10 @@ def decode_detections(
     )
     duration = tf.reshape(tf.cast(duration, tf.float32), [-1, 1, 1])  # (B,) -> (B, 1, 1)
     return {
-        "detection_segments": tf.clip_by_value(det["segments"], 0.0, 1.0) * duration,
-        "detection_scores": det["scores"],
-        "detection_classes": det["classes"],
-        "num_detections": det["num_detections"],
+        schema.DETECTION_SEGMENTS: tf.clip_by_value(det["segments"], 0.0, 1.0) * duration,
+        schema.DETECTION_SCORES: det["scores"],
+        schema.DETECTION_CLASSES: det["classes"],
+        schema.NUM_DETECTIONS: det["num_detections"],
     }
 
 
@@ -582,10 +583,10 @@ class DetectionDecoder(keras.layers.Layer):
     def compute_output_spec(self, outputs, duration, external_scores=None):
         b, n = duration.shape[0], self.max_detections
         return {
-            "detection_segments": keras.KerasTensor((b, n, 2), dtype="float32"),
-            "detection_scores": keras.KerasTensor((b, n), dtype="float32"),
-            "detection_classes": keras.KerasTensor((b, n), dtype="int32"),
-            "num_detections": keras.KerasTensor((b,), dtype="int32"),
+            schema.DETECTION_SEGMENTS: keras.KerasTensor((b, n, 2), dtype="float32"),
+            schema.DETECTION_SCORES: keras.KerasTensor((b, n), dtype="float32"),
+            schema.DETECTION_CLASSES: keras.KerasTensor((b, n), dtype="int32"),
+            schema.NUM_DETECTIONS: keras.KerasTensor((b,), dtype="int32"),
         }
 
     def get_config(self):

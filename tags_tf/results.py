@@ -24,12 +24,27 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from tags_tf import schema
 from tags_tf.jsonio import read_json
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_VERSION = "VERSION 1.3"
 _NUMBER_TYPES = (int, float, np.integer, np.floating)
+
+
+def result_entry(label: str, score: float, start: float, end: float) -> dict[str, Any]:
+    """One detection as the ActivityNet submission format writes it."""
+    return {"label": label, "score": score, "segment": [start, end]}
+
+
+def unpad_detections(outputs: Mapping[str, Any]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Padded decoder / ``detect`` outputs (``tags_tf.schema.DETECTION_OUTPUTS``, B videos)
+    -> ``(segments (n, 2), scores (n,), classes (n,))`` of each video, n = its
+    ``num_detections``; dtypes as given."""
+    counts = np.asarray(outputs[schema.NUM_DETECTIONS]).reshape(-1)
+    segments, scores, classes = (np.asarray(outputs[k]) for k in schema.DETECTION_OUTPUTS[:3])
+    return [(segments[b, :n], scores[b, :n], classes[b, :n]) for b, n in enumerate(counts.tolist())]
 
 
 class ResultsError(ValueError):
@@ -93,8 +108,7 @@ class Detections:
         for vid, label, (start, end), score in zip(
                 self.video_ids.tolist(), self.labels.tolist(), self.segments.tolist(),
                 self.scores.tolist()):
-            results.setdefault(vid, []).append(
-                {"label": label, "score": score, "segment": [start, end]})
+            results.setdefault(vid, []).append(result_entry(label, score, start, end))
         return {"version": self.version, "results": results,
                 "external_data": dict(self.external_data)}
 
@@ -335,7 +349,7 @@ class ResultsWriter:
         entries = self._results.setdefault(str(video_id), [])
         names = self.class_names
         for (start, end), score, cid in zip(rounded, scores.tolist(), class_ids.tolist()):
-            entries.append({"label": names[cid], "score": score, "segment": [start, end]})
+            entries.append(result_entry(names[cid], score, start, end))
 
     def add_batch(self, video_ids: Iterable[str], segments: Any, scores: Any, class_ids: Any,
                   counts: Any = None) -> None:

@@ -27,6 +27,14 @@ SEG_LABEL_NAME = "segments/label_name"  # bytes[N]: class names
 # Feature list: float[D] per snippet, T entries.
 FEATURES = "features"
 
+# Detections, as DetectionDecoder returns them and the serving ``detect`` signature names
+# its outputs: padded to N rows a video, the first num_detections valid.
+DETECTION_SEGMENTS = "detection_segments"  # float32 (B, N, 2): (start, end) seconds
+DETECTION_SCORES = "detection_scores"  # float32 (B, N), descending; 0 past num_detections
+DETECTION_CLASSES = "detection_classes"  # int32 (B, N); -1 past num_detections
+NUM_DETECTIONS = "num_detections"  # int32 (B,)
+DETECTION_OUTPUTS = (DETECTION_SEGMENTS, DETECTION_SCORES, DETECTION_CLASSES, NUM_DETECTIONS)
+
 # Files of a shard directory.
 MANIFEST_NAME = "manifest.json"
 DEAD_LETTER_NAME = "rejected.jsonl"
