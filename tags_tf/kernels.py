@@ -6,9 +6,11 @@ on by default only on some CPUs (it stays off on AMD EPYC, for one). Every CLI c
 
 - a value the user exported is kept (``auto``); ``--kernels onednn|eigen`` overrides it;
 - ``auto`` otherwise picks by workload, from ``benchmarks/roofline.py`` on a 2-core AMD
-  EPYC where the default is Eigen: oneDNN for batched work (training, evaluation,
-  export, Beam feature jobs: 1.4-1.6x faster at batch 32 and in the train step), Eigen
-  for batch-1 latency (the development server: oneDNN was 10-16 % slower at batch 1).
+  EPYC where TensorFlow's default is Eigen (README "Performance"): oneDNN for batched
+  work on full-size models (training, evaluation, export, Beam feature jobs; ActivityNet
+  size: forward at batch 32 and the train step 1.10-1.17x faster), Eigen for batch-1
+  latency (the development server: oneDNN 1.17x slower at ActivityNet size, batch 1)
+  and for the small demo model (Keras ``train_on_batch`` 1.14x faster under Eigen).
 
 Both kernel sets give the same detections within float32 rounding (tests/test_kernels.py
 compares the model's outputs under each at rtol 1e-4). No TensorFlow import here.
@@ -27,7 +29,7 @@ ENV = "TF_ENABLE_ONEDNN_OPTS"
 CHOICES = ("auto", "onednn", "eigen")
 _VALUES = {"onednn": "1", "eigen": "0"}
 # Workload -> the kernel set ``auto`` picks (README "Performance").
-AUTO = {"batch": "onednn", "latency": "eigen"}
+AUTO = {"batch": "onednn", "latency": "eigen", "small": "eigen"}
 
 
 def select(choice: str = "auto", workload: str = "batch") -> str:

@@ -104,7 +104,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    log.info("%s", kernels.select(args.kernels, "batch"))  # before anything imports TensorFlow
+    workload = "small" if args.dataset == "demo" else "batch"  # the demo model: Eigen (tags_tf.kernels)
+    log.info("%s", kernels.select(args.kernels, workload))  # before anything imports TensorFlow
     try:
         overrides = parse_set_args(args.set)
         if args.epochs is not None:

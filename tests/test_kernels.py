@@ -27,6 +27,7 @@ def test_auto_picks_by_workload_and_keeps_what_the_user_exported():
     show = "print(kernels.select({}), os.environ[kernels.ENV])"
     assert _select_in_fresh_process(show.format("'auto', 'batch'")).endswith(" 1")
     assert _select_in_fresh_process(show.format("'auto', 'latency'")).endswith(" 0")
+    assert _select_in_fresh_process(show.format("'auto', 'small'")).endswith(" 0")
     kept = _select_in_fresh_process(show.format("'auto', 'batch'"), env_value="0")
     assert "as set in the environment" in kept and kept.endswith(" 0")
     forced = _select_in_fresh_process(show.format("'onednn', 'latency'"), env_value="0")
