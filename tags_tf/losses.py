@@ -26,6 +26,7 @@ import keras
 import tensorflow as tf
 
 from tags_tf.config import LossConfig, TagsConfig
+from tags_tf.mask_ops import above, outer_window
 
 _REDUCTIONS = ("mean_with_sample_weight", None, "none")
 
@@ -285,7 +286,8 @@ def outer_inner_contrast(m, thresholds: Sequence[float] | tf.Tensor, delta: floa
 
     Args:
       m: ``(..., T)`` mask probabilities in [0, 1].
-      thresholds: ``(J,)`` thresholds; position ``r`` is foreground when ``m[r] >= theta``.
+      thresholds: ``(J,)`` thresholds; position ``r`` is foreground when ``m[r] > theta``
+        (``tags_tf.mask_ops.above``, as the decoder).
       delta: outer margin ratio; a run of length ``l`` looks ``ceil(delta * l)`` cells out.
 
     Returns:
@@ -307,7 +309,7 @@ def outer_inner_contrast(m, thresholds: Sequence[float] | tf.Tensor, delta: floa
     num_th = tf.shape(th)[0]
     rows = tf.reshape(m, [-1, t_len])  # (..., T) -> (N, T)
 
-    binar = rows[:, None, :] >= th[None, :, None]  # (N, J, T)
+    binar = above(rows[:, None, :], th[None, :, None])  # (N, J, T)
     pos = tf.range(t_len, dtype=tf.int32)  # (T,)
     change = tf.not_equal(binar[..., 1:], binar[..., :-1])  # (N, J, T-1)
     is_start = tf.concat([tf.ones_like(binar[..., :1]), change], axis=-1)  # (N, J, T)
@@ -329,10 +331,7 @@ def outer_inner_contrast(m, thresholds: Sequence[float] | tf.Tensor, delta: floa
     z_offset = tf.reshape(tf.range(runs) * t_len, tf.stack([-1, num_th, 1]))  # (N, J, 1)
     z = tf.gather(z_flat, s + z_offset)  # (N, J, R) value of run i
 
-    # n_i = ceil(delta * l_i) in float64 so e.g. 0.1 * 10 is exactly 1.
-    n = tf.cast(tf.math.ceil(tf.cast(length, tf.float64) * float(delta)), tf.int32)
-    left = tf.maximum(s - n, 0)
-    right = tf.minimum(e + 1 + n, t_len)  # exclusive
+    left, right = outer_window(s, e, t_len, delta)  # outer cells [left, s) and [e + 1, right)
 
     prefix = tf.concat([tf.zeros_like(rows[:, :1]), tf.cumsum(rows, axis=-1)], axis=-1)  # (N, T+1)
     p_offset = tf.reshape(tf.range(tf.shape(rows)[0]) * (t_len + 1), [-1, 1, 1])  # (N, 1, 1)
@@ -468,9 +467,9 @@ class ConsistencyLoss(_WeightedLoss):
         t_len = cls_logits.shape[1]
         k = min(self.topk, t_len) if t_len is not None else tf.minimum(self.topk, tf.shape(cls_logits)[1])
 
-        p_bin = tf.stop_gradient(tf.cast(tf.nn.softmax(cls_logits, axis=-1) > self.theta_p, tf.float32))
+        p_bin = tf.stop_gradient(tf.cast(above(tf.nn.softmax(cls_logits, axis=-1), self.theta_p), tf.float32))
         f_clf = tf.reduce_max((p_bin * e_p)[..., :-1], axis=-1)  # (B, T), foreground classes only
-        m_bin = tf.stop_gradient(tf.cast(tf.sigmoid(mask_logits) > self.theta_m, tf.float32))
+        m_bin = tf.stop_gradient(tf.cast(above(tf.sigmoid(mask_logits), self.theta_m), tf.float32))
         m_bin = m_bin * tf.cast(valid, tf.float32)[:, None, :]  # drop padded positions
         f_mask = tf.sigmoid(tf.reduce_max(e_m * m_bin, axis=-1))  # (B, T): 1-D max pool over positions
 

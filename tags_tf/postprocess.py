@@ -58,6 +58,7 @@ import tensorflow as tf
 
 from tags_tf import schema
 from tags_tf.config import MASK_SCORES, MASK_SOURCES
+from tags_tf.mask_ops import above, outer_window
 
 _NMS_BOX_HEIGHT = 1.0  # y-extent of a segment's box; boxes of classes c and c+1 only touch.
 
@@ -86,10 +87,10 @@ def mask_runs(masks: tf.Tensor, anchor: tf.Tensor, thresholds: tf.Tensor) -> tup
     peak = tf.argmax(masks, axis=-1, output_type=tf.int32)  # (...)
     m_anchor = tf.gather(masks, anchor[..., None], batch_dims=anchor.shape.rank)[..., 0]  # (...)
     m_peak = tf.reduce_max(masks, axis=-1)  # (...)
-    own = m_anchor[..., None] > thresholds  # (..., H)
-    valid = own | (m_peak[..., None] > thresholds)  # (..., H)
+    own = above(m_anchor[..., None], thresholds)  # (..., H)
+    valid = own | above(m_peak[..., None], thresholds)  # (..., H)
     seed = tf.where(own, anchor[..., None], peak[..., None])  # (..., H) a position inside the run.
-    below = masks[..., None, :] <= thresholds[:, None]  # (..., H, T) background at theta.
+    below = ~above(masks[..., None, :], thresholds[:, None])  # (..., H, T) background at theta.
     pos = tf.range(t)  # (T,)
     # The run is bounded by the nearest background position on each side of the seed.
     left = tf.where(below & (pos < seed[..., None]), pos, -1)  # (..., H, T)
@@ -111,9 +112,8 @@ def run_contrast(csum: tf.Tensor, start: tf.Tensor, end: tf.Tensor, t: tf.Tensor
       t: scalar int32, T.
     """
     length = end - start + 1
-    margin = tf.cast(tf.math.ceil(delta * tf.cast(length, tf.float32)), tf.int32)  # (B, S, H)
-    lo = tf.maximum(start - margin, 0)
-    hi = tf.minimum(end + margin, t - 1)
+    lo, hi_excl = outer_window(start, end, t, delta)  # (B, S, H) each
+    hi = hi_excl - 1
 
     def span(a, b):  # sum of m over [a, b) from the prefix sums
         return tf.gather(csum, b, batch_dims=2) - tf.gather(csum, a, batch_dims=2)
@@ -153,9 +153,8 @@ def consensus_contrast(masks: tf.Tensor, start: tf.Tensor, end: tf.Tensor, delta
         return v[..., 0] - v[..., 1] - v[..., 2] + v[..., 3]
 
     length = end - start + 1
-    margin = tf.cast(tf.math.ceil(delta * tf.cast(length, tf.float32)), tf.int32)
-    lo = tf.maximum(start - margin, 0)
-    hi = tf.minimum(end + margin, t - 1)
+    lo, hi_excl = outer_window(start, end, t, delta)
+    hi = hi_excl - 1
     rows0, rows1 = start, end + 1
     len_f = tf.cast(tf.maximum(length, 1), tf.float64)
     inside = block(rows0, rows1, start, end + 1) / (len_f * len_f)
