@@ -65,7 +65,7 @@ class ServingError(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Detections:
+class VideoDetections:
     """The detections of one video, unpadded (n = num_detections)."""
 
     segments: np.ndarray  # (n, 2) float32, (start, end) seconds
@@ -83,10 +83,10 @@ class Detections:
         ]
 
 
-def split_detections(outputs: Mapping[str, np.ndarray]) -> list[Detections]:
-    """Padded ``detect`` outputs (B, N, ...) -> one :class:`Detections` per video."""
+def split_detections(outputs: Mapping[str, np.ndarray]) -> list[VideoDetections]:
+    """Padded ``detect`` outputs (B, N, ...) -> one :class:`VideoDetections` per video."""
     return [
-        Detections(segments=np.asarray(seg, np.float32), scores=np.asarray(score, np.float32),
+        VideoDetections(segments=np.asarray(seg, np.float32), scores=np.asarray(score, np.float32),
                    classes=np.asarray(cls, np.int32))
         for seg, score, cls in unpad_detections(outputs)
     ]
@@ -215,8 +215,8 @@ class DetectionClient:
         response = self._call(self._predict.Predict, request)
         return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
-    def detect(self, features: np.ndarray, duration: float | Sequence[float] | np.ndarray) -> list[Detections]:
-        """Detections of one video (features (T, D)) or a batch ((B, T, D), duration (B,))."""
+    def detect(self, features: np.ndarray, duration: float | Sequence[float] | np.ndarray) -> list[VideoDetections]:
+        """VideoDetections of one video (features (T, D)) or a batch ((B, T, D), duration (B,))."""
         features = np.asarray(features, np.float32)
         if features.ndim == 2:
             features = features[None]  # (T, D) -> (1, T, D)
@@ -259,7 +259,7 @@ def resample_numpy(features: np.ndarray, num_snippets: int) -> np.ndarray:
     x = np.asarray(features, np.float32)
     n_in = x.shape[-2]
     if n_in < 1:
-        raise InputError(f"features have 0 snippets (shape {list(x.shape)}); at least 1 is needed")
+        raise ClientInputError(f"features have 0 snippets (shape {list(x.shape)}); at least 1 is needed")
     pos = (np.arange(num_snippets, dtype=np.float64) + 0.5) * (n_in / num_snippets) - 0.5  # (T,)
     pos = np.clip(pos, 0.0, n_in - 1.0)
     lo = np.floor(pos).astype(np.int64)
@@ -272,13 +272,13 @@ def resample_numpy(features: np.ndarray, num_snippets: int) -> np.ndarray:
 # Inputs of the CLI: (video_id, features (T, D), duration) from files, folders, shards.
 
 
-class InputError(ValueError):
+class ClientInputError(ValueError):
     """A feature file, duration table or shard is unusable (message names it)."""
 
 
 def load_class_names(path: str | Path) -> list[str]:
-    """A JSON list of names (index = class id) or {"class_names": [...]}; InputError otherwise."""
-    return names.read_class_names(path, InputError)
+    """A JSON list of names (index = class id) or {"class_names": [...]}; ClientInputError otherwise."""
+    return names.read_class_names(path, ClientInputError)
 
 
 def load_durations(path: str | Path) -> dict[str, float]:
@@ -292,24 +292,24 @@ def load_durations(path: str | Path) -> dict[str, float]:
     try:
         text = path.read_text()
     except OSError as e:
-        raise InputError(f"{path}: cannot read durations ({e})") from e
+        raise ClientInputError(f"{path}: cannot read durations ({e})") from e
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
             return {str(k): float(v["duration"] if isinstance(v, Mapping) else v) for k, v in data.items()}
         except (json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as e:
-            raise InputError(
+            raise ClientInputError(
                 f"{path}: expected {{video_id: seconds}} or {{video_id: {{\"duration\": s}}}} ({e})") from e
     rows = list(csv.DictReader(text.splitlines()))
     header = rows[0].keys() if rows else []
     vid = next((c for c in ("video_id", "video", "id") if c in header), None)
     dur = next((c for c in ("duration", "seconds") if c in header), None)
     if not vid or not dur:
-        raise InputError(f"{path}: CSV needs a header with video_id (or video) and duration (or seconds) columns")
+        raise ClientInputError(f"{path}: CSV needs a header with video_id (or video) and duration (or seconds) columns")
     try:
         return {r[vid]: float(r[dur]) for r in rows}
     except (TypeError, ValueError) as e:
-        raise InputError(f"{path}: bad duration value ({e})") from e
+        raise ClientInputError(f"{path}: bad duration value ({e})") from e
 
 
 def durations_from_annotations(path: str | Path) -> dict[str, float]:
@@ -319,7 +319,7 @@ def durations_from_annotations(path: str | Path) -> dict[str, float]:
     try:
         videos = load_annotations(str(path)).videos
     except AnnotationError as e:
-        raise InputError(str(e)) from e
+        raise ClientInputError(str(e)) from e
     return {vid: float(v.duration) for vid, v in videos.items() if v.duration is not None}
 
 
@@ -336,19 +336,19 @@ def load_features(path: Path) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise InputError(f"{path}: cannot read features ({e})") from e
+        raise ClientInputError(f"{path}: cannot read features ({e})") from e
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
-        raise InputError(f"{path}: features must be a (T, D) float array, got {arr.dtype} {list(arr.shape)}")
+        raise ClientInputError(f"{path}: features must be a (T, D) float array, got {arr.dtype} {list(arr.shape)}")
     return arr.astype(np.float32)
 
 
 def iter_feature_files(
     path: Path, duration: float | None, durations: Mapping[str, float] | None
-) -> Iterator[tuple[str, np.ndarray | InputError, float]]:
+) -> Iterator[tuple[str, np.ndarray | ClientInputError, float]]:
     """(video_id, features or the error reading them, duration) per .npy file."""
     files = sorted(path.glob("*.npy")) if path.is_dir() else [path]
     if not files:
-        raise InputError(f"{path}: no .npy feature files")
+        raise ClientInputError(f"{path}: no .npy feature files")
     return _feature_files(files, duration, durations)
 
 
@@ -357,12 +357,12 @@ def _feature_files(files, duration, durations):
         video_id = f.stem
         d = duration if duration is not None else (_lookup(durations, video_id) if durations else None)
         if d is None:
-            yield video_id, InputError(f"{f}: no duration for video {video_id!r} "
+            yield video_id, ClientInputError(f"{f}: no duration for video {video_id!r} "
                                        "(give --duration, --durations or --annotations)"), 0.0
             continue
         try:
             yield video_id, load_features(f), d
-        except InputError as e:
+        except ClientInputError as e:
             yield video_id, e, d
 
 
@@ -370,7 +370,7 @@ def iter_shards(pattern: str) -> Iterator[tuple[str, np.ndarray, float]]:
     """(video_id, features (T, D), duration) of every example of the matching shards."""
     files = sorted(tf.io.gfile.glob(pattern))
     if not files:
-        raise InputError(f"--shards {pattern}: no files match")
+        raise ClientInputError(f"--shards {pattern}: no files match")
     return _shard_examples(files)
 
 
@@ -384,14 +384,14 @@ def _shard_examples(files):
                 ex = schema.example_to_numpy(record)
                 yield ex[schema.VIDEO_ID], ex[schema.FEATURES], float(ex[schema.DURATION])
         except tf.errors.OpError as e:
-            raise InputError(f"{f}: cannot read shard ({e.message.splitlines()[0]})") from e
+            raise ClientInputError(f"{f}: cannot read shard ({e.message.splitlines()[0]})") from e
 
 
 # ----------------------------------------------------------------------------------
 # Output
 
 
-def format_table(results: Mapping[str, Detections], class_names: Sequence[str] | None, top: int) -> str:
+def format_table(results: Mapping[str, VideoDetections], class_names: Sequence[str] | None, top: int) -> str:
     lines = [f"{'video':<24} {'#':>3} {'label':<28} {'score':>7} {'start':>9} {'end':>9}"]
     for video_id, dets in results.items():
         if not len(dets):
@@ -402,7 +402,7 @@ def format_table(results: Mapping[str, Detections], class_names: Sequence[str] |
     return "\n".join(lines)
 
 
-def write_results_json(path: str | Path, results: Mapping[str, Detections], class_names: Sequence[str] | None) -> None:
+def write_results_json(path: str | Path, results: Mapping[str, VideoDetections], class_names: Sequence[str] | None) -> None:
     """ActivityNet-1.3 results file via ``tags_tf.results.ResultsWriter``.
 
     Without ``class_names`` the labels are the class ids as strings.
@@ -428,14 +428,14 @@ def _batches(videos, batch_size: int, num_snippets: int | None):
     """
     batch: list = []
     for video_id, feats, duration in videos:
-        if isinstance(feats, InputError):
+        if isinstance(feats, ClientInputError):
             yield [(video_id, feats)]
             continue
         if num_snippets is not None:
             try:
                 feats = resample_numpy(feats, num_snippets)
-            except InputError as e:
-                yield [(video_id, InputError(f"{video_id}: {e}"))]
+            except ClientInputError as e:
+                yield [(video_id, ClientInputError(f"{video_id}: {e}"))]
                 continue
         if batch and (len(batch) == batch_size or batch[0][1].shape != feats.shape):
             yield batch
@@ -490,23 +490,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             path = Path(args.features)
             if not path.exists():
-                raise InputError(f"--features {path}: no such file or folder")
+                raise ClientInputError(f"--features {path}: no such file or folder")
             if path.is_file() and args.duration is None and not (args.durations or args.annotations):
-                raise InputError("--duration SECONDS is required with a single feature file")
+                raise ClientInputError("--duration SECONDS is required with a single feature file")
             table = (load_durations(args.durations) if args.durations
                      else durations_from_annotations(args.annotations) if args.annotations else None)
             videos = iter_feature_files(path, args.duration if path.is_file() else None, table)
-    except InputError as e:
+    except ClientInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
     client = DetectionClient(args.server, args.model, signature=args.signature, timeout=args.timeout,
                              retries=args.retries, wait_timeout=args.wait)
-    results: dict[str, Detections] = {}
+    results: dict[str, VideoDetections] = {}
     failures = 0
 
     def run_batch(batch):
-        """[(video_id, features, duration)] of equal T -> [(video_id, Detections | error)]."""
+        """[(video_id, features, duration)] of equal T -> [(video_id, VideoDetections | error)]."""
         if len(batch[0]) == 2:  # an input error, passed through
             return batch
         try:
@@ -522,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with futures.ThreadPoolExecutor(max(1, args.concurrency)) as pool:
             for outs in _ordered_map(pool, run_batch, batches, 2 * max(1, args.concurrency)):
                 for video_id, out in outs:
-                    if isinstance(out, Detections):
+                    if isinstance(out, VideoDetections):
                         results[video_id] = out
                         continue
                     failures += 1
@@ -530,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if any(isinstance(out, ServingError) and out.code in (
                         grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) for _, out in outs):
                     break  # the server is gone; do not grind through the rest
-    except (ServingError, InputError) as e:
+    except (ServingError, ClientInputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

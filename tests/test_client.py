@@ -12,7 +12,7 @@ import pytest
 from serving import _names as names
 from serving import _testing
 from serving import client as client_lib
-from serving.client import DetectionClient, Detections, InputError, ServingError, split_detections
+from serving.client import DetectionClient, VideoDetections, ClientInputError, ServingError, split_detections
 from serving.dev_server import DevServer
 from tags_tf import features as schema
 
@@ -110,10 +110,10 @@ def test_load_durations_csv_json_and_errors(tmp_path):
     (tmp_path / "d.json").write_text(json.dumps({"a": 1.5, "b": {"duration": 2}}))
     assert client_lib.load_durations(tmp_path / "d.json") == {"a": 1.5, "b": 2.0}
     (tmp_path / "bad.csv").write_text("name,length\na,1\n")
-    with pytest.raises(InputError, match="bad.csv: CSV needs a header"):
+    with pytest.raises(ClientInputError, match="bad.csv: CSV needs a header"):
         client_lib.load_durations(tmp_path / "bad.csv")
     (tmp_path / "bad.json").write_text(json.dumps({"a": "long"}))
-    with pytest.raises(InputError, match="bad.json"):
+    with pytest.raises(ClientInputError, match="bad.json"):
         client_lib.load_durations(tmp_path / "bad.json")
 
 
@@ -123,9 +123,9 @@ def test_load_class_names_list_dict_and_errors(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"class_names": ["x"], "num_classes": 1}))
     assert client_lib.load_class_names(tmp_path / "manifest.json") == ["x"]
     (tmp_path / "ids.json").write_text(json.dumps({"a": 0}))
-    with pytest.raises(InputError, match="ids.json: expected a JSON list of class names"):
+    with pytest.raises(ClientInputError, match="ids.json: expected a JSON list of class names"):
         client_lib.load_class_names(tmp_path / "ids.json")
-    with pytest.raises(InputError, match="missing.json: cannot read class names"):
+    with pytest.raises(ClientInputError, match="missing.json: cannot read class names"):
         client_lib.load_class_names(tmp_path / "missing.json")
 
 
@@ -189,11 +189,11 @@ def _reference(exported, x, duration):
     cfg, model = exported[:2]
     ref = _testing.in_process_detect(model, cfg, x[None], np.array([duration], np.float32))
     n = ref[names.NUM_DETECTIONS][0]
-    return Detections(ref[names.DETECTION_SEGMENTS][0, :n], ref[names.DETECTION_SCORES][0, :n],
+    return VideoDetections(ref[names.DETECTION_SEGMENTS][0, :n], ref[names.DETECTION_SCORES][0, :n],
                       ref[names.DETECTION_CLASSES][0, :n])
 
 
-def _assert_json_matches(entries, ref: Detections, class_names):
+def _assert_json_matches(entries, ref: VideoDetections, class_names):
     assert len(entries) == len(ref) > 0
     for e, rec in zip(entries, ref.records(class_names)):
         assert e["label"] == rec["label"]
