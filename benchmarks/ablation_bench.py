@@ -131,7 +131,7 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
             seconds = json.load(f).get("train_seconds") or seconds
     model = keras.saving.load_model(os.path.join(run_dir, "best.keras"))
     ds = _datasets(cfg, resolved, subsets)
-    protocol = trainer.protocol_for(resolved.preset)
+    protocol = cfg.data.protocol
     result["seconds"] = seconds
     for decoding in DECODINGS:
         if decoding in result:
@@ -152,13 +152,13 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
 
 
 def run_baseline(args, resolved, subsets) -> dict:
-    from tags_tf import trainer
+    from tags_tf import datasets
     from tags_tf.baseline import detect_snippet_baseline, fit_snippet_baseline, read_shard_videos
     from tags_tf.evaluation_bridge import evaluate_arrays
 
     train_videos = read_shard_videos(resolved.shard_dir, subsets["train"])
     model = fit_snippet_baseline(train_videos, len(resolved.class_names))
-    protocol = trainer.protocol_for(resolved.preset)
+    protocol = datasets.config_for(resolved, {}).data.protocol  # the TAGS rows' protocol
 
     def score(name, **kw):
         videos = read_shard_videos(resolved.shard_dir, subsets[name])

@@ -31,6 +31,7 @@ class ConfigError(ValueError):
 # Allowed values of postprocess.mask_source / mask_score (the decoder checks them too).
 MASK_SOURCES = ("mask", "actionness", "both")
 MASK_SCORES = ("mean", "contrast", "gated", "consensus")
+PROTOCOLS = ("anet", "thumos")  # tags_tf.metrics.tiou_thresholds_for
 
 
 def _default_thresholds() -> tuple[float, ...]:
@@ -146,6 +147,9 @@ class DataConfig:
     test_subset: str = "test"  # held out: reported after training when the shards have it
     shuffle_buffer: int = 512
     compression: str = ""  # "" or "GZIP", must match the shards.
+    # Scoring protocol of validation, test and tags_tf.evaluate's default: "anet" (tIoU
+    # 0.5:0.05:0.95) or "thumos" (0.3:0.1:0.7). Written to the run's config.json.
+    protocol: str = "anet"
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "postprocess.max_detections": 200,
         "data.train_subset": "validation",
         "data.val_subset": "test",
+        "data.protocol": "thumos",
         "train.learning_rate": 1e-5,
         "train.batch_size": 25,
         "train.reference_videos": 200,  # THUMOS14 validation videos (its training set)
@@ -264,6 +269,8 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError(f"loss.boundary_width must be in (0, 0.5), got {cfg.loss.boundary_width}")
     if cfg.loss.mask_background < 0:
         raise ConfigError(f"loss.mask_background must be >= 0, got {cfg.loss.mask_background}")
+    if cfg.data.protocol not in PROTOCOLS:
+        raise ConfigError(f"data.protocol must be one of {PROTOCOLS}, got {cfg.data.protocol!r}")
     th = cfg.postprocess.mask_thresholds
     if not th or any(not 0.0 < t < 1.0 for t in th):
         raise ConfigError(f"postprocess.mask_thresholds must lie in (0, 1), got {th}")

@@ -40,11 +40,6 @@ log = logging.getLogger(__name__)
 Exporter = Callable[[Any, Any, str, Sequence[str]], None]
 
 
-def protocol_for(preset: str) -> str:
-    """The evaluation protocol (tIoU thresholds) of a preset."""
-    return "thumos" if preset == "thumos" else "anet"
-
-
 _SUBSET_FALLBACKS = {
     "train": ("training", "train"),
     "val": ("validation", "val", "test", "testing"),
@@ -236,7 +231,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
     # the backup -- the epoch's commit, which also promotes best.keras -- last.
     callbacks = [
         StartLogger(cfg.train.epochs),
-        ValidationCallback(val_ds, class_names, protocol_for(resolved.preset), cfg.train.validate_every,
+        ValidationCallback(val_ds, class_names, cfg.data.protocol, cfg.train.validate_every,
                            cfg.train.epochs, best_path, chief, best_so_far, staged=True),
         LearningRateLogger(),
     ]
@@ -273,14 +268,14 @@ def held_out_subset(manifest: dict, wanted: str, used: tuple[str, ...]) -> str |
     return name
 
 
-def _evaluate_subset(workdir, model, dataset, resolved, label: str):
+def _evaluate_subset(workdir, model, dataset, resolved, protocol: str, label: str):
     """Detections, ground truth and mAP report of one subset; writes ``{label}_detections.json``."""
     from tags_tf.evaluation_bridge import evaluate_arrays
     from tags_tf.inference import detect_dataset, to_submission
     from tags_tf.results import write_submission
 
     detections, ground_truth = detect_dataset(model, dataset, progress=True)
-    report = evaluate_arrays(detections, ground_truth, resolved.class_names, protocol_for(resolved.preset))
+    report = evaluate_arrays(detections, ground_truth, resolved.class_names, protocol)
     write_submission(os.path.join(workdir, f"{label}_detections.json"),
                      to_submission(detections, resolved.class_names))
     return detections, ground_truth, report
@@ -307,11 +302,11 @@ def finish(workdir, cfg, resolved, val_ds, model, exporter: Exporter | None = No
         model = keras.saving.load_model(best_path)
     class_names = resolved.class_names
     which = os.path.basename(best_path) if os.path.exists(best_path) else "the last epoch"
-    detections, ground_truth, report = _evaluate_subset(workdir, model, val_ds, resolved, "val")
+    detections, ground_truth, report = _evaluate_subset(workdir, model, val_ds, resolved, cfg.data.protocol, "val")
     table = "validation (model selection):\n" + format_report(report)
     test_report = None
     if test_ds is not None:
-        detections, ground_truth, test_report = _evaluate_subset(workdir, model, test_ds, resolved, "test")
+        detections, ground_truth, test_report = _evaluate_subset(workdir, model, test_ds, resolved, cfg.data.protocol, "test")
         table += "\n\ntest (held out):\n" + format_report(test_report)
     log.info("mAP of %s:\n%s", which, table)
     # Plots of the held-out subset when there is one (else of validation).
