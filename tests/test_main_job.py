@@ -57,3 +57,15 @@ def test_demo_main_job_learns_and_writes_everything(tmp_path):
     assert json.loads((run / "test_detections.json").read_text())["results"]
     assert manifest["counts"]["written"] == DEMO_VIDEOS and manifest["counts"]["rejected_total"] == 0
     assert "avg" in proc.stdout
+
+    # No train/eval skew: the best epoch's validation mAP (scored in training from the
+    # shards), the summary, and tags_tf.evaluate on the written detections against the
+    # annotation file all agree.
+    from tags_tf.evaluate import build_parser, run as run_evaluate
+
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    best_epoch = max(r["val_mAP"] for r in rows if r.get("val_mAP") is not None)
+    args = build_parser().parse_args(["--predictions", str(run / "val_detections.json"), "--ground-truth",
+                                      str(tmp_path / "data" / "annotations.json"), "--subset", "validation"])
+    offline = run_evaluate(args).average_map
+    assert abs(offline - summary["average_mAP"]) < 1e-6 and abs(best_epoch - summary["average_mAP"]) < 1e-6
