@@ -11,6 +11,7 @@ import pytest
 
 from serving import _names as names
 from serving import _testing
+from serving import batch_client
 from serving import client as client_lib
 from serving.client import DetectionClient, VideoDetections, ClientInputError, ServingError, split_detections
 from serving.dev_server import DevServer
@@ -106,27 +107,27 @@ def test_split_detections_trims_padding():
 
 def test_load_durations_csv_json_and_errors(tmp_path):
     (tmp_path / "d.csv").write_text("video,numFrame,seconds,fps\nv_a,100,12.5,8\nb,10,3,3\n")
-    assert client_lib.load_durations(tmp_path / "d.csv") == {"v_a": 12.5, "b": 3.0}
+    assert batch_client.load_durations(tmp_path / "d.csv") == {"v_a": 12.5, "b": 3.0}
     (tmp_path / "d.json").write_text(json.dumps({"a": 1.5, "b": {"duration": 2}}))
-    assert client_lib.load_durations(tmp_path / "d.json") == {"a": 1.5, "b": 2.0}
+    assert batch_client.load_durations(tmp_path / "d.json") == {"a": 1.5, "b": 2.0}
     (tmp_path / "bad.csv").write_text("name,length\na,1\n")
     with pytest.raises(ClientInputError, match="bad.csv: CSV needs a header"):
-        client_lib.load_durations(tmp_path / "bad.csv")
+        batch_client.load_durations(tmp_path / "bad.csv")
     (tmp_path / "bad.json").write_text(json.dumps({"a": "long"}))
     with pytest.raises(ClientInputError, match="bad.json"):
-        client_lib.load_durations(tmp_path / "bad.json")
+        batch_client.load_durations(tmp_path / "bad.json")
 
 
 def test_load_class_names_list_dict_and_errors(tmp_path):
     (tmp_path / "list.json").write_text(json.dumps(["b", "a"]))
-    assert client_lib.load_class_names(tmp_path / "list.json") == ["b", "a"]  # file order = class ids
+    assert batch_client.load_class_names(tmp_path / "list.json") == ["b", "a"]  # file order = class ids
     (tmp_path / "manifest.json").write_text(json.dumps({"class_names": ["x"], "num_classes": 1}))
-    assert client_lib.load_class_names(tmp_path / "manifest.json") == ["x"]
+    assert batch_client.load_class_names(tmp_path / "manifest.json") == ["x"]
     (tmp_path / "ids.json").write_text(json.dumps({"a": 0}))
     with pytest.raises(ClientInputError, match="ids.json: expected a JSON list of class names"):
-        client_lib.load_class_names(tmp_path / "ids.json")
+        batch_client.load_class_names(tmp_path / "ids.json")
     with pytest.raises(ClientInputError, match="missing.json: cannot read class names"):
-        client_lib.load_class_names(tmp_path / "missing.json")
+        batch_client.load_class_names(tmp_path / "missing.json")
 
 
 @pytest.mark.parametrize("t_in", [1, 5, 16, 37])
@@ -248,9 +249,9 @@ def test_cli_resampled_batches(exported, server, tmp_path):
     results = json.loads(out.read_text())["results"]
     for vid, (x, dur) in feats.items():  # same detections as the graph's own resampling
         _assert_json_matches(results[vid], _reference(exported, x, dur), None)
-    sizes = [len(b) for b in client_lib._batches(((v, x, d) for v, (x, d) in feats.items()), 2, 16)]
+    sizes = [len(b) for b in batch_client._batches(((v, x, d) for v, (x, d) in feats.items()), 2, 16)]
     assert sizes == [2, 1]
-    assert [len(b) for b in client_lib._batches(((v, x, d) for v, (x, d) in feats.items()), 2, None)] == [1, 1, 1]
+    assert [len(b) for b in batch_client._batches(((v, x, d) for v, (x, d) in feats.items()), 2, None)] == [1, 1, 1]
 
 
 def test_cli_folder_with_annotation_durations(exported, server, tmp_path):
