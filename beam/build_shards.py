@@ -38,7 +38,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam import dataflow, dofns
 from beam import feature_readers as fr
-from beam import sinks
+from beam import shard_io, sinks
 from tags_tf import kernels
 from tags_tf.data.annotations import AnnotationError, AnnotationSet, load_annotations
 
@@ -177,10 +177,10 @@ def run_build_shards(
     # Spelled as in the file; a video without a usable subset is rejected, never sharded.
     subset_names = sorted({v.subset for v in selected.videos.values() if v.problem is None})
     for s in subset_names:
-        sinks.check_subset_name(s)
+        shard_io.check_subset_name(s)
     per_subset = {s: sum(1 for v in videos if v.subset == s) for s in subset_names}
     shard_counts = _shard_counts(subset_names, per_subset, num_shards)
-    comp = sinks.compression_type(compression)
+    comp = shard_io.compression_type(compression)
 
     if isinstance(features, (str, os.PathLike)):
         features = os.fspath(features)

@@ -44,7 +44,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from beam import feature_readers as fr
-from beam import sinks
+from beam import shard_io, sinks
 from tags_tf.schema import BAD_ANNOTATION, DUPLICATE_VIDEO_ID  # also the annotation reader's reasons
 
 # Dead-letter reasons (feature_readers adds empty_file, unreadable_file, bad_shape,
@@ -359,9 +359,9 @@ class BuildShardFn(beam.DoFn):
     def process(self, element, expected_dim=None):
         (subset, shard), items = element
         dim = self._feature_dim if self._feature_dim is not None else expected_dim
-        name = sinks.shard_name(subset, shard, self._num_shards[subset], self._compression)
+        name = shard_io.shard_name(subset, shard, self._num_shards[subset], self._compression)
         final = FileSystems.join(self._output_dir, name)
-        with sinks.TFRecordFileWriter(sinks.temp_path(self._output_dir, name), self._compression) as writer:
+        with shard_io.TFRecordFileWriter(shard_io.temp_path(self._output_dir, name), self._compression) as writer:
             for video, refs in sorted((x for x in items if x is not None), key=lambda x: x[0].video_id):
                 try:
                     feats = read_video_features(self._reader, video, refs)

@@ -38,7 +38,7 @@ from typing import Sequence
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from beam import dataflow, sinks
+from beam import dataflow, shard_io, sinks
 from tags_tf import kernels
 from beam.encoders import ClipSpec, EncoderError, EncoderSpec, clip_spec
 from beam.extract_dofns import META, AssembleVideoFn, DecodeBatchesFn, list_videos, plan_tasks
@@ -130,7 +130,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
             raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.num_shards < 0:
         raise ValueError(f"--num_shards must be >= 0, got {args.num_shards}")
-    compression = sinks.compression_type(args.compression)
+    compression = shard_io.compression_type(args.compression)
     options, runner = sinks.make_pipeline_options(pipeline_args)
     weights = dataflow.encoder_weights_path(args.encoder)
     warnings = dataflow.check_options(
@@ -161,13 +161,13 @@ def run(argv: Sequence[str] | None = None) -> dict:
     else:
         if not files and not unlisted:
             raise FileNotFoundError(f"--videos {args.videos}: no video files found")
-        tasks = plan_tasks(files, None, sinks.check_subset_name(args.subset or "inference"))
+        tasks = plan_tasks(files, None, shard_io.check_subset_name(args.subset or "inference"))
     counts: dict[str, int] = {}
     for t in tasks:
         if t["subset"]:
             counts[t["subset"]] = counts.get(t["subset"], 0) + (0 if t["reject"] else 1)
     num_shards = {
-        sinks.check_subset_name(s): args.num_shards or sinks.auto_num_shards(n) for s, n in sorted(counts.items())
+        shard_io.check_subset_name(s): args.num_shards or sinks.auto_num_shards(n) for s, n in sorted(counts.items())
     }
     class_names = list(annotations.class_names) if annotations is not None else []
     if not args.dry_run:
@@ -263,7 +263,7 @@ def build_pipeline(p, tasks, decode, min_snippets, batch_size, handler, class_na
         | "GroupByVideo" >> beam.CoGroupByKey()
         | "Assemble" >> beam.ParDo(sinks.TagOutputs(AssembleVideoFn(class_names)))
     )
-    shard_files = select(assembled, sinks.MAIN, "Examples") | "WriteShards" >> sinks.WriteShards(
+    shard_files = select(assembled, sinks.MAIN, "Examples") | "WriteShards" >> shard_io.WriteShards(
         output, num_shards, shard_of, compression
     )
     rejected = (

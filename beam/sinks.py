@@ -1,4 +1,6 @@
-"""Pipeline pieces shared by the Beam jobs (build_shards, extract_features).
+"""Pipeline pieces shared by the Beam jobs (build_shards, extract_features): dead letter
+and counters, pipeline options, the runner-portable tagging and accounting, the manifest
+and the final on-disk check. Shard files themselves are :mod:`beam.shard_io`.
 
 What a job built on these looks like::
 
@@ -8,7 +10,7 @@ What a job built on these looks like::
     tagged = pcoll | beam.ParDo(TagOutputs(SomeFn()))          # DoFns yield main outputs,
     ok = select(tagged, MAIN, "Ok")                            # reject(...) (REJECTED tag) and
     ...                                                        # summary(...) (SUMMARY tag)
-    files = examples | WriteShards(output, num_shards, shard_of, compression="GZIP")
+    files = examples | shard_io.WriteShards(output, num_shards, shard_of, compression="GZIP")
     (summaries, rejections, files) | WriteAccounting(output)   # always the last transform
     run_pipeline(p)
     manifest = finalize_output(output, base_manifest, num_inputs=n)  # checks the disk, publishes
@@ -42,12 +44,12 @@ import re
 from typing import Any, Iterable, Mapping
 
 import apache_beam as beam
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from tags_tf.data.statistics import temporal_statistics  # numpy only
+from beam.shard_io import TMP_DIR, ShardFileError, count_records, shard_name
 from tags_tf.schema import DEAD_LETTER_NAME, MANIFEST_NAME, SHARD_SUFFIX  # stdlib only
 
 _LOG = logging.getLogger(__name__)
@@ -63,7 +65,6 @@ _LOCAL_RUNNERS = {None, "", "DirectRunner", "direct", "SwitchingDirectRunner", "
 # ``--runner dask`` is a shorthand for Beam's DaskRunner (the ``dask`` extra); with
 # ``--dask_client_address HOST:PORT`` it runs on that dask.distributed cluster.
 _DASK_RUNNERS = {"dask", "DaskRunner", "apache_beam.runners.dask.dask_runner.DaskRunner"}
-_SUBSET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class ManifestError(RuntimeError):
@@ -201,167 +202,9 @@ def options_for_manifest(options: PipelineOptions) -> dict:
     return out
 
 
-def check_subset_name(subset: str) -> str:
-    """Subset names become file-name prefixes: letters, digits, ``_.-`` only."""
-    if not _SUBSET_RE.match(subset or ""):
-        raise ValueError(
-            f"subset name {subset!r} cannot be used as a shard prefix; "
-            "expected letters, digits, '_', '.', '-'"
-        )
-    return subset
-
-
 def auto_num_shards(num_videos: int, videos_per_shard: int = 256, max_shards: int = 1024) -> int:
     """Default shard count: ~``videos_per_shard`` videos a shard, at least 1."""
     return max(1, min(max_shards, math.ceil(num_videos / videos_per_shard)))
-
-
-def compression_type(compression: str | None) -> str:
-    """Normalizes ``--compression`` to the tf.data spelling: "" or "GZIP"."""
-    c = (compression or "").strip().upper()
-    if c in ("", "NONE", "UNCOMPRESSED"):
-        return ""
-    if c in ("GZIP", "GZ"):
-        return "GZIP"
-    raise ValueError(f"--compression {compression!r}: expected 'gzip' or none")
-
-
-def shard_suffix(compression: str) -> str:
-    return SHARD_SUFFIX + (".gz" if compression_type(compression) == "GZIP" else "")
-
-
-# ------------------------------------------------------------------------------- shards
-
-
-# -------------------------------------------------------------- streamed TFRecord files
-
-TMP_DIR = ".tmp"  # under the output directory; removed by finalize_output (publish)
-
-
-def shard_name(subset: str, index: int, num_shards: int, compression: str = "") -> str:
-    """``{subset}-{index:05d}-of-{num_shards:05d}.tfrecord[.gz]`` (WriteToTFRecord's names)."""
-    return f"{subset}-{index:05d}-of-{num_shards:05d}{shard_suffix(compression)}"
-
-
-def temp_path(output_dir: str, name: str) -> str:
-    """A unique temporary path for ``name`` (one per attempt, so retries never collide)."""
-    import uuid
-
-    return FileSystems.join(output_dir, TMP_DIR, f"{name}.{uuid.uuid4().hex}")
-
-
-def _masked_crc(data: bytes) -> int:
-    import google_crc32c
-
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def tfrecord_frame(data: bytes) -> bytes:
-    """One TFRecord: uint64 length, masked crc32c(length), data, masked crc32c(data)."""
-    import struct
-
-    length = struct.pack("<Q", len(data))
-    return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
-
-
-class TFRecordFileWriter:
-    """Streams records into one TFRecord file through Beam's FileSystems (local, gs://...).
-
-    Write to a temporary path, then :meth:`commit` renames it to the final name::
-
-        with TFRecordFileWriter(temp_path(out, name), "GZIP") as w:
-            w.write(serialized)
-        w.commit(FileSystems.join(out, name))
-
-    A writer left by an exception is closed and its file deleted.
-    """
-
-    def __init__(self, path: str, compression: str = ""):
-        self.path = path
-        self.count = 0
-        comp = CompressionTypes.GZIP if compression_type(compression) == "GZIP" else CompressionTypes.UNCOMPRESSED
-        self._f = FileSystems.create(path, compression_type=comp)
-
-    def write(self, record: bytes) -> None:
-        self._f.write(tfrecord_frame(record))
-        self.count += 1
-
-    def __enter__(self) -> "TFRecordFileWriter":
-        return self
-
-    def __exit__(self, exc_type, *unused) -> None:
-        self._f.close()
-        if exc_type is not None:
-            try:
-                FileSystems.delete([self.path])
-            except Exception:  # best effort; the temp dir goes with finalize_output
-                pass
-
-    def commit(self, final_path: str) -> None:
-        """Renames the (closed) file to ``final_path``, replacing any earlier attempt."""
-        if FileSystems.exists(final_path):
-            FileSystems.delete([final_path])
-        FileSystems.rename([self.path], [final_path])
-
-
-class WriteShardFn(beam.DoFn):
-    """((subset, shard index), [(video_id, serialized) or None]) -> the written shard's path.
-
-    Streams the records, sorted by video id, into ``{output}/{subset}-NNNNN-of-NNNNN``
-    under a temporary name and renames it when complete; ``None`` values are markers
-    that make every shard exist, empty or not (see WriteShards).
-    """
-
-    def __init__(self, output_dir: str, num_shards: Mapping[str, int], compression: str = ""):
-        self._output_dir = output_dir
-        self._num_shards = dict(num_shards)
-        self._compression = compression_type(compression)
-
-    def process(self, element):
-        (subset, shard), items = element
-        name = shard_name(subset, shard, self._num_shards[subset], self._compression)
-        with TFRecordFileWriter(temp_path(self._output_dir, name), self._compression) as writer:
-            for _, record in sorted((x for x in items if x is not None), key=lambda x: x[0]):
-                writer.write(record)
-        writer.commit(FileSystems.join(self._output_dir, name))
-        yield FileSystems.join(self._output_dir, name)
-
-
-def _key_by_shard(element, shard_of):
-    (subset, video_id), record = element
-    if video_id not in shard_of:
-        raise ValueError(f"video {video_id!r} of subset {subset!r} has no shard (not planned)")
-    return shard_of[video_id], (video_id, record)
-
-
-class WriteShards(beam.PTransform):
-    """PCollection[((subset, video_id), serialized)] -> PCollection[str] of shard paths.
-
-    ``shard_of``: video id -> (subset, shard index) for every video that may be written
-    (e.g. round robin over sorted ids); ``num_shards``: subset -> count. Every shard is
-    written, empty or not. A GroupByKey per shard and one writer DoFn a shard (no
-    Partition, no WriteToTFRecord: both lose data on the DaskRunner, see below).
-    """
-
-    def __init__(self, output_dir: str, num_shards: Mapping[str, int], shard_of: Mapping[str, tuple], compression=""):
-        super().__init__()
-        self._output_dir = output_dir
-        self._num_shards = {check_subset_name(s): int(n) for s, n in num_shards.items()}
-        self._shard_of = {k: tuple(v) for k, v in shard_of.items()}
-        self._compression = compression_type(compression)
-
-    def expand(self, pcoll):
-        markers = pcoll.pipeline | "ShardMarkers" >> beam.Create(
-            [((s, i), None) for s, n in self._num_shards.items() for i in range(n)]
-        )
-        keyed = pcoll | "KeyByShard" >> beam.Map(_key_by_shard, self._shard_of)
-        return (
-            (markers, keyed)
-            | "ShardRecords" >> beam.Flatten()
-            | "GroupShards" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(WriteShardFn(self._output_dir, self._num_shards, self._compression))
-        )
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -637,21 +480,6 @@ class WriteAccounting(beam.PTransform):
         )
 
 
-def count_records(path: str, compression: str = "") -> int:
-    """Number of TFRecords in ``path`` (framing only; raises ManifestError if truncated)."""
-    comp = CompressionTypes.GZIP if compression_type(compression) == "GZIP" else CompressionTypes.UNCOMPRESSED
-    n = 0
-    with FileSystems.open(path, compression_type=comp) as f:
-        while True:
-            header = f.read(12)  # uint64 length + uint32 masked crc of it
-            if not header:
-                return n
-            length = int.from_bytes(header[:8], "little") if len(header) == 12 else -1
-            if length < 0 or len(f.read(length + 4)) != length + 4:
-                raise ManifestError(f"{path}: truncated TFRecord after {n} records")
-            n += 1
-
-
 def finalize_output(output_dir: str, base: Mapping[str, Any], num_inputs: int) -> dict:
     """After the pipeline: checks its accounting against the disk, then publishes.
 
@@ -683,7 +511,10 @@ def finalize_output(output_dir: str, base: Mapping[str, Any], num_inputs: int) -
             shard = FileSystems.join(output_dir, shard_name(subset, i, n, compression))
             if not FileSystems.exists(shard):
                 raise ManifestError(f"{output_dir}: shard {os.path.basename(shard)} is missing after the pipeline")
-            on_disk[subset] += count_records(shard, compression)
+            try:
+                on_disk[subset] += count_records(shard, compression)
+            except ShardFileError as e:
+                raise ManifestError(str(e)) from None
             files.append(shard)
     for subset, n in on_disk.items():
         written = stats["subsets"].get(subset, {"videos": 0})["videos"]

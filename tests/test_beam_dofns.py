@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from apache_beam.pvalue import TaggedOutput
 
-from beam import dofns, sinks
+from beam import dofns, shard_io, sinks
 from beam import feature_readers as fr
 from tags_tf.data.annotations import Instance, VideoAnnotation
 
@@ -265,7 +265,7 @@ def test_build_shard_fn_writes_one_shard_and_rejects(tmp_path):
     assert tagged[sinks.SUMMARY] == [
         sinks.summary("a", "validation", 4, 2, 2, clipped_segments=1, duration=8.0, segments=[[1.0, 3.5], [6.0, 8.0]])
     ]
-    assert sorted(os.listdir(out / sinks.TMP_DIR)) == []  # the temp file was renamed
+    assert sorted(os.listdir(out / shard_io.TMP_DIR)) == []  # the temp file was renamed
     (data,) = list(tf.data.TFRecordDataset(main, compression_type="GZIP").as_numpy_iterator())
     ex = features.example_to_numpy(data)
     np.testing.assert_array_equal(ex[features.FEATURES], feats)
@@ -345,13 +345,13 @@ def test_build_manifest_counts_add_up():
 
 
 def test_option_helpers():
-    assert sinks.compression_type("gzip") == "GZIP" and sinks.compression_type(None) == ""
+    assert shard_io.compression_type("gzip") == "GZIP" and shard_io.compression_type(None) == ""
     with pytest.raises(ValueError, match="--compression"):
-        sinks.compression_type("zstd")
-    assert sinks.shard_suffix("gzip") == ".tfrecord.gz"
+        shard_io.compression_type("zstd")
+    assert shard_io.shard_suffix("gzip") == ".tfrecord.gz"
     assert [sinks.auto_num_shards(n) for n in (0, 256, 257, 10_000)] == [1, 1, 2, 40]
     with pytest.raises(ValueError, match="shard prefix"):
-        sinks.check_subset_name("../training")
+        shard_io.check_subset_name("../training")
     options, runner = sinks.make_pipeline_options(["--runner", "DirectRunner", "--project", "p"])
     assert type(runner).__name__ == "FnApiRunner"  # never Prism
     assert sinks.options_for_manifest(options)["project"] == "p"
@@ -366,11 +366,11 @@ def test_prepare_output_refuses_or_replaces_an_earlier_run(tmp_path):
     old = ["training-00000-of-00002.tfrecord.gz", sinks.MANIFEST_NAME, sinks.DEAD_LETTER_NAME]
     for name in old + ["notes.txt"]:
         (out / name).write_text("x")
-    (out / sinks.TMP_DIR).mkdir()
-    (out / sinks.TMP_DIR / "part").write_text("x")
+    (out / shard_io.TMP_DIR).mkdir()
+    (out / shard_io.TMP_DIR / "part").write_text("x")
     with pytest.raises(FileExistsError, match="holds shards of an earlier run \\(3 files\\); pass --overwrite"):
         sinks.prepare_output(str(out), overwrite=False)
-    assert sorted(os.listdir(out)) == sorted(old + ["notes.txt", sinks.TMP_DIR])  # refused: nothing deleted
+    assert sorted(os.listdir(out)) == sorted(old + ["notes.txt", shard_io.TMP_DIR])  # refused: nothing deleted
     sinks.prepare_output(str(out), overwrite=True)
     assert os.listdir(out) == ["notes.txt"]  # other files are not ours
 
@@ -381,7 +381,7 @@ def test_tfrecord_writer_frames_read_back_by_tf(tmp_path):
     records = [b"", b"x", bytes(range(256)) * 40]
     for comp in ("", "GZIP"):
         final = str(tmp_path / f"f{comp}.tfrecord")
-        with sinks.TFRecordFileWriter(sinks.temp_path(str(tmp_path), "f"), comp) as w:
+        with shard_io.TFRecordFileWriter(shard_io.temp_path(str(tmp_path), "f"), comp) as w:
             for r in records:
                 w.write(r)
         w.commit(final)

@@ -196,16 +196,16 @@ def test_manifest_write_interrupted_leaves_no_partial_manifest(tmp_path, monkeyp
 
 def test_a_stage_that_loses_records_fails_the_job_naming_the_missing_count(corpus, tmp_path, monkeypatch, capsys):
     """A lossy writer (as a faulty runner would be) is caught by counting the records on disk."""
-    from beam import sinks
+    from beam import shard_io
 
-    real_write = sinks.TFRecordFileWriter.write
+    real_write = shard_io.TFRecordFileWriter.write
 
     def lossy_write(self, record):  # silently drops the first record of every shard
         if getattr(self, "_lost", False):
             real_write(self, record)
         self._lost = True
 
-    monkeypatch.setattr(sinks.TFRecordFileWriter, "write", lossy_write)
+    monkeypatch.setattr(shard_io.TFRecordFileWriter, "write", lossy_write)
     ann, feat_dir, _, _ = corpus
     out = tmp_path / "shards"
     rc = build_shards.main(["--annotations", str(ann), "--features", str(feat_dir), "--output", str(out),
