@@ -21,6 +21,9 @@ number is in the manifest as ``unannotated_features``).
 ``--dry_run`` checks the options (for Dataflow: beam.dataflow.check_options), builds the
 graph and prints what would be submitted; nothing is run, written or submitted, and no
 remote file is read (remote feature sources are not listed).
+
+Long because it is a whole job: argument checks, planning, the graph, the dry run and
+the CLI.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ dropped and counted as ``dropped_segments`` -- the video is kept unless
 ``reject_bad_segments`` is set, in which case it is rejected as ``bad_segment``.
 
 Only BuildShardFn imports TensorFlow (in ``setup()``).
+
+Long because it holds the job's DoFns and the validation they share with
+extract_features.
 """
 
 from __future__ import annotations

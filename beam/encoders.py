@@ -29,6 +29,9 @@ Nothing is ever downloaded. A model without weights (no ``checkpoint=`` /
 ``--allow_random_init``), which is meant for tests and smoke runs only.
 
 Every encoder maps uint8 clips (B, N, H, W, 3) RGB -> float32 features (B, D).
+
+Long because the spec grammar and its three backends share one pre-flight check; a split
+per backend is open (issue 14).
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ axis (:func:`concat_streams`); their T must be equal.
 
 Errors are :class:`FeatureReadError` with a machine-readable ``reason`` (the dead-letter
 reason) and a one-line ``detail`` naming the file.
+
+Long because it reads every feature layout (npy, csv, HDF5, two streams) with its own
+rejection reasons.
 """
 
 from __future__ import annotations

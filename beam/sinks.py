@@ -32,6 +32,9 @@ counts the records actually in the shards after the pipeline and raises Manifest
 that loses data fails the job instead of publishing a manifest.
 
 Nothing here imports TensorFlow.
+
+Long because the accounting, the manifest and the on-disk check must agree with each
+other; shard files are in beam.shard_io.
 """
 
 from __future__ import annotations

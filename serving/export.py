@@ -18,6 +18,9 @@ and the export test check this.
 
 The version directory is written to a temporary sibling first and renamed at the end,
 so a TF Serving instance polling the base path never sees a half-written version.
+
+Long because the export, its input checks, the warm-up requests and the CLI belong to
+one SavedModel.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ resolution down").
 
 This module imports nothing heavy (no TensorFlow) so the evaluator and the Beam
 pipelines can use it.
+
+Long because every field of every section is defined, commented and validated here,
+once.
 """
 
 from __future__ import annotations

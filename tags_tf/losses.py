@@ -16,6 +16,9 @@ the consistency loss); ``reduction=None`` makes ``__call__`` return it multiplie
 the weight. ``total_loss`` / ``TagsLoss`` sum the four over all scales of a model
 output dict. The readings of the paper's printed equations are listed in README
 "Design notes".
+
+Long because it holds the paper's four losses (Eq. 5-9) and Eq. 7's contrast; each is
+one class that tests pin to hand-computed values.
 """
 
 from __future__ import annotations

@@ -33,6 +33,9 @@ ground truth, so the result is identical. Tie rules reproduced from the referenc
   ``argsort`` so it is tried first; we do the same (and silence the 0/0 warning).
 
 Pure numpy; no TensorFlow.
+
+Long because it is the whole evaluator (matching, AP, the report); splitting it would
+scatter what must stay equal to the official code.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@
 
 The breakdown is plain numpy (no matplotlib); matplotlib is imported inside the plotting
 functions, with the Agg backend, so importing this module stays cheap.
+
+Long because it holds one function per plot, plus the false-positive breakdown they
+draw.
 """
 
 from __future__ import annotations

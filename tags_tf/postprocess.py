@@ -47,6 +47,9 @@ Padded rows (index >= ``num_detections``): segments 0, scores 0, classes -1.
 Devices: ``NonMaxSuppressionV5`` (Soft-NMS) has only a CPU kernel and no XLA lowering;
 on a GPU host TF places it on the CPU and the rest on the GPU. Keep the decoder out of
 XLA-compiled functions (``DetectionDecoder.supports_jit`` is False).
+
+Long because it is the whole decoder: runs, the four candidate scores, actionness
+candidates, Soft-NMS and the Keras layer that exports them.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@
   :func:`write_submission` writes an already-built results mapping.
 
 Pure Python + numpy; no TensorFlow.
+
+Long because it reads, validates, writes and converts one file format.
 """
 
 from __future__ import annotations

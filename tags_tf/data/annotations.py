@@ -37,6 +37,9 @@ One policy for bad input, per video (every layout; ``beam.build_shards`` applies
 
 :func:`load_annotations` logs one warning summing up both kinds, so nothing is lost
 silently.
+
+Long because it reads every public annotation layout into one form, with one-line errors
+for each.
 """
 
 from __future__ import annotations
