@@ -17,6 +17,8 @@ Signature ``detect`` (features of any length -> action instances)
             ``detection_scores``   float32 [B, N], descending, 0 beyond num_detections
             ``detection_classes``  int32   [B, N], class ids in [0, K)
             ``num_detections``     int32   [B], valid rows per video (<= N)
+            ``detection_class_names`` string [B, N], the class names ("" beyond
+                           num_detections)
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ from tags_tf.schema import (  # noqa: E402  (the decoder's output names, defined
     DETECTION_SEGMENTS,
     NUM_DETECTIONS,
 )
+
+# The detect signature also names each detection's class (string, "" in padded rows),
+# from the class names exported with the model: clients need no side file.
+DETECTION_CLASS_NAMES = "detection_class_names"
+DETECT_OUTPUTS = DETECTION_OUTPUTS + (DETECTION_CLASS_NAMES,)
 
 # Files beside the SavedModel that TF Serving ignores (assets.extra is the convention
 # for files that are not graph assets, e.g. warm-up requests).

@@ -176,13 +176,15 @@ def format_table(results: Mapping[str, VideoDetections], class_names: Sequence[s
 def write_results_json(path: str | Path, results: Mapping[str, VideoDetections], class_names: Sequence[str] | None) -> None:
     """ActivityNet-1.3 results file via ``tags_tf.results.ResultsWriter``.
 
-    Without ``class_names`` the labels are the class ids as strings.
+    Without ``class_names`` the labels are the names the server sent with the detections
+    (the exported model's class names), else the class ids as strings.
     """
     from tags_tf.results import ResultsWriter
 
     if class_names is None:
         k = max((int(d.classes.max()) + 1 for d in results.values() if len(d)), default=0)
-        class_names = [str(i) for i in range(k)]
+        sent = {int(c): lab for d in results.values() if d.labels is not None for c, lab in zip(d.classes, d.labels)}
+        class_names = [sent.get(i, str(i)) for i in range(k)]
     writer = ResultsWriter(class_names, external_data={"used": False, "details": "TAGS over TF Serving gRPC"})
     for video_id, dets in results.items():
         writer.add(video_id, dets.segments, dets.scores, dets.classes)

@@ -62,25 +62,36 @@ class VideoDetections:
     segments: np.ndarray  # (n, 2) float32, (start, end) seconds
     scores: np.ndarray  # (n,) float32, descending
     classes: np.ndarray  # (n,) int32 class ids
+    labels: tuple[str, ...] | None = None  # (n,) class names, when the server sent them
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def records(self, class_names: Sequence[str] | None = None) -> list[dict]:
-        """ActivityNet result entries: {"label", "score", "segment": [start, end]}."""
-        return [
-            result_entry(class_names[c] if class_names else str(int(c)), float(s), float(a), float(b))
-            for (a, b), s, c in zip(self.segments, self.scores, self.classes)
-        ]
+        """ActivityNet result entries: {"label", "score", "segment": [start, end]}.
+
+        Labels: ``class_names[c]`` when given, else the names the server sent, else the
+        class ids as strings."""
+        if class_names:
+            labels = [class_names[c] for c in self.classes]
+        else:
+            labels = list(self.labels) if self.labels is not None else [str(int(c)) for c in self.classes]
+        return [result_entry(lab, float(s), float(a), float(b))
+                for (a, b), s, lab in zip(self.segments, self.scores, labels)]
 
 
 def split_detections(outputs: Mapping[str, np.ndarray]) -> list[VideoDetections]:
     """Padded ``detect`` outputs (B, N, ...) -> one :class:`VideoDetections` per video."""
-    return [
-        VideoDetections(segments=np.asarray(seg, np.float32), scores=np.asarray(score, np.float32),
-                   classes=np.asarray(cls, np.int32))
-        for seg, score, cls in unpad_detections(outputs)
-    ]
+    per_video = unpad_detections(outputs)
+    names_sent = outputs.get(names.DETECTION_CLASS_NAMES)
+    out = []
+    for b, (seg, score, cls) in enumerate(per_video):
+        labels = None
+        if names_sent is not None:
+            labels = tuple(x.decode() if isinstance(x, bytes) else str(x) for x in names_sent[b, : len(score)])
+        out.append(VideoDetections(segments=np.asarray(seg, np.float32), scores=np.asarray(score, np.float32),
+                                   classes=np.asarray(cls, np.int32), labels=labels))
+    return out
 
 
 class DetectionClient:

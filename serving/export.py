@@ -95,6 +95,7 @@ def make_serving_fns(
     model: keras.Model,
     decoder: keras.layers.Layer,
     cfg: TagsConfig,
+    class_names: Sequence[str],
 ) -> tuple[Callable[[tf.Tensor], dict], Callable[[tf.Tensor, tf.Tensor], dict]]:
     """The Python bodies of the two signatures (traced by ExportArchive).
 
@@ -121,7 +122,12 @@ def make_serving_fns(
             features = tf.identity(features)
             duration = tf.identity(duration)
         # TagsModel.detect: resample (B, T_in, D) -> (B, T, D), model, decoder.
-        return _detections_dict(model.detect(features, duration, decoder=decoder, external_scores=external_scores))
+        out = _detections_dict(model.detect(features, duration, decoder=decoder, external_scores=external_scores))
+        classes = out[names.DETECTION_CLASSES]  # (B, N), -1 in padded rows
+        label = tf.gather(tf.constant(list(class_names), tf.string), tf.maximum(classes, 0))  # (B, N)
+        out[names.DETECTION_CLASS_NAMES] = tf.identity(tf.where(classes >= 0, label, ""),
+                                                       name=names.DETECTION_CLASS_NAMES)
+        return out
 
     if cfg.postprocess.class_fusion == "external":
         return serve_raw, detect
@@ -181,7 +187,7 @@ def export_saved_model(
     t, d = cfg.model.input_snippets, cfg.model.feature_dim
     if not model.built:
         model(tf.zeros([1, t, d]), training=False)
-    serve_raw, detect = make_serving_fns(model, decoder, cfg)
+    serve_raw, detect = make_serving_fns(model, decoder, cfg, class_names)
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -194,6 +194,11 @@ def _reference(exported, x, duration):
                       ref[names.DETECTION_CLASSES][0, :n])
 
 
+def _exported_names(exported):
+    """The class names exported with the model: what the server sends without --labels."""
+    return json.loads((exported[3] / names.EXTRA_DIR / names.CLASS_NAMES_FILE).read_text())
+
+
 def _assert_json_matches(entries, ref: VideoDetections, class_names):
     assert len(entries) == len(ref) > 0
     for e, rec in zip(entries, ref.records(class_names)):
@@ -232,8 +237,9 @@ def test_cli_folder_with_durations_and_a_bad_file(exported, server, tmp_path, ca
     assert "c.npy: features must be a (T, D) float array" in err and "1 video(s) failed" in err
     results = json.loads(out.read_text())["results"]
     assert sorted(results) == ["b", "v_a"]
-    _assert_json_matches(results["v_a"], _reference(exported, feats["v_a"].astype(np.float32), 30.0), None)
-    _assert_json_matches(results["b"], _reference(exported, feats["b"].astype(np.float32), 12.0), None)
+    exported_names = _exported_names(exported)  # no --labels: the names come from the server
+    _assert_json_matches(results["v_a"], _reference(exported, feats["v_a"].astype(np.float32), 30.0), exported_names)
+    _assert_json_matches(results["b"], _reference(exported, feats["b"].astype(np.float32), 12.0), exported_names)
 
 
 def test_cli_resampled_batches(exported, server, tmp_path):
@@ -248,7 +254,7 @@ def test_cli_resampled_batches(exported, server, tmp_path):
     assert rc == 0
     results = json.loads(out.read_text())["results"]
     for vid, (x, dur) in feats.items():  # same detections as the graph's own resampling
-        _assert_json_matches(results[vid], _reference(exported, x, dur), None)
+        _assert_json_matches(results[vid], _reference(exported, x, dur), _exported_names(exported))
     sizes = [len(b) for b in batch_client._batches(((v, x, d) for v, (x, d) in feats.items()), 2, 16)]
     assert sizes == [2, 1]
     assert [len(b) for b in batch_client._batches(((v, x, d) for v, (x, d) in feats.items()), 2, None)] == [1, 1, 1]
@@ -266,7 +272,8 @@ def test_cli_folder_with_annotation_durations(exported, server, tmp_path):
     rc = client_lib.main(["--server", server.address, "--features", str(tmp_path / "feats"),
                           "--annotations", str(tmp_path / "anet.json"), "--json", str(out)])
     assert rc == 0
-    _assert_json_matches(json.loads(out.read_text())["results"]["v_abc"], _reference(exported, x, 44.0), None)
+    entries = json.loads(out.read_text())["results"]["v_abc"]
+    _assert_json_matches(entries, _reference(exported, x, 44.0), _exported_names(exported))
 
 
 def test_cli_shards(exported, server, tmp_path):
@@ -284,7 +291,7 @@ def test_cli_shards(exported, server, tmp_path):
     assert rc == 0
     results = json.loads(out.read_text())["results"]
     for vid, (x, dur) in videos.items():
-        _assert_json_matches(results[vid], _reference(exported, x, dur), None)
+        _assert_json_matches(results[vid], _reference(exported, x, dur), _exported_names(exported))
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -118,7 +118,7 @@ def test_get_model_status_and_metadata(stubs):
     sig_map = get_model_metadata_pb2.SignatureDefMap()
     assert meta.metadata["signature_def"].Unpack(sig_map)
     assert set(sig_map.signature_def) == {names.SERVING_DEFAULT, names.DETECT}
-    assert set(sig_map.signature_def[names.DETECT].outputs) == set(names.DETECTION_OUTPUTS)
+    assert set(sig_map.signature_def[names.DETECT].outputs) == set(names.DETECT_OUTPUTS)
 
 
 def _bad_cases(cfg):
@@ -175,7 +175,7 @@ def test_bad_request_is_refused_and_server_keeps_serving(exported, stubs, case):
     assert "\n" not in details and "[[{{node" not in details  # one readable line, no graph dump
     x, d = _video(9)
     ok = stubs[0].Predict(_request({names.FEATURES: x, names.DURATION: d}), timeout=30)
-    assert set(ok.outputs) == set(names.DETECTION_OUTPUTS)
+    assert set(ok.outputs) == set(names.DETECT_OUTPUTS)
 
 
 def test_unknown_model_in_status_and_metadata(stubs):

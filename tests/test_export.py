@@ -35,12 +35,17 @@ def _inputs(t_in, b=2, d=8, seed=0):
     return rng.normal(size=(b, t_in, d)).astype(np.float32), np.array([30.0, 12.5, 7.0][:b], np.float32)
 
 
-def _assert_detections_equal(got, ref):
-    assert set(got) == set(names.DETECTION_OUTPUTS)
+def _assert_detections_equal(got, ref, class_names=None):
+    """got (the detect signature) == ref (in-process); class names default to _testing.class_names's."""
+    assert set(got) == set(names.DETECT_OUTPUTS)
     np.testing.assert_array_equal(got[names.NUM_DETECTIONS], ref[names.NUM_DETECTIONS])
     np.testing.assert_array_equal(got[names.DETECTION_CLASSES], ref[names.DETECTION_CLASSES])
     np.testing.assert_allclose(got[names.DETECTION_SCORES], ref[names.DETECTION_SCORES], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got[names.DETECTION_SEGMENTS], ref[names.DETECTION_SEGMENTS], rtol=1e-5, atol=1e-4)
+    labels = [[x.decode() for x in row] for row in np.asarray(got[names.DETECTION_CLASS_NAMES])]
+    for row, classes, n in zip(labels, ref[names.DETECTION_CLASSES], ref[names.NUM_DETECTIONS]):
+        want = [class_names[c] if class_names else f"action_{c}" for c in classes[:n]]
+        assert row == want + [""] * (len(classes) - n)
 
 
 @pytest.mark.parametrize("t_in", [1, 7, 16, 23])  # T = 16: up-, identity and downsampling
@@ -80,7 +85,7 @@ def test_signature_names_dtypes_and_batch_dims(exported):
     assert set(sigs) == {names.SERVING_DEFAULT, names.DETECT}
     detect = sigs[names.DETECT]
     assert set(detect.inputs) == {names.FEATURES, names.DURATION}
-    assert set(detect.outputs) == set(names.DETECTION_OUTPUTS)
+    assert set(detect.outputs) == set(names.DETECT_OUTPUTS)
     # Input tensor names are derived from the signature and input names (documented).
     assert detect.inputs[names.FEATURES].name == "detect_features:0"
     assert detect.inputs[names.DURATION].name == "detect_duration:0"
@@ -217,7 +222,8 @@ def test_cli_exports_from_workdir(exported, tmp_path, capsys):
     assert json.loads((out / names.EXTRA_DIR / names.CLASS_NAMES_FILE).read_text()) == ["walk", "run", "jump"]
     x, dur = _inputs(13)
     got = tf.saved_model.load(str(out)).signatures[names.DETECT](features=tf.constant(x), duration=tf.constant(dur))
-    _assert_detections_equal({k: v.numpy() for k, v in got.items()}, _testing.in_process_detect(model, cfg, x, dur))
+    _assert_detections_equal({k: v.numpy() for k, v in got.items()}, _testing.in_process_detect(model, cfg, x, dur),
+                             ["walk", "run", "jump"])
 
 
 @pytest.mark.parametrize("argv, message", [

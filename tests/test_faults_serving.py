@@ -91,7 +91,7 @@ def test_bad_proto_is_refused_before_materializing(stub, case):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert re.search(message, err.value.details()), err.value.details()
     assert "\n" not in err.value.details()
-    assert set(stub.Predict(_good_request(), timeout=30).outputs) == set(names.DETECTION_OUTPUTS)
+    assert set(stub.Predict(_good_request(), timeout=30).outputs) == set(names.DETECT_OUTPUTS)
 
 
 def test_83_byte_huge_shape_request_refused_fast_without_memory_growth(server):
@@ -133,7 +133,7 @@ def test_server_side_deadline_is_deadline_exceeded(server):
     with pytest.raises(RequestError) as err:  # 1 us: the session gives up before finishing
         servable.run(names.DETECT, {names.FEATURES: x, names.DURATION: d}, timeout_s=1e-6)
     assert err.value.code == "DEADLINE_EXCEEDED"
-    assert set(servable.run(names.DETECT, {names.FEATURES: x, names.DURATION: d})) == set(names.DETECTION_OUTPUTS)
+    assert set(servable.run(names.DETECT, {names.FEATURES: x, names.DURATION: d})) == set(names.DETECT_OUTPUTS)
 
 
 def test_bounded_queue_refuses_past_maximum_concurrent_rpcs(server, monkeypatch):
