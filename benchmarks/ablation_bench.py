@@ -34,9 +34,10 @@ log = logging.getLogger("ablation_bench")
 ROWS = {
     "paper_exact": ("TAGS as printed (paper head, Eq. 6 only, interior bIoU, fg rows, mean)", {
         "model.mask_head": "paper", "loss.mask_bce": 0.0, "loss.mask_background": 0.0,
-        "loss.boundary": "interior", "postprocess.mask_score": "mean"}),
-    "paper": ("TAGS, paper mask head (Eq. 4 as printed)", {"model.mask_head": "paper"}),
-    "bilinear": ("TAGS, bilinear mask head", {"model.mask_head": "bilinear"}),
+        "loss.boundary": "interior", "postprocess.mask_score": "mean", "model.mask_trunk_gradient": 1.0}),
+    "paper": ("TAGS, paper mask head (Eq. 4 as printed)", {"model.mask_head": "paper", "model.mask_trunk_gradient": 1.0}),
+    "bilinear": ("TAGS, bilinear mask head, all the mask gradient into the encoder", {
+        "model.mask_head": "bilinear", "model.mask_trunk_gradient": 1.0}),
     "bilinear_fg_rows": ("TAGS, bilinear, foreground rows only (loss.mask_background=0)", {
         "model.mask_head": "bilinear", "loss.mask_background": 0.0}),
     "bilinear_interior": ("TAGS, bilinear, interior bIoU (loss.boundary=interior)", {
@@ -50,7 +51,7 @@ ROWS = {
     "bilinear_no_pp": ("TAGS, bilinear, no prediction promotion (loss.pp_weight=0)", {
         "model.mask_head": "bilinear", "loss.pp_weight": 0.0}),
     "actionness": ("w/o mask branch (actionness decoding)", {
-        "loss.mask_weight": 0.0, "postprocess.mask_source": "actionness"}),
+        "loss.mask_weight": 0.0, "postprocess.mask_source": "actionness", "model.mask_trunk_gradient": 1.0}),
     "baseline": ("per-snippet logistic regression + smoothing", None),
 }
 BASELINE_SMOOTHING = (0.04, 0.1, 0.2, 0.3)  # moving-average window, fraction of the video
