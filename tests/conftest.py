@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 KERNEL_SENSITIVE = {
     "test_layers.py", "test_losses.py", "test_postprocess.py", "test_movinet_fast.py", "test_model.py",
     "test_actionness.py", "test_labels.py", "test_resample.py", "test_export.py", "test_mask_ops.py",
+    "test_roofline.py",
 }
 
 

@@ -70,7 +70,7 @@ def test_top_ops_finds_the_matmul_in_a_trace():
     fn = tf.function(lambda: tf.matmul(a, b))
     fn()
     rows, summed = rl.top_ops(lambda: fn().numpy(), repeats=2)
-    assert [r["op"] for r in rows][:1] == ["MatMul"]
+    assert rows[0]["op"] in ("MatMul", "_MklMatMul")  # Eigen's, or oneDNN's name for it
     assert rows[0]["count"] == 1 and summed > 0
     assert sum(r["share"] for r in rows) == pytest.approx(1.0, abs=1e-6)
 
