@@ -121,7 +121,8 @@ def _encoder_gradient_norm(**kw):
 
 def test_mask_trunk_gradient_zero_keeps_the_mask_loss_out_of_the_encoder():
     keras.utils.set_random_seed(0)
-    full, detached = _encoder_gradient_norm(), _encoder_gradient_norm(**{"model.mask_trunk_gradient": 0.0})
+    full = _encoder_gradient_norm(**{"model.mask_trunk_gradient": 1.0})
+    detached = _encoder_gradient_norm(**{"model.mask_trunk_gradient": 0.0})
     assert full["encoder"] > 1e-4 and full["mask_head"] > 1e-4
     assert detached["encoder"] == 0.0 and detached["input_proj"] == 0.0 and detached["mask_head"] > 1e-4
     with pytest.raises(ConfigError, match="model.mask_trunk_gradient must be in \\[0, 1\\], got 2"):
