@@ -66,10 +66,11 @@ class ModelConfig:
     mask_head: str = "bilinear"
     mask_key_dim: int = 128  # d of the bilinear head's query and key.
     mask_hidden_dim: int = 0  # width of H_b's first two convs; 0 = embed_dim (C).
-    # Scale of the gradient the mask branch sends into the shared encoder: 1 (the paper,
-    # one network trained end to end), 0 (the mask head learns on the encoder that the
-    # classification branch trains; its own weights still learn). README "Design notes".
-    mask_trunk_gradient: float = 1.0
+    # Scale of the gradient the mask branch sends into the shared encoder: 0 (default: the
+    # mask head learns on the encoder that the classification branch trains; its own
+    # weights still learn), 1 (the paper: one network trained end to end). Chosen on
+    # validation (README "Design notes").
+    mask_trunk_gradient: float = 0.0
 
     @property
     def input_snippets(self) -> int:

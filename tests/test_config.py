@@ -16,10 +16,10 @@ def test_presets_and_their_protocols():
 
 def test_set_strings_are_coerced_to_the_fields_type():
     cfg = get_config("demo", parse_set_args(["model.embed_dim=32", "model.scales=(1, 2, 4)", "train.learning_rate=1",
-                                             "data.protocol=thumos", "model.mask_trunk_gradient=0"]))
+                                             "data.protocol=thumos", "model.mask_trunk_gradient=0.5"]))
     assert cfg.model.embed_dim == 32 and cfg.model.scales == (1, 2, 4)
     assert cfg.train.learning_rate == 1.0 and isinstance(cfg.train.learning_rate, float)
-    assert cfg.data.protocol == "thumos" and cfg.model.mask_trunk_gradient == 0.0
+    assert cfg.data.protocol == "thumos" and cfg.model.mask_trunk_gradient == 0.5
 
 
 @pytest.mark.parametrize("overrides, message", [
