@@ -39,7 +39,7 @@ from typing import Mapping, Sequence
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from beam import dataflow, dofns
+from beam import build_shards_dofns, dataflow
 from beam import feature_readers as fr
 from beam import shard_io, sinks
 from tags_tf import kernels
@@ -272,21 +272,25 @@ def build_pipeline(
     p, videos, indexes, sources, output, base, shard_counts, compression, class_index, feature_dim,
     reject_bad_segments,
 ):
-    """Adds the build_shards graph to pipeline ``p`` (see beam.dofns for the stages)."""
+    """Adds the build_shards graph to pipeline ``p`` (see beam.build_shards_dofns for the stages)."""
     rej, select = sinks.REJECTED, sinks.select
     keyed = p | "Annotations" >> beam.Create(videos) | "KeyByCanonicalId" >> beam.Map(_canonical_key)
     # Every DoFn runs in TagOutputs (one output of (tag, value)): see beam.sinks for why.
-    dedup = keyed | "GroupIds" >> beam.GroupByKey() | "Dedupe" >> beam.ParDo(sinks.TagOutputs(dofns.DedupeFn()))
+    dedup = (
+        keyed
+        | "GroupIds" >> beam.GroupByKey()
+        | "Dedupe" >> beam.ParDo(sinks.TagOutputs(build_shards_dofns.DedupeFn()))
+    )
     resolved = select(dedup, sinks.MAIN, "DedupeOk") | "Resolve" >> beam.ParDo(
-        sinks.TagOutputs(dofns.ResolveFeaturesFn(indexes, sources))
+        sinks.TagOutputs(build_shards_dofns.ResolveFeaturesFn(indexes, sources))
     )
     resolved_ok = select(resolved, sinks.MAIN, "ResolveOk")
     side = []
     if feature_dim is None:
         majority = (
             resolved_ok
-            | "PeekDim" >> beam.ParDo(dofns.PeekDimFn())
-            | "MajorityDim" >> beam.CombineGlobally(dofns.MajorityDimFn())
+            | "PeekDim" >> beam.ParDo(build_shards_dofns.PeekDimFn())
+            | "MajorityDim" >> beam.CombineGlobally(build_shards_dofns.MajorityDimFn())
         )
         side.append(beam.pvalue.AsSingleton(majority))  # expected_dim of BuildShardFn.process
     # Only (video, refs) pairs are shuffled; every shard gets a marker so it exists even if empty.
@@ -300,7 +304,9 @@ def build_pipeline(
         | "BuildShards"
         >> beam.ParDo(
             sinks.TagOutputs(
-                dofns.BuildShardFn(output, shard_counts, compression, class_index, feature_dim, reject_bad_segments)
+                build_shards_dofns.BuildShardFn(
+                    output, shard_counts, compression, class_index, feature_dim, reject_bad_segments
+                )
             ),
             *side,
         )

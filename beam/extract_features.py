@@ -41,7 +41,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from beam import dataflow, shard_io, sinks
 from tags_tf import kernels
 from beam.encoders import ClipSpec, EncoderError, EncoderSpec, clip_spec
-from beam.extract_dofns import META, AssembleVideoFn, DecodeBatchesFn, list_videos, plan_tasks
+from beam.extract_features_dofns import META, AssembleVideoFn, DecodeBatchesFn, list_videos, plan_tasks
 from beam.model_handler import EncoderModelHandler
 from beam.video_decode import RESIZE_MODES, DecodeOptions
 

@@ -73,7 +73,7 @@ def run_loop(ann_path: str, feat_dir: str, out_dir: str, num_shards: int, compre
     """The single-process baseline: same checks, same examples, round-robin shards."""
     import tensorflow as tf
 
-    from beam import dofns
+    from beam import build_shards_dofns
     from tags_tf import features as F
     from tags_tf.data.annotations import load_annotations
 
@@ -87,10 +87,10 @@ def run_loop(ann_path: str, feat_dir: str, out_dir: str, num_shards: int, compre
     for vid in sorted(ann.videos):
         v = ann.videos[vid]
         feats = np.load(os.path.join(feat_dir, vid + ".npy"))
-        reason, feats = dofns.check_features(vid, feats, None)
+        reason, feats = build_shards_dofns.check_features(vid, feats, None)
         if reason is not None:
             continue
-        clean = dofns.clean_segments(v.instances, v.duration)
+        clean = build_shards_dofns.clean_segments(v.instances, v.duration)
         ex = F.make_example(
             vid, v.subset, v.duration, feats, clean.segments, [class_index[n] for n in clean.labels], clean.labels
         )

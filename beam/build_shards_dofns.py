@@ -1,4 +1,4 @@
-"""DoFns of the build_shards job (and plain functions the extract job reuses).
+"""DoFns of the ``beam.build_shards`` job (and plain functions ``beam.extract_features_dofns`` reuses).
 
 Stages, each a DoFn testable through ``setup()`` / ``process()``; every rejection goes
 to the ``sinks.REJECTED`` output as ``{"video_id", "subset", "reason", "detail"}``:

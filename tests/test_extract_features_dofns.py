@@ -6,7 +6,7 @@ pytest.importorskip("av")
 import apache_beam as beam  # noqa: E402
 
 from beam import sinks  # noqa: E402
-from beam.extract_dofns import (  # noqa: E402
+from beam.extract_features_dofns import (  # noqa: E402
     META,
     AssembleVideoFn,
     DecodeSnippetsFn,

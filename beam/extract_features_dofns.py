@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import apache_beam as beam
 import numpy as np
 
-from beam import dofns, sinks
+from beam import build_shards_dofns, sinks
 from tags_tf.data.annotations import Instance
 from beam.video_decode import DecodeOptions, VideoDecodeError, iter_snippets, probe
 
@@ -33,16 +33,16 @@ log = logging.getLogger(__name__)
 META = "meta"
 
 # Dead-letter reasons produced here; the ones shared with build_shards come from
-# beam.dofns (VideoDecodeError adds file_not_found, unreadable_container,
+# beam.build_shards_dofns (VideoDecodeError adds file_not_found, unreadable_container,
 # no_video_stream, no_frame_rate, decode_error, no_frames, truncated).
 MISSING_VIDEO = "missing_video"
 NOT_IN_ANNOTATIONS = "not_in_annotations"
 MISSING_SNIPPETS = "missing_snippets"
-DUPLICATE_VIDEO_ID = dofns.DUPLICATE_VIDEO_ID
-UNSAFE_VIDEO_ID = dofns.UNSAFE_VIDEO_ID
-TOO_FEW_SNIPPETS = dofns.TOO_FEW_SNIPPETS
-NON_FINITE_VALUES = dofns.NON_FINITE_VALUES
-UNKNOWN_LABEL = dofns.UNKNOWN_LABEL
+DUPLICATE_VIDEO_ID = build_shards_dofns.DUPLICATE_VIDEO_ID
+UNSAFE_VIDEO_ID = build_shards_dofns.UNSAFE_VIDEO_ID
+TOO_FEW_SNIPPETS = build_shards_dofns.TOO_FEW_SNIPPETS
+NON_FINITE_VALUES = build_shards_dofns.NON_FINITE_VALUES
+UNKNOWN_LABEL = build_shards_dofns.UNKNOWN_LABEL
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts")
 
@@ -108,7 +108,7 @@ def plan_tasks(video_files: Sequence[str], annotations=None, subset: str = "infe
     tasks: list[dict] = []
 
     def one(video_id, paths, sub, segments=(), labels=()):
-        problem = dofns.unsafe_id_problem(video_id)
+        problem = build_shards_dofns.unsafe_id_problem(video_id)
         if problem:
             return task(video_id, None, sub, reject=(UNSAFE_VIDEO_ID, f"video id {video_id!r}: {problem}"))
         if len(paths) > 1:
@@ -247,13 +247,13 @@ class AssembleVideoFn(beam.DoFn):
             yield sinks.reject(vid, MISSING_SNIPPETS, detail, subset)
             return
         stacked = np.stack([np.asarray(f, np.float32) for _, f in feats])  # T x (D,) -> (T, D)
-        reason, features = dofns.check_features(vid, stacked, None)
+        reason, features = build_shards_dofns.check_features(vid, stacked, None)
         if reason is not None:  # too_few_snippets, non_finite_values; features is the detail
             yield sinks.reject(vid, reason, f"{meta['path']}: {features}", subset)
             return
         duration = meta["duration"]
         # Same segment policy as build_shards: clip to [0, duration], drop end <= start.
-        clean = dofns.clean_segments(
+        clean = build_shards_dofns.clean_segments(
             (Instance(s, e, n) for (s, e), n in zip(meta["segments"], meta["labels"])), duration
         )
         missing = sorted({n for n in clean.labels if n not in self._class_index})

@@ -1,4 +1,4 @@
-"""DoFns of beam.dofns and helpers of beam.sinks, called directly (setup/process)."""
+"""DoFns of beam.build_shards_dofns and helpers of beam.sinks, called directly (setup/process)."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from apache_beam.pvalue import TaggedOutput
 
-from beam import dofns, shard_io, sinks
+from beam import build_shards_dofns, shard_io, sinks
 from beam import feature_readers as fr
 from tags_tf.data.annotations import Instance, VideoAnnotation
 
@@ -42,12 +42,12 @@ def _rejected(tagged):
 
 @pytest.mark.parametrize("vid", ["../x", "a/b", "a\\b", "..", "", "a\nb", "x..y"])
 def test_unsafe_ids(vid):
-    assert dofns.unsafe_id_problem(vid) is not None
+    assert build_shards_dofns.unsafe_id_problem(vid) is not None
 
 
 @pytest.mark.parametrize("vid", ["4Lu8ECLHvK4", "v_-x_9", "video_test_0000004", "a.b"])
 def test_safe_ids(vid):
-    assert dofns.unsafe_id_problem(vid) is None
+    assert build_shards_dofns.unsafe_id_problem(vid) is None
 
 
 def test_clean_segments_clips_and_drops():
@@ -58,18 +58,18 @@ def test_clean_segments_clips_and_drops():
         Instance(5.0, 5.0, "d"),  # zero length -> dropped
         Instance(11.0, 13.0, "e"),  # wholly past the end -> empty after clip -> dropped
     ]
-    out = dofns.clean_segments(inst, 10.0)
+    out = build_shards_dofns.clean_segments(inst, 10.0)
     np.testing.assert_array_equal(out.segments, [[1.0, 3.0], [8.0, 10.0], [0.0, 2.0]])
     assert out.labels == ("a", "b", "c")
     assert (out.clipped, out.dropped) == (2, 2)
 
 
 def test_check_features_order_and_cast():
-    reason, _ = dofns.check_features("v", np.ones((1, 3)), expected_dim=4)
-    assert reason == dofns.WRONG_FEATURE_DIM  # dim is checked before T
-    reason, out = dofns.check_features("v", np.array([[1e300, 0.0], [0.0, 0.0]]), None)
-    assert reason == dofns.NON_FINITE_VALUES  # overflows float32
-    reason, out = dofns.check_features("v", np.ones((2, 3), np.float64), 3)
+    reason, _ = build_shards_dofns.check_features("v", np.ones((1, 3)), expected_dim=4)
+    assert reason == build_shards_dofns.WRONG_FEATURE_DIM  # dim is checked before T
+    reason, out = build_shards_dofns.check_features("v", np.array([[1e300, 0.0], [0.0, 0.0]]), None)
+    assert reason == build_shards_dofns.NON_FINITE_VALUES  # overflows float32
+    reason, out = build_shards_dofns.check_features("v", np.ones((2, 3), np.float64), 3)
     assert reason is None and out.dtype == np.float32
 
 
@@ -78,9 +78,9 @@ def test_check_features_order_and_cast():
 
 def test_dedupe_passes_unique_and_rejects_prefix_twins():
     v = _video("abc")
-    main, tagged = _run(dofns.DedupeFn(), ("abc", [v]))
+    main, tagged = _run(build_shards_dofns.DedupeFn(), ("abc", [v]))
     assert main == [v] and not tagged
-    main, tagged = _run(dofns.DedupeFn(), ("abc", [_video("v_abc"), _video("abc")]))
+    main, tagged = _run(build_shards_dofns.DedupeFn(), ("abc", [_video("v_abc"), _video("abc")]))
     assert main == []
     assert _rejected(tagged) == [("abc", "duplicate_video_id"), ("v_abc", "duplicate_video_id")]
 
@@ -96,7 +96,7 @@ def feat_dir(tmp_path):
 
 def _resolve(feat_dir, *streams):
     specs = [str(feat_dir)] + [str(s) for s in streams]
-    return dofns.ResolveFeaturesFn([fr.index_features(s) for s in specs], specs)
+    return build_shards_dofns.ResolveFeaturesFn([fr.index_features(s) for s in specs], specs)
 
 
 def test_resolve_finds_file(feat_dir):
@@ -136,7 +136,7 @@ def test_resolve_two_streams_needs_both(feat_dir, tmp_path_factory):
 
 def _read(video, refs):
     with fr.FeatureReader() as reader:
-        return dofns.read_video_features(reader, video, refs)
+        return build_shards_dofns.read_video_features(reader, video, refs)
 
 
 def test_read_features_concat_two_streams(tmp_path):
@@ -147,19 +147,19 @@ def test_read_features_concat_two_streams(tmp_path):
     feats = _read(_video(), refs)
     np.testing.assert_array_equal(feats, np.concatenate([np.ones((4, 3)), np.full((4, 2), 2.0)], axis=1))
     short = (refs[0], fr.FeatureRef("npy", str(tmp_path / "flow_short.npy")))
-    with pytest.raises(dofns.Rejected) as err:
+    with pytest.raises(build_shards_dofns.Rejected) as err:
         _read(_video(), short)
     assert err.value.reason == "stream_length_mismatch"
 
 
 def test_read_features_empty_file(feat_dir):
-    with pytest.raises(dofns.Rejected) as err:
+    with pytest.raises(build_shards_dofns.Rejected) as err:
         _read(_video("empty"), (fr.FeatureRef("npy", str(feat_dir / "empty.npy")),))
     assert err.value.reason == "empty_file"
 
 
 def test_read_features_file_removed_after_listing(tmp_path):
-    with pytest.raises(dofns.Rejected) as err:
+    with pytest.raises(build_shards_dofns.Rejected) as err:
         _read(_video("gone"), (fr.FeatureRef("npy", str(tmp_path / "gone.npy")),))
     assert err.value.reason == "missing_feature_file"
 
@@ -168,9 +168,9 @@ def test_peek_dim_sums_streams_and_majority_vote(tmp_path):
     np.save(tmp_path / "a.npy", np.ones((4, 3), np.float32))
     np.save(tmp_path / "b.npy", np.ones((4, 5), np.float32))
     refs = (fr.FeatureRef("npy", str(tmp_path / "a.npy")), fr.FeatureRef("npy", str(tmp_path / "b.npy")))
-    main, _ = _run(dofns.PeekDimFn(), (_video(), refs))
+    main, _ = _run(build_shards_dofns.PeekDimFn(), (_video(), refs))
     assert main == [8]
-    combine = dofns.MajorityDimFn()
+    combine = build_shards_dofns.MajorityDimFn()
     acc = combine.create_accumulator()
     for d in (400, 2048, 400, 7):
         acc = combine.add_input(acc, d)
@@ -184,11 +184,11 @@ CLASSES = {"jump": 0, "run": 1}
 
 
 def _validate(video, feats, expected_dim=3, reject_bad_segments=False):
-    return dofns.validate_video(video, feats, CLASSES, expected_dim, reject_bad_segments)
+    return build_shards_dofns.validate_video(video, feats, CLASSES, expected_dim, reject_bad_segments)
 
 
 def _reason(video, feats, **kw):
-    with pytest.raises(dofns.Rejected) as err:
+    with pytest.raises(build_shards_dofns.Rejected) as err:
         _validate(video, feats, **kw)
     return err.value.reason
 
@@ -210,7 +210,7 @@ def test_validate_wrong_feature_dim():
 def test_validate_non_finite(bad):
     feats = np.ones((4, 3))
     feats[2, 1] = bad
-    with pytest.raises(dofns.Rejected) as err:
+    with pytest.raises(build_shards_dofns.Rejected) as err:
         _validate(_video(), feats)
     assert err.value.reason == "non_finite_values" and "[2]" in err.value.detail
 
@@ -233,7 +233,7 @@ def test_validate_segment_past_duration_is_clipped_not_rejected():
 
 
 def test_validate_unknown_label():
-    with pytest.raises(dofns.Rejected) as err:
+    with pytest.raises(build_shards_dofns.Rejected) as err:
         _validate(_video(instances=((1.0, 2.0, "fly"),)), np.ones((4, 3)))
     assert err.value.reason == "unknown_label" and "fly" in err.value.detail
 
@@ -258,7 +258,7 @@ def test_build_shard_fn_writes_one_shard_and_rejects(tmp_path):
         (_video("a", "validation", 8.0, ((1.0, 3.5, "run"), (6.0, 9.0, "jump"))), ref("a.npy")),
     ]
     out = tmp_path / "out"
-    fn = dofns.BuildShardFn(str(out), {"validation": 3}, "GZIP", CLASSES, feature_dim=2)
+    fn = build_shards_dofns.BuildShardFn(str(out), {"validation": 3}, "GZIP", CLASSES, feature_dim=2)
     main, tagged = _run(fn, (("validation", 1), items))
     assert main == [str(out / "validation-00001-of-00003.tfrecord.gz")]
     assert _rejected(tagged) == [("b", "wrong_feature_dim")]
@@ -275,7 +275,7 @@ def test_build_shard_fn_writes_one_shard_and_rejects(tmp_path):
 
 
 def test_build_shard_fn_empty_shard(tmp_path):
-    fn = dofns.BuildShardFn(str(tmp_path), {"training": 1}, "", CLASSES)
+    fn = build_shards_dofns.BuildShardFn(str(tmp_path), {"training": 1}, "", CLASSES)
     main, tagged = _run(fn, (("training", 0), [None]))
     assert main == [str(tmp_path / "training-00000-of-00001.tfrecord")] and not tagged
     assert (tmp_path / "training-00000-of-00001.tfrecord").read_bytes() == b""
