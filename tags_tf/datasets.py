@@ -5,14 +5,13 @@ No TensorFlow import: this runs before the distribution strategy is built.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from dataclasses import dataclass
 
 from tags_tf import config as config_lib
-from tags_tf.schema import MANIFEST_NAME
+from tags_tf.schema import MANIFEST_NAME, Manifest, ManifestFormatError, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +26,13 @@ class MissingDataError(RuntimeError):
 class ResolvedDataset:
     preset: str
     shard_dir: str
-    manifest: dict
+    manifest: Manifest
     reason: str = ""  # why this preset (shard directories: the statistics that chose it)
     own_data: bool = False  # a user's shard directory (not the anet / thumos / demo data)
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.manifest["class_names"])
+        return list(self.manifest.class_names)
 
 
 # Where each preset looks for its shards by default, and how to make them.
@@ -61,13 +60,15 @@ def closest_preset(num_classes: int, feature_dim: int) -> str:
     return min(("anet", "thumos"), key=dist)
 
 
-def _load_manifest(shard_dir: str) -> dict:
-    with open(os.path.join(shard_dir, MANIFEST_NAME)) as f:
-        return json.load(f)
+def _load_manifest(shard_dir: str) -> Manifest:
+    try:
+        return read_manifest(shard_dir)
+    except ManifestFormatError as e:  # one line for the CLI, like the other data errors
+        raise MissingDataError(f"{e}; rebuild the shards with python -m beam.build_shards") from None
 
 
-def _training_statistics(manifest: dict) -> dict | None:
-    stats = manifest.get("statistics") or {}
+def _training_statistics(manifest: Manifest) -> dict | None:
+    stats = manifest.statistics or {}
     for name in ("training", "train"):
         for key, value in stats.items():
             if key.lower() == name:
@@ -75,7 +76,7 @@ def _training_statistics(manifest: dict) -> dict | None:
     return None
 
 
-def preset_for_manifest(manifest: dict, wanted: str | None = None) -> tuple[str, str]:
+def preset_for_manifest(manifest: Manifest, wanted: str | None = None) -> tuple[str, str]:
     """(preset, one-line reason) for a shard directory's manifest.
 
     ``wanted`` (``--preset``) wins. Otherwise the temporal statistics of the training
@@ -93,7 +94,7 @@ def preset_for_manifest(manifest: dict, wanted: str | None = None) -> tuple[str,
 
         preset, why = choose_preset(stats)
         return preset, f"preset {preset}: {why}{hint}"
-    preset = closest_preset(len(manifest["class_names"]), int(manifest["feature_dim"]))
+    preset = closest_preset(len(manifest.class_names), int(manifest.feature_dim))
     return preset, (f"preset {preset}: closest class count and feature width (the manifest has no "
                     f"temporal statistics; rebuild the shards with beam.build_shards to choose by them){hint}")
 
@@ -158,8 +159,8 @@ def config_for(resolved: ResolvedDataset, overrides: dict) -> config_lib.TagsCon
     from tags_tf import recipe
 
     from_manifest = {
-        "model.num_classes": len(resolved.manifest["class_names"]),
-        "model.feature_dim": int(resolved.manifest["feature_dim"]),
+        "model.num_classes": len(resolved.manifest.class_names),
+        "model.feature_dim": int(resolved.manifest.feature_dim),
     }
     cfg = config_lib.get_config(resolved.preset, {**from_manifest, **overrides})
     if resolved.own_data:
@@ -171,9 +172,7 @@ def config_for(resolved: ResolvedDataset, overrides: dict) -> config_lib.TagsCon
     return cfg
 
 
-def _subset_videos(manifest: dict, subset: str) -> int:
+def _subset_videos(manifest: Manifest, subset: str) -> int:
     """Videos written for ``subset`` (case-insensitive); 0 when the manifest lacks it."""
-    for name, entry in (manifest.get("subsets") or {}).items():
-        if name.lower() == subset.lower():
-            return int(entry.get("videos", 0))
-    return 0
+    name = manifest.find_subset(subset)
+    return int(manifest.subset_videos(name) or 0) if name is not None else 0

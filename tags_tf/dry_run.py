@@ -62,7 +62,6 @@ def plan_run(cfg, resolved, timed_steps: int = 3) -> Plan:
 
     cfg = trainer.planned_config(cfg, resolved.manifest)
     train_subset, val_subset = trainer.choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
-    subsets = resolved.manifest.get("subsets", {})
     compression = cfg.data.compression or None
     batch = cfg.train.batch_size
     train_ds = make_dataset(subset_pattern(resolved.shard_dir, train_subset), cfg, training=True,
@@ -89,8 +88,8 @@ def plan_run(cfg, resolved, timed_steps: int = 3) -> Plan:
     per_val = time.perf_counter() - start
     return Plan(
         preset=resolved.preset, reason=resolved.reason, train_subset=train_subset, val_subset=val_subset,
-        train_videos=int(subsets.get(train_subset, {}).get("videos") or 0),
-        val_videos=int(subsets.get(val_subset, {}).get("videos") or 0),
+        train_videos=int(resolved.manifest.subset_videos(train_subset) or 0),
+        val_videos=int(resolved.manifest.subset_videos(val_subset) or 0),
         steps_per_epoch=steps, epochs=cfg.train.epochs, seconds_per_step=per_step,
         seconds_per_val_batch=per_val, batch_size=batch,
     )

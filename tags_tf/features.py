@@ -21,17 +21,19 @@ Feature list
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from tags_tf import schema
 from tags_tf.schema import (  # noqa: F401  (re-exported: F.VIDEO_ID, F.MANIFEST_NAME, ...)
     DEAD_LETTER_NAME,
     DURATION,
     FEATURE_DIM,
     FEATURES,
     MANIFEST_NAME,
+    Manifest,
     NUM_SNIPPETS,
     SEG_END,
     SEG_LABEL,
@@ -168,10 +170,7 @@ def example_to_numpy(serialized: bytes) -> dict[str, object]:
     }
 
 
-def read_manifest(shard_dir: str) -> Mapping:
-    """Loads ``manifest.json`` from a shard directory (raises FileNotFoundError)."""
-    import json
-    import os
-
-    with tf.io.gfile.GFile(os.path.join(shard_dir, MANIFEST_NAME)) as f:
-        return json.load(f)
+def read_manifest(shard_dir: str) -> Manifest:
+    """``manifest.json`` of a shard directory, local or remote (``tf.io.gfile``); see
+    :func:`tags_tf.schema.read_manifest`."""
+    return schema.read_manifest(shard_dir, open_file=tf.io.gfile.GFile)

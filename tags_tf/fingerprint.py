@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 
+from tags_tf.schema import Manifest
+
 FINGERPRINT_NAME = "dataset.json"
 
 
@@ -19,24 +21,28 @@ class DatasetMismatchError(FileExistsError):
     """The run directory was trained on other shards (one-line message)."""
 
 
-def dataset_fingerprint(manifest: dict, shard_dir: str = "") -> dict:
-    """What identifies a shard directory's data (``shard_dir`` is informational only)."""
-    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"), default=str)
+def dataset_fingerprint(manifest: Manifest, shard_dir: str = "") -> dict:
+    """What identifies a shard directory's data (``shard_dir`` is informational only).
+
+    The hash is of the manifest's JSON object as read (Manifest.to_dict round-trips the
+    file), so fingerprints saved by earlier versions still match.
+    """
+    canonical = json.dumps(manifest.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
     return {
-        "class_names": list(manifest.get("class_names", [])),
-        "feature_dim": manifest.get("feature_dim"),
-        "videos": {name: s.get("videos") for name, s in sorted(manifest.get("subsets", {}).items())},
+        "class_names": list(manifest.class_names),
+        "feature_dim": manifest.feature_dim,
+        "videos": {name: s.get("videos") for name, s in sorted((manifest.subsets or {}).items())},
         "manifest_sha256": hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
         "shard_bytes": _shard_sizes(manifest, shard_dir),
         "shard_dir": os.path.abspath(shard_dir) if shard_dir else "",
     }
 
 
-def _shard_sizes(manifest: dict, shard_dir: str) -> dict[str, int | None]:
+def _shard_sizes(manifest: Manifest, shard_dir: str) -> dict[str, int | None]:
     """{shard file: size in bytes} of the files the manifest lists (a cheap data identity:
     a stat per file, no read; None for a file not found)."""
     out = {}
-    for sub in manifest.get("subsets", {}).values():
+    for sub in (manifest.subsets or {}).values():
         for name in sub.get("files", []):
             path = os.path.join(shard_dir, name)
             out[name] = os.path.getsize(path) if shard_dir and os.path.isfile(path) else None

@@ -33,6 +33,8 @@ import os
 import time
 from typing import Any, Callable, Sequence
 
+from tags_tf.schema import Manifest
+
 log = logging.getLogger(__name__)
 
 # Writes the trained model for serving: (keras model, TagsConfig, export directory,
@@ -46,22 +48,23 @@ _SUBSET_FALLBACKS = {
 }
 
 
-def choose_subsets(manifest: dict, train_wanted: str, val_wanted: str) -> tuple[str, str]:
+def choose_subsets(manifest: Manifest, train_wanted: str, val_wanted: str) -> tuple[str, str]:
     """(train, validation) subset names present in the shards (case-insensitive).
 
     The config's names when both exist (THUMOS trains on "validation" and tests on
     "test"); otherwise conventional names for each role, so a user's shard directory
     with e.g. training/validation subsets works without --set data.*_subset.
     """
-    names = list(manifest.get("subsets", {}))
-    lower = {n.lower(): n for n in names}
-    if train_wanted.lower() in lower and val_wanted.lower() in lower:
-        return lower[train_wanted.lower()], lower[val_wanted.lower()]
+    names = manifest.subset_names()
+    train, val = manifest.find_subset(train_wanted), manifest.find_subset(val_wanted)
+    if train is not None and val is not None:
+        return train, val
     picked = []
     for role, wanted in (("train", train_wanted), ("val", val_wanted)):
         for alt in (*_SUBSET_FALLBACKS[role], wanted.lower()):
-            if alt in lower and lower[alt] not in picked:
-                picked.append(lower[alt])
+            name = manifest.find_subset(alt)
+            if name is not None and name not in picked:
+                picked.append(name)
                 break
         else:
             from tags_tf.datasets import MissingDataError
@@ -74,8 +77,8 @@ def choose_subsets(manifest: dict, train_wanted: str, val_wanted: str) -> tuple[
     return picked[0], picked[1]
 
 
-def _check_enough_videos(manifest: dict, subset: str, batch_size: int) -> None:
-    n = manifest.get("subsets", {}).get(subset, {}).get("videos")
+def _check_enough_videos(manifest: Manifest, subset: str, batch_size: int) -> None:
+    n = manifest.subset_videos(subset)
     if n is not None and n < batch_size:
         from tags_tf.datasets import MissingDataError
 
@@ -121,15 +124,15 @@ def _check_or_save_config(cfg, workdir: str, chief: bool) -> None:
         _write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
 
 
-def steps_per_epoch_of(cfg, manifest: dict) -> int:
+def steps_per_epoch_of(cfg, manifest: Manifest) -> int:
     from tags_tf import recipe
 
     train_subset, _ = choose_subsets(manifest, cfg.data.train_subset, cfg.data.val_subset)
-    videos = manifest.get("subsets", {}).get(train_subset, {}).get("videos") or cfg.train.batch_size
+    videos = manifest.subset_videos(train_subset) or cfg.train.batch_size
     return recipe.steps_per_epoch(int(videos), cfg.train.batch_size)
 
 
-def planned_config(cfg, manifest: dict):
+def planned_config(cfg, manifest: Manifest):
     """``cfg`` with ``train.epochs`` stretched to make ``train.min_steps`` optimizer steps."""
     from tags_tf import recipe
 
@@ -258,11 +261,10 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
                   test_ds=test_ds)
 
 
-def held_out_subset(manifest: dict, wanted: str, used: tuple[str, ...]) -> str | None:
+def held_out_subset(manifest: Manifest, wanted: str, used: tuple[str, ...]) -> str | None:
     """The shards' held-out test subset (case-insensitive ``wanted``), or None when the
     shards have none or it is already the training or validation subset."""
-    lower = {n.lower(): n for n in manifest.get("subsets", {})}
-    name = lower.get(wanted.lower())
+    name = manifest.find_subset(wanted)
     if name is None or name in used:
         return None
     return name

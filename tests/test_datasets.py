@@ -65,3 +65,11 @@ def test_a_users_shard_directory_gets_the_recipe_fitted_to_its_size(tmp_path):
     assert datasets.config_for(resolved, {"train.batch_size": 2}).train.batch_size == 2
     paper = datasets.config_for(resolved, {"train.recipe": "preset"}).train
     assert (paper.batch_size, paper.schedule, paper.learning_rate) == (50, "constant", 1e-4)
+
+
+def test_a_manifest_missing_a_field_is_a_one_line_error_naming_the_file_and_field(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"class_names": ["a"], "subsets": {"training": {}}}))
+    with pytest.raises(datasets.MissingDataError) as e:
+        datasets.resolve(str(tmp_path))
+    assert str(e.value).startswith(f"{tmp_path / 'manifest.json'}: field 'feature_dim' is missing")
+    assert "\n" not in str(e.value)

@@ -155,7 +155,8 @@ def _fake_shard_writer(calls):
     def fake(ann_path, feat_dir, shard_dir, num_shards, feature_dim, class_names):
         calls.append({"num_shards": num_shards, "feature_dim": feature_dim, "class_names": list(class_names)})
         os.makedirs(shard_dir, exist_ok=True)
-        manifest = {"counts": {"written": 1, "rejected_total": 0}}
+        manifest = {"class_names": list(class_names), "feature_dim": feature_dim,
+                    "counts": {"written": 1, "rejected_total": 0}}
         with open(os.path.join(shard_dir, F.MANIFEST_NAME), "w") as f:
             json.dump(manifest, f)
         return manifest
@@ -198,8 +199,8 @@ def test_prepare_demo_through_beam_round_trips(tmp_path):
 
     shard_dir = demo.prepare_demo(str(tmp_path / "demo"), seed=3, num_videos=12, shard_writer=build_shards_locally)
     manifest = F.read_manifest(shard_dir)
-    assert manifest["counts"]["written"] == 12 and manifest["counts"]["rejected_total"] == 0
-    assert manifest["class_names"] == list(demo.CLASS_NAMES) and manifest["feature_dim"] == 32
+    assert manifest.counts["written"] == 12 and manifest.counts["rejected_total"] == 0
+    assert manifest.class_names == list(demo.CLASS_NAMES) and manifest.feature_dim == 32
     ann = load_annotations(str(tmp_path / "demo" / demo.ANNOTATIONS_NAME))
     class_id = {n: i for i, n in enumerate(demo.CLASS_NAMES)}
     seen = set()

@@ -159,11 +159,14 @@ def test_sigkill_mid_run_then_same_command_finishes_continuously(tmp_path):
 def test_held_out_subset_is_separate_from_training_and_validation():
     from tags_tf.trainer import held_out_subset
 
-    manifest = {"subsets": {"training": {}, "validation": {}, "Test": {}}}
+    from tags_tf.schema import Manifest
+
+    manifest = Manifest([], None, subsets={"training": {}, "validation": {}, "Test": {}})
     assert held_out_subset(manifest, "test", ("training", "validation")) == "Test"
     # THUMOS validates on its test subset: then there is nothing held out.
     assert held_out_subset(manifest, "test", ("training", "Test")) is None
-    assert held_out_subset({"subsets": {"training": {}, "validation": {}}}, "test", ("training", "validation")) is None
+    no_test = Manifest([], None, subsets={"training": {}, "validation": {}})
+    assert held_out_subset(no_test, "test", ("training", "validation")) is None
 
 
 @pytest.mark.slow

@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tags_tf.schema import MANIFEST_NAME
+from tags_tf.schema import MANIFEST_NAME, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +49,13 @@ GENERATOR_VERSION = 5  # 5: + a held-out test subset; 4: ActivityNet instance st
 SPEC_NAME = "demo_spec.json"
 ANNOTATIONS_NAME = "annotations.json"
 
-# Turns written files into a shard directory and returns its manifest:
-# (annotation file, feature directory, shard directory, number of shards, feature dim,
-# class names in id order) -> manifest dict. The library does not build shards itself
+# Turns written files into a shard directory (shards + manifest.json, which prepare_demo
+# reads back; the return value is not used): (annotation file, feature directory, shard
+# directory, number of shards, feature dim, class names in id order). The library does
+# not build shards itself
 # (that is ``beam``, above it); the train CLI passes ``tags_tf.train.build_shards_locally``,
 # ``beam.build_shards`` on the local runner.
-ShardWriter = Callable[[str, str, str, int, int, Sequence[str]], dict[str, Any]]
+ShardWriter = Callable[[str, str, str, int, int, Sequence[str]], Any]
 
 
 @dataclass(frozen=True)
@@ -327,8 +328,8 @@ def prepare_demo(
     ann_path, feat_dir = write_demo_files(data_dir, spec)
 
     # Fixed class ids even when a tiny demo lacks a class.
-    manifest = shard_writer(ann_path, feat_dir, shard_dir, num_shards, spec.feature_dim, CLASS_NAMES)
-    counts = manifest.get("counts", {})
+    shard_writer(ann_path, feat_dir, shard_dir, num_shards, spec.feature_dim, CLASS_NAMES)
+    counts = read_manifest(shard_dir).counts or {}
     if counts.get("rejected_total"):
         logger.warning("demo: %s videos rejected, see %s", counts["rejected_total"], shard_dir)
     logger.info("demo: %s videos written to %s", counts.get("written"), shard_dir)
