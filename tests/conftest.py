@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Test files whose float results depend on which CPU kernels TensorFlow uses (oneDNN or
 # Eigen, TF_ENABLE_ONEDNN_OPTS): marked "kernels", run by .ci/run under both.
 KERNEL_SENSITIVE = {
-    "test_layers.py", "test_losses.py", "test_postprocess.py", "test_movinet_fast.py", "test_model.py",
+    "test_layers.py", "test_losses.py", "test_postprocess.py", "test_movinet_cpu_conv3d.py", "test_model.py",
     "test_actionness.py", "test_labels.py", "test_resample.py", "test_export.py", "test_mask_ops.py",
     "test_roofline.py",
 }

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from beam.movinet_fast import depthwise_conv3d, patch_conv3d
+from beam.encoders.movinet_cpu_conv3d import depthwise_conv3d, patch_conv3d
 
 
 def reference_depthwise_conv3d(x, kernel, strides, padding):
