@@ -187,7 +187,7 @@ def _contrast_reference(m, thresholds, delta):
         row = m[idx]
         t_len = len(row)
         for j, th in enumerate(thresholds):
-            b = row >= np.float32(th)
+            b = row > np.float32(th)  # tags_tf.mask_ops.above
             runs, start = [], 0
             for r in range(1, t_len + 1):
                 if r == t_len or b[r] != b[start]:
