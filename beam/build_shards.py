@@ -8,12 +8,12 @@
          --temp_location gs://... --setup_file ./pyproject.toml --machine_type n2-standard-4 ...]
 
 Runs locally by default (the in-process FnApiRunner, never the Prism download; see
-sinks.make_pipeline_options). Unrecognized flags go to Beam unchanged. To ship this
+beam.pipeline_options.make_pipeline_options). Unrecognized flags go to Beam unchanged. To ship this
 package to remote workers use ``--setup_file /path/to/repo/pyproject.toml`` (Beam
 builds an sdist with ``python -m build``, which must be installed where you launch).
 
 Outputs in DIR: ``{subset}-NNNNN-of-NNNNN.tfrecord[.gz]`` (tags_tf.features schema),
-``manifest.json`` and ``rejected.jsonl`` (see beam.sinks). Library entry point:
+``manifest.json`` and ``rejected.jsonl`` (see beam.accounting). Library entry point:
 :func:`run_build_shards`. Every selected annotated video is either written or listed in
 ``rejected.jsonl`` with its reason; feature files without annotations are ignored (their
 number is in the manifest as ``unannotated_features``).
@@ -42,7 +42,12 @@ from apache_beam.io.filesystems import FileSystems
 from beam import build_shards_dofns, dataflow
 from beam import feature_readers as fr
 from beam import shard_io, sinks
+from beam.accounting import WriteAccounting, finalize_output
+from beam.manifest import ManifestError, base_manifest, format_summary
+from beam.output_dir import prepare_output
+from beam.pipeline_options import make_pipeline_options, options_for_manifest, run_pipeline
 from tags_tf import kernels
+from tags_tf.schema import DEAD_LETTER_NAME, MANIFEST_NAME, Manifest
 from tags_tf.data.annotations import AnnotationError, AnnotationSet, load_annotations
 
 _LOG = logging.getLogger(__name__)
@@ -91,11 +96,11 @@ def load_class_map(path: str) -> list[str]:
 
 def _shard_counts(subsets: Sequence[str], per_subset: Mapping[str, int], num_shards) -> dict[str, int]:
     if isinstance(num_shards, Mapping):
-        return {s: int(num_shards.get(s, 0)) or sinks.auto_num_shards(per_subset[s]) for s in subsets}
+        return {s: int(num_shards.get(s, 0)) or shard_io.auto_num_shards(per_subset[s]) for s in subsets}
     n = int(num_shards or 0)
     if n < 0:
         raise ValueError(f"--num_shards {n}: expected >= 0 (0 = automatic)")
-    return {s: n or sinks.auto_num_shards(per_subset[s]) for s in subsets}
+    return {s: n or shard_io.auto_num_shards(per_subset[s]) for s in subsets}
 
 
 def _canonical_key(video):
@@ -122,7 +127,7 @@ def run_build_shards(
     dry_run: bool = False,
 ) -> dict:
     """Builds shards; returns the manifest dict written to ``output`` plus, in the
-    returned dict only, ``beam_counters`` ({counter: value}, see beam.sinks).
+    returned dict only, ``beam_counters`` ({counter: value}, see beam.pipeline_options).
 
     With ``dry_run`` nothing is run or written: returns beam.dataflow.dry_run_report's
     dict (``summary``, ``num_transforms``, ...) once the options are checked and the
@@ -196,7 +201,7 @@ def run_build_shards(
         else:
             raise ValueError(f"features: expected one source or two (two-stream), got {features}")
     sources = [features] + ([os.fspath(features2)] if features2 else [])
-    options, runner = sinks.make_pipeline_options(pipeline_args)
+    options, runner = make_pipeline_options(pipeline_args)
     warnings = dataflow.check_options(
         options, {"--output": output, "--features": sources[0], "--features2": features2}, dry_run=dry_run
     )
@@ -207,29 +212,25 @@ def run_build_shards(
     unannotated = sum(1 for k in indexes[0] if fr.canonical_id(k) not in known)
 
     if not dry_run:
-        sinks.prepare_output(output, overwrite)
-    base = {
-        "format_version": sinks.MANIFEST_VERSION,
-        "created_by": "beam.build_shards",
-        "schema": "tags_tf.features (tf.train.SequenceExample per video)",
-        "class_names": class_names,
-        "class_ids": class_index,
-        "num_classes": len(class_names),
-        "feature_dim": feature_dim,
-        "compression": comp,
-        "num_shards": shard_counts,
-        "snippet_times": "uniform over the duration",
-        "segment_policy": "reject_bad_segments" if reject_bad_segments else "clip_to_duration_drop_empty",
-        "unannotated_features": unannotated,
-        "sources": {
+        prepare_output(output, overwrite)
+    base = base_manifest(
+        "beam.build_shards",
+        class_names,
+        feature_dim,
+        comp,
+        shard_counts,
+        snippet_times="uniform over the duration",
+        segment_policy="reject_bad_segments" if reject_bad_segments else "clip_to_duration_drop_empty",
+        sources={
             "annotations": getattr(ann, "source", "") if isinstance(annotations, AnnotationSet) else str(annotations),
             "annotation_format": ann.fmt,
             "video_info": video_info,
             "features": sources,
             "class_map": class_map if isinstance(class_map, str) else None,
         },
-        "pipeline_options": sinks.options_for_manifest(options),
-    }
+        pipeline_options=options_for_manifest(options),
+        unannotated_features=unannotated,
+    )
     _LOG.info("build_shards: %d videos in %s -> %s", len(videos), subset_names, output)
 
     pipeline = beam.Pipeline(runner=runner, options=options)
@@ -242,10 +243,9 @@ def run_build_shards(
         details += [f"features {s} not listed (remote; the workers read them)" for s in unlisted]
         details.append(f"output {output}")
         return dataflow.dry_run_report(pipeline, options, "beam.build_shards", details, warnings)
-    counters = sinks.run_pipeline(pipeline)
+    counters = run_pipeline(pipeline)
     # Checked against the records on disk: a runner that lost records fails here.
-    manifest = sinks.finalize_output(output, base, num_inputs=len(videos))
-    manifest["beam_counters"] = counters
+    manifest = {**finalize_output(output, base, num_inputs=len(videos)).to_dict(), "beam_counters": counters}
     _LOG.info("build_shards counters: %s", manifest["beam_counters"])
     return manifest
 
@@ -319,7 +319,7 @@ def build_pipeline(
     summaries = select(shards, sinks.SUMMARY, "Summaries")
     files = select(shards, sinks.MAIN, "ShardFiles")
     # Last: on the DaskRunner only the last transform's ancestors run.
-    return (summaries, rejected, files) | "Accounting" >> sinks.WriteAccounting(output)
+    return (summaries, rejected, files) | "Accounting" >> WriteAccounting(output)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -359,24 +359,6 @@ def _video_ids(arg: str | None) -> list[str] | None:
     return [s for s in arg.split(",") if s]
 
 
-def format_summary(manifest: Mapping) -> str:
-    """A small text table of a manifest (for the CLI)."""
-    lines = [f"{'subset':<14}{'videos':>8}{'segments':>10}{'rejected':>10}{'shards':>8}"]
-    for name, s in manifest["subsets"].items():
-        lines.append(f"{name:<14}{s['videos']:>8}{s['segments']:>10}{s['rejected']:>10}{len(s['files']):>8}")
-    c = manifest["counts"]
-    lines.append(
-        f"input {c['input']}  written {c['written']}  rejected {c['rejected_total']}  "
-        f"clipped segments {c['clipped_segments']}  dropped segments {c['dropped_segments']}  "
-        f"feature_dim {manifest['feature_dim']}"
-    )
-    for reason, n in c["rejected"].items():
-        lines.append(f"  rejected {reason}: {n}")
-    if manifest.get("beam_counters"):
-        lines.append("beam counters: " + ", ".join(f"{k}={v}" for k, v in manifest["beam_counters"].items()))
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args, beam_args = _parser().parse_known_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -403,14 +385,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (AnnotationError, ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"build_shards: error: {e}", file=sys.stderr)
         return 2
-    except sinks.ManifestError as e:
+    except ManifestError as e:
         print(f"build_shards: error: the output does not account for every input: {e}", file=sys.stderr)
         return 1
     if args.dry_run:
         print(manifest["summary"])
         return 0
-    print(format_summary(manifest))
-    print(f"wrote {args.output}/{sinks.MANIFEST_NAME} and {sinks.DEAD_LETTER_NAME}")
+    print(format_summary(Manifest.from_dict(manifest)))
+    print(f"wrote {args.output}/{MANIFEST_NAME} and {DEAD_LETTER_NAME}")
     return 0
 
 

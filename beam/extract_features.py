@@ -8,7 +8,7 @@ Pipeline: plan (launcher: list files, match annotations) -> decode with PyAV int
 N-frame snippets every S frames (``beam.video_decode``) -> the encoder
 (``beam.encoders``) through ``RunInference`` with our ``EncoderModelHandler``, keyed by
 (video_id, snippet_index) -> regroup per video, sort by snippet index -> (T, D) ->
-``make_example`` -> shards + ``manifest.json`` + ``rejected.jsonl`` (``beam.sinks``).
+``make_example`` -> shards + ``manifest.json`` + ``rejected.jsonl`` (``beam.accounting``).
 
 Without ``--annotations`` every video goes to subset ``--subset`` (default
 "inference") with no segments, so the shards feed ``tags-evaluate``/serving batch
@@ -39,11 +39,16 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from beam import dataflow, shard_io, sinks
+from beam.accounting import WriteAccounting, finalize_output
+from beam.manifest import ManifestError, base_manifest, format_summary
+from beam.output_dir import prepare_output
+from beam.pipeline_options import make_pipeline_options, options_for_manifest, run_pipeline
 from tags_tf import kernels
 from beam.encoders import ClipSpec, EncoderError, EncoderSpec, clip_spec
 from beam.extract_features_dofns import META, AssembleVideoFn, DecodeBatchesFn, list_videos, plan_tasks
 from beam.model_handler import EncoderModelHandler
 from beam.video_decode import RESIZE_MODES, DecodeOptions
+from tags_tf.schema import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +136,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     if args.num_shards < 0:
         raise ValueError(f"--num_shards must be >= 0, got {args.num_shards}")
     compression = shard_io.compression_type(args.compression)
-    options, runner = sinks.make_pipeline_options(pipeline_args)
+    options, runner = make_pipeline_options(pipeline_args)
     weights = dataflow.encoder_weights_path(args.encoder)
     warnings = dataflow.check_options(
         options, {"--output": args.output, "--videos": args.videos, "--encoder": weights},
@@ -167,31 +172,28 @@ def run(argv: Sequence[str] | None = None) -> dict:
         if t["subset"]:
             counts[t["subset"]] = counts.get(t["subset"], 0) + (0 if t["reject"] else 1)
     num_shards = {
-        shard_io.check_subset_name(s): args.num_shards or sinks.auto_num_shards(n) for s, n in sorted(counts.items())
+        shard_io.check_subset_name(s): args.num_shards or shard_io.auto_num_shards(n) for s, n in sorted(counts.items())
     }
     class_names = list(annotations.class_names) if annotations is not None else []
     if not args.dry_run:
-        sinks.prepare_output(args.output, args.overwrite)
-    base = {
-        "format_version": sinks.MANIFEST_VERSION,
-        "created_by": "beam.extract_features",
-        "schema": "tags_tf.features (tf.train.SequenceExample per video)",
-        "class_names": class_names,
-        "class_ids": {n: i for i, n in enumerate(class_names)},
-        "num_classes": len(class_names),
-        "feature_dim": None,  # filled from the written videos
-        "compression": compression,
-        "num_shards": num_shards,
-        "snippet_times": "centres of the decoded snippets (seconds)",
-        "segment_policy": "clip_to_duration_drop_empty",
-        "sources": {
+        prepare_output(args.output, args.overwrite)
+    base = base_manifest(
+        "beam.extract_features",
+        class_names,
+        None,  # feature_dim: filled from the written videos
+        compression,
+        num_shards,
+        snippet_times="centres of the decoded snippets (seconds)",
+        segment_policy="clip_to_duration_drop_empty",
+        sources={
             "videos": args.videos,
             "num_video_files": len(files),
             "annotations": args.annotations,
             "annotation_format": annotations.fmt if annotations is not None else None,
             "video_info": args.video_info,
         },
-        "encoder": {
+        pipeline_options=options_for_manifest(options),
+        encoder={
             "spec": args.encoder,
             "clip_frames": clip.frames,
             "height": clip.height,
@@ -202,8 +204,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
             "pad_last": not args.drop_last,
             "random_init": bool(args.allow_random_init),
         },
-        "pipeline_options": sinks.options_for_manifest(options),
-    }
+    )
     # Pre-batched (DecodeBatchesFn): no BatchElements, whose last batch the DaskRunner drops.
     handler = KeyedModelHandler(
         EncoderModelHandler(
@@ -228,9 +229,9 @@ def run(argv: Sequence[str] | None = None) -> dict:
             details.append(f"{len(tasks)} input videos ({len(files)} video files)")
         details.append(f"output {args.output}")
         return dataflow.dry_run_report(p, options, "beam.extract_features", details, warnings)
-    sinks.run_pipeline(p)
+    run_pipeline(p)
     # Checked against the records on disk: a runner that lost records fails here.
-    return sinks.finalize_output(args.output, base, num_inputs=len(tasks))
+    return finalize_output(args.output, base, num_inputs=len(tasks)).to_dict()
 
 
 def assign_shards(tasks: Sequence[dict], num_shards: dict[str, int]) -> dict[str, tuple[str, int]]:
@@ -246,7 +247,7 @@ def assign_shards(tasks: Sequence[dict], num_shards: dict[str, int]) -> dict[str
 
 def build_pipeline(p, tasks, decode, min_snippets, batch_size, handler, class_names, output, num_shards, shard_of,
                    compression):
-    """Adds the extract graph to ``p``; every DoFn runs in sinks.TagOutputs (see beam.sinks)."""
+    """Adds the extract graph to ``p``; every DoFn runs in sinks.TagOutputs (see beam.sinks for why)."""
     select = sinks.select
     decoded = (
         p
@@ -272,7 +273,7 @@ def build_pipeline(p, tasks, decode, min_snippets, batch_size, handler, class_na
     ) | "AllRejected" >> beam.Flatten()
     summaries = select(assembled, sinks.SUMMARY, "Summaries")
     # Last: on the DaskRunner only the last transform's ancestors run.
-    return (summaries, rejected, shard_files) | "Accounting" >> sinks.WriteAccounting(output)
+    return (summaries, rejected, shard_files) | "Accounting" >> WriteAccounting(output)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,15 +287,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (EncoderError, AnnotationError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"extract_features: error: {e}", file=sys.stderr)
         return 2
-    except sinks.ManifestError as e:
+    except ManifestError as e:
         print(f"extract_features: error: the output does not account for every input: {e}", file=sys.stderr)
         return 1
     if manifest.get("dry_run"):
         print(manifest["summary"])
         return 0
-    from beam.build_shards import format_summary
-
-    print(format_summary(manifest))
+    print(format_summary(Manifest.from_dict(manifest)))
     return 0
 
 

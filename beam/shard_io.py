@@ -1,6 +1,7 @@
-"""Shard files: names, the streamed TFRecord writer, the per-shard writing transform,
-and the record count that checks them afterwards (local paths or gs://, through Beam's
-FileSystems; no TensorFlow).
+"""Shard files of the Beam jobs: how many, the streamed writer, the per-shard writing
+transform, and the record count that checks them afterwards (local paths or gs://,
+through Beam's FileSystems; no TensorFlow). Names and TFRecord framing are
+:mod:`tags_tf.tfrecord`'s, shared with every other shard writer.
 
     with TFRecordFileWriter(temp_path(out, name), "GZIP") as w:   # one shard, streamed
         w.write(serialized)
@@ -11,6 +12,7 @@ FileSystems; no TensorFlow).
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Mapping
 
@@ -18,13 +20,15 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from tags_tf.schema import SHARD_SUFFIX  # stdlib only
+from tags_tf.tfrecord import (  # noqa: F401  (compression_type, shard_suffix: for the jobs too)
+    RecordWriter,
+    compression_type,
+    read_records,
+    shard_name,
+    shard_suffix,
+)
 
 _SUBSET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class ShardFileError(RuntimeError):
-    """A shard file is unreadable as TFRecords (e.g. truncated)."""
 
 
 def check_subset_name(subset: str) -> str:
@@ -37,28 +41,18 @@ def check_subset_name(subset: str) -> str:
     return subset
 
 
-def compression_type(compression: str | None) -> str:
-    """Normalizes ``--compression`` to the tf.data spelling: "" or "GZIP"."""
-    c = (compression or "").strip().upper()
-    if c in ("", "NONE", "UNCOMPRESSED"):
-        return ""
-    if c in ("GZIP", "GZ"):
-        return "GZIP"
-    raise ValueError(f"--compression {compression!r}: expected 'gzip' or none")
+def auto_num_shards(num_videos: int, videos_per_shard: int = 256, max_shards: int = 1024) -> int:
+    """Default shard count: ~``videos_per_shard`` videos a shard, at least 1."""
+    return max(1, min(max_shards, math.ceil(num_videos / videos_per_shard)))
 
 
-def shard_suffix(compression: str) -> str:
-    return SHARD_SUFFIX + (".gz" if compression_type(compression) == "GZIP" else "")
+def _beam_compression(compression: str) -> str:
+    return CompressionTypes.GZIP if compression_type(compression) == "GZIP" else CompressionTypes.UNCOMPRESSED
 
 
 # -------------------------------------------------------------- streamed TFRecord files
 
-TMP_DIR = ".tmp"  # under the output directory; removed by finalize_output (publish)
-
-
-def shard_name(subset: str, index: int, num_shards: int, compression: str = "") -> str:
-    """``{subset}-{index:05d}-of-{num_shards:05d}.tfrecord[.gz]`` (WriteToTFRecord's names)."""
-    return f"{subset}-{index:05d}-of-{num_shards:05d}{shard_suffix(compression)}"
+TMP_DIR = ".tmp"  # under the output directory; removed by accounting.finalize_output (publish)
 
 
 def temp_path(output_dir: str, name: str) -> str:
@@ -68,22 +62,7 @@ def temp_path(output_dir: str, name: str) -> str:
     return FileSystems.join(output_dir, TMP_DIR, f"{name}.{uuid.uuid4().hex}")
 
 
-def _masked_crc(data: bytes) -> int:
-    import google_crc32c
-
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def tfrecord_frame(data: bytes) -> bytes:
-    """One TFRecord: uint64 length, masked crc32c(length), data, masked crc32c(data)."""
-    import struct
-
-    length = struct.pack("<Q", len(data))
-    return length + struct.pack("<I", _masked_crc(length)) + data + struct.pack("<I", _masked_crc(data))
-
-
-class TFRecordFileWriter:
+class TFRecordFileWriter(RecordWriter):
     """Streams records into one TFRecord file through Beam's FileSystems (local, gs://...).
 
     Write to a temporary path, then :meth:`commit` renames it to the final name::
@@ -96,24 +75,15 @@ class TFRecordFileWriter:
     """
 
     def __init__(self, path: str, compression: str = ""):
+        super().__init__(FileSystems.create(path, compression_type=_beam_compression(compression)))
         self.path = path
-        self.count = 0
-        comp = CompressionTypes.GZIP if compression_type(compression) == "GZIP" else CompressionTypes.UNCOMPRESSED
-        self._f = FileSystems.create(path, compression_type=comp)
-
-    def write(self, record: bytes) -> None:
-        self._f.write(tfrecord_frame(record))
-        self.count += 1
-
-    def __enter__(self) -> "TFRecordFileWriter":
-        return self
 
     def __exit__(self, exc_type, *unused) -> None:
-        self._f.close()
+        self.close()
         if exc_type is not None:
             try:
                 FileSystems.delete([self.path])
-            except Exception:  # best effort; the temp dir goes with finalize_output
+            except Exception:  # best effort; the temp dir goes with accounting.finalize_output
                 pass
 
     def commit(self, final_path: str) -> None:
@@ -183,15 +153,7 @@ class WriteShards(beam.PTransform):
 
 
 def count_records(path: str, compression: str = "") -> int:
-    """Number of TFRecords in ``path`` (framing only; raises ShardFileError if truncated)."""
-    comp = CompressionTypes.GZIP if compression_type(compression) == "GZIP" else CompressionTypes.UNCOMPRESSED
-    n = 0
-    with FileSystems.open(path, compression_type=comp) as f:
-        while True:
-            header = f.read(12)  # uint64 length + uint32 masked crc of it
-            if not header:
-                return n
-            length = int.from_bytes(header[:8], "little") if len(header) == 12 else -1
-            if length < 0 or len(f.read(length + 4)) != length + 4:
-                raise ShardFileError(f"{path}: truncated TFRecord after {n} records")
-            n += 1
+    """Number of TFRecords in ``path`` (framing only; raises tags_tf.tfrecord.TFRecordError
+    if truncated or not TFRecords)."""
+    with FileSystems.open(path, compression_type=_beam_compression(compression)) as f:
+        return sum(1 for _ in read_records(f, path))

@@ -211,15 +211,15 @@ def test_real_bmn_features_and_bsn_annotations(tmp_path, capsys):
     assert rc == 0
     assert "validation" in capsys.readouterr().out
     manifest = F.read_manifest(str(out))
-    assert manifest["counts"]["input"] == 1 and manifest["counts"]["written"] == 1
-    assert manifest["feature_dim"] == 400 and manifest["num_classes"] == 200
-    assert manifest["pipeline_options"]["runner"] == "DirectRunner"
-    (ex,) = _read_shards(out, manifest).values()
+    assert manifest.counts["input"] == 1 and manifest.counts["written"] == 1
+    assert manifest.feature_dim == 400 and manifest.num_classes == 200
+    assert manifest.pipeline_options["runner"] == "DirectRunner"
+    (ex,) = _read_shards(out, manifest.to_dict()).values()
     assert ex[F.VIDEO_ID].numpy() == b"4Lu8ECLHvK4"
     np.testing.assert_array_equal(ex[F.FEATURES].numpy(), sample.astype(np.float32))
     np.testing.assert_allclose(ex["segments"].numpy(), [[0.01, 124.22675736961452]], rtol=1e-6)
     assert ex[F.DURATION].numpy() == pytest.approx(124.23)
-    assert manifest["class_names"][ex["labels"].numpy()[0]] == "Playing kickball"
+    assert manifest.class_names[ex["labels"].numpy()[0]] == "Playing kickball"
 
 
 def test_load_class_map_formats(tmp_path):

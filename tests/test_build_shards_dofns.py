@@ -1,6 +1,5 @@
-"""DoFns of beam.build_shards_dofns and helpers of beam.sinks, called directly (setup/process)."""
+"""DoFns of beam.build_shards_dofns, called directly (setup/process)."""
 
-import json
 import os
 
 import numpy as np
@@ -279,113 +278,6 @@ def test_build_shard_fn_empty_shard(tmp_path):
     main, tagged = _run(fn, (("training", 0), [None]))
     assert main == [str(tmp_path / "training-00000-of-00001.tfrecord")] and not tagged
     assert (tmp_path / "training-00000-of-00001.tfrecord").read_bytes() == b""
-
-
-# ----------------------------------------------------------------------------------- sinks
-
-
-def test_sink_names_match_the_schema_module():
-    from tags_tf import features
-
-    assert (sinks.MANIFEST_NAME, sinks.DEAD_LETTER_NAME, sinks.SHARD_SUFFIX) == (
-        features.MANIFEST_NAME,
-        features.DEAD_LETTER_NAME,
-        features.SHARD_SUFFIX,
-    )
-
-
-def _stats(summaries):
-    fn = sinks.SummaryStatsFn()
-    halves = [fn.create_accumulator(), fn.create_accumulator()]
-    for i, s in enumerate(summaries):  # exercise merge_accumulators too
-        halves[i % 2] = fn.add_input(halves[i % 2], s)
-    return fn.extract_output(fn.merge_accumulators(halves))
-
-
-def test_build_manifest_counts_add_up():
-    summaries = [
-        sinks.summary("a", "training", 10, 4, 2, clipped_segments=1, duration=20.0,
-                      segments=[[0.0, 5.0], [10.0, 20.0]]),
-        sinks.summary("b", "training", 12, 4, 1, dropped_segments=1, duration=10.0, segments=[[2.0, 4.0]]),
-        sinks.summary("c", "validation", 5, 4, 0, duration=5.0, segments=[]),
-    ]
-    rejections = [sinks.rejection("d", "empty_file", "x", "training"), sinks.rejection("e", "empty_file", "y")]
-    files = ["/o/training-00000-of-00001.tfrecord", "/o/validation-00000-of-00001.tfrecord"]
-    base = {"feature_dim": None, "num_shards": {"training": 1, "validation": 1}}
-    m = sinks.build_manifest(base, _stats(summaries), rejections, files, num_inputs=5, output_dir="/o")
-    assert m["feature_dim"] == 4
-    assert m["counts"] == {
-        "input": 5, "written": 3, "rejected": {"empty_file": 2}, "rejected_total": 2,
-        "clipped_segments": 1, "dropped_segments": 1,
-    }
-    assert m["subsets"]["training"] == {
-        "videos": 2, "segments": 3, "rejected": 1, "files": ["training-00000-of-00001.tfrecord"],
-    }
-    assert m["num_snippets"] == {"min": 5, "max": 12}
-    # training: T [10, 12], durations [20, 10], counts [2, 1], fractions 5/20, 10/20, 2/10
-    # = [0.25, 0.5, 0.2]. Linear quantiles: T p10 = 10.2, p50 = 11, p90 = 11.8; duration
-    # p10 = 11, p50 = 15, p90 = 19; counts mean 1.5, p10 1.1, p50 1.5, p90 1.9; fractions
-    # sorted [0.2, 0.25, 0.5]: p10 = 0.21, p50 = 0.25, p90 = 0.25 + 0.8 * 0.25 = 0.45.
-    assert m["statistics"]["training"] == {
-        "videos": 2,
-        "snippets_per_video": {"p10": 10.2, "p50": 11.0, "p90": 11.8},
-        "duration_s": {"p10": 11.0, "p50": 15.0, "p90": 19.0},
-        "instances_per_video": {"mean": 1.5, "p10": 1.1, "p50": 1.5, "p90": 1.9},
-        "instance_length_fraction": {"p10": 0.21, "p50": 0.25, "p90": 0.45},
-    }
-    # validation: one video without instances.
-    assert m["statistics"]["validation"] == {
-        "videos": 1, "snippets_per_video": {"p10": 5.0, "p50": 5.0, "p90": 5.0},
-        "duration_s": {"p10": 5.0, "p50": 5.0, "p90": 5.0},
-        "instances_per_video": {"mean": 0.0, "p10": 0.0, "p50": 0.0, "p90": 0.0}, "instance_length_fraction": {},
-    }
-    json.dumps(m)
-    with pytest.raises(sinks.ManifestError, match="3 written \\+ 2 rejected != 6"):
-        sinks.build_manifest(base, _stats(summaries), rejections, files, num_inputs=6, output_dir="/o")
-
-
-def test_option_helpers():
-    assert shard_io.compression_type("gzip") == "GZIP" and shard_io.compression_type(None) == ""
-    with pytest.raises(ValueError, match="--compression"):
-        shard_io.compression_type("zstd")
-    assert shard_io.shard_suffix("gzip") == ".tfrecord.gz"
-    assert [sinks.auto_num_shards(n) for n in (0, 256, 257, 10_000)] == [1, 1, 2, 40]
-    with pytest.raises(ValueError, match="shard prefix"):
-        shard_io.check_subset_name("../training")
-    options, runner = sinks.make_pipeline_options(["--runner", "DirectRunner", "--project", "p"])
-    assert type(runner).__name__ == "FnApiRunner"  # never Prism
-    assert sinks.options_for_manifest(options)["project"] == "p"
-    _, runner = sinks.make_pipeline_options(["--runner", "DataflowRunner"])
-    assert runner is None
-
-
-def test_prepare_output_refuses_or_replaces_an_earlier_run(tmp_path):
-    out = tmp_path / "new" / "out"
-    sinks.prepare_output(str(out), overwrite=False)  # creates the local directory
-    assert out.is_dir()
-    old = ["training-00000-of-00002.tfrecord.gz", sinks.MANIFEST_NAME, sinks.DEAD_LETTER_NAME]
-    for name in old + ["notes.txt"]:
-        (out / name).write_text("x")
-    (out / shard_io.TMP_DIR).mkdir()
-    (out / shard_io.TMP_DIR / "part").write_text("x")
-    with pytest.raises(FileExistsError, match="holds shards of an earlier run \\(3 files\\); pass --overwrite"):
-        sinks.prepare_output(str(out), overwrite=False)
-    assert sorted(os.listdir(out)) == sorted(old + ["notes.txt", shard_io.TMP_DIR])  # refused: nothing deleted
-    sinks.prepare_output(str(out), overwrite=True)
-    assert os.listdir(out) == ["notes.txt"]  # other files are not ours
-
-
-def test_tfrecord_writer_frames_read_back_by_tf(tmp_path):
-    import tensorflow as tf
-
-    records = [b"", b"x", bytes(range(256)) * 40]
-    for comp in ("", "GZIP"):
-        final = str(tmp_path / f"f{comp}.tfrecord")
-        with shard_io.TFRecordFileWriter(shard_io.temp_path(str(tmp_path), "f"), comp) as w:
-            for r in records:
-                w.write(r)
-        w.commit(final)
-        assert list(tf.data.TFRecordDataset([final], compression_type=comp).as_numpy_iterator()) == records
 
 
 @pytest.mark.parametrize("shape", [(5, 3), (2, 300), (1, 1), (3, 0)])

@@ -164,7 +164,8 @@ def test_manifest_write_interrupted_leaves_no_partial_manifest(tmp_path, monkeyp
     """A kill mid-write of manifest.json (its presence means "complete") leaves none."""
     from apache_beam.io.filesystems import FileSystems
 
-    from beam import sinks
+    from beam import accounting
+    from tags_tf.schema import Manifest
 
     real_create = FileSystems.create
 
@@ -188,7 +189,7 @@ def test_manifest_write_interrupted_leaves_no_partial_manifest(tmp_path, monkeyp
 
     monkeypatch.setattr(FileSystems, "create", create)
     with pytest.raises(OSError, match="disk full"):
-        sinks.publish(str(tmp_path), {"counts": {}}, [])
+        accounting.publish(str(tmp_path), Manifest(class_names=[], feature_dim=None, counts={}), [])
     assert not (tmp_path / "manifest.json").exists()
     assert not list(tmp_path.glob("manifest.json*"))  # the temporary file is cleaned up too
     assert (tmp_path / "rejected.jsonl").exists()  # written (atomically) before the manifest
@@ -218,9 +219,9 @@ def test_a_stage_that_loses_records_fails_the_job_naming_the_missing_count(corpu
 
 
 def test_a_runner_that_skips_the_accounting_stage_fails_the_job(corpus, tmp_path, monkeypatch, capsys):
-    from beam import sinks
+    from beam import accounting
 
-    monkeypatch.setattr(sinks._WriteAccountingFn, "process", lambda self, element: iter(()))
+    monkeypatch.setattr(accounting._WriteAccountingFn, "process", lambda self, element: iter(()))
     ann, feat_dir, _, _ = corpus
     out = tmp_path / "shards"
     rc = build_shards.main(["--annotations", str(ann), "--features", str(feat_dir), "--output", str(out),
