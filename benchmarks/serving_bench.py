@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing.
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from serving import _names as names  # noqa: E402
-from serving import _testing  # noqa: E402
+from serving import signatures  # noqa: E402
+from serving import testing  # noqa: E402
 from serving.client import DetectionClient  # noqa: E402
 from serving.dev_server import DevServer  # noqa: E402
 from tags_tf.config import get_config  # noqa: E402
@@ -59,10 +59,10 @@ def bench_preset(preset: str, batches: list[int], repeats: int, t_in: int | None
     cfg = get_config(preset)
     t_in = t_in or (cfg.model.input_snippets * 3) // 2  # videos are longer than T: downsampling
     t0 = time.perf_counter()
-    model, path = _testing.export_model(workdir / preset, cfg)
+    model, path = testing.export_model(workdir / preset, cfg)
     export_s = time.perf_counter() - t0
     del model
-    detect = tf.saved_model.load(str(path)).signatures[names.DETECT]
+    detect = tf.saved_model.load(str(path)).signatures[signatures.DETECT]
     rng = np.random.default_rng(0)
     rows = []
     with DevServer("tags", workdir / preset, max_workers=4) as server:
@@ -72,7 +72,7 @@ def bench_preset(preset: str, batches: list[int], repeats: int, t_in: int | None
                 x = rng.normal(size=(b, t_in, cfg.model.feature_dim)).astype(np.float32)
                 dur = rng.uniform(30, 300, size=b).astype(np.float32)
                 xt, dt = tf.constant(x), tf.constant(dur)
-                local = _time(lambda: detect(features=xt, duration=dt)[names.NUM_DETECTIONS].numpy(), repeats)
+                local = _time(lambda: detect(features=xt, duration=dt)[signatures.NUM_DETECTIONS].numpy(), repeats)
                 remote = _time(lambda: client.detect(x, dur), repeats)
                 for where, secs in (("in-process", local), ("gRPC", remote)):
                     p50, p95 = _percentiles(secs)

@@ -37,7 +37,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
-from serving import _names as names
+from serving import signatures
 from serving.client import ClientInputError, DetectionClient, ServingError, VideoDetections, resample_numpy
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 def load_class_names(path: str | Path) -> list[str]:
     """A JSON list of names (index = class id) or {"class_names": [...]}; ClientInputError otherwise."""
-    return names.read_class_names(path, ClientInputError)
+    return signatures.read_class_names(path, ClientInputError)
 
 
 def load_durations(path: str | Path) -> dict[str, float]:
@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--duration", type=float, help="duration in seconds (single file)")
     p.add_argument("--durations", help="CSV (video_id,duration) or JSON {video_id: seconds} for a folder")
     p.add_argument("--annotations", help="annotation file giving every video's duration (ActivityNet/THUMOS)")
-    p.add_argument("--signature", default=names.DETECT, choices=[names.DETECT],
+    p.add_argument("--signature", default=signatures.DETECT, choices=[signatures.DETECT],
                    help="signature to call (only detect yields detections)")
     p.add_argument("--labels", help="JSON list of class names, e.g. MODELS/tags/1/assets.extra/class_names.json")
     p.add_argument("--json", help="write ActivityNet-style results to this file")

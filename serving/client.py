@@ -32,7 +32,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving import _names as names
+from serving import signatures
 from tags_tf.results import result_entry, unpad_detections
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class VideoDetections:
 def split_detections(outputs: Mapping[str, np.ndarray]) -> list[VideoDetections]:
     """Padded ``detect`` outputs (B, N, ...) -> one :class:`VideoDetections` per video."""
     per_video = unpad_detections(outputs)
-    names_sent = outputs.get(names.DETECTION_CLASS_NAMES)
+    names_sent = outputs.get(signatures.DETECTION_CLASS_NAMES)
     out = []
     for b, (seg, score, cls) in enumerate(per_video):
         labels = None
@@ -114,7 +114,7 @@ class DetectionClient:
         server: str,
         model_name: str = "tags",
         *,
-        signature: str = names.DETECT,
+        signature: str = signatures.DETECT,
         timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 0.5,
@@ -223,7 +223,7 @@ class DetectionClient:
         if features.ndim == 2:
             features = features[None]  # (T, D) -> (1, T, D)
         duration = np.atleast_1d(np.asarray(duration, np.float32))
-        outputs = self.predict({names.FEATURES: features, names.DURATION: duration}, names.DETECT)
+        outputs = self.predict({signatures.FEATURES: features, signatures.DURATION: duration}, signatures.DETECT)
         return split_detections(outputs)
 
     def signature_defs(self) -> dict:
@@ -238,7 +238,7 @@ class DetectionClient:
 
     def input_snippets(self) -> int:
         """T, the model's fixed number of snippets (``serving_default`` features dim 1)."""
-        info = self.signature_defs()[names.SERVING_DEFAULT].inputs[names.FEATURES]
+        info = self.signature_defs()[signatures.SERVING_DEFAULT].inputs[signatures.FEATURES]
         return int(info.tensor_shape.dim[1].size)
 
     def close(self) -> None:

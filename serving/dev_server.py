@@ -16,7 +16,7 @@ before it becomes AVAILABLE, as TF Serving does. Signatures run the way TF Servi
 loaded into a TF1 Session and tensors are fed/fetched by their SignatureDef names.
 
 Bad requests get INVALID_ARGUMENT or NOT_FOUND with a one-line message and the server
-keeps serving. Limits (flags; the one set, ``serving._servable.Limits``):
+keeps serving. Limits (flags; the one set, ``serving.servable.Limits``):
 ``--max_batch`` videos per request (64), ``--max_snippets`` per video (20000),
 ``--max_elements`` per input tensor (32 Mi float32 = 128 MiB) -> INVALID_ARGUMENT,
 checked on the TensorProto's *declared* dtype and shape before any tensor is
@@ -59,7 +59,7 @@ from tensorflow_serving.apis import (
     status_pb2,
 )
 
-from serving._servable import Limits, RequestError, Servable, newest_version
+from serving.servable import Limits, RequestError, Servable, newest_version
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Library: :func:`export_saved_model`. CLI::
     python -m serving.export --checkpoint best.keras --config config.json --output MODELS/tags/1
 
 The SavedModel (Keras 3 ``ExportArchive``) has two signatures whose input and output
-names are listed in ``serving/_names.py``: ``serving_default`` (raw model outputs for
+names are listed in ``serving/signatures.py``: ``serving_default`` (raw model outputs for
 features already resampled to ``cfg.model.input_snippets``) and ``detect`` (features of
 any length + duration in seconds -> padded detections). ``detect`` resamples inside the
 graph, runs the model and ``tags_tf.postprocess.DetectionDecoder`` (mask thresholds,
@@ -43,7 +43,7 @@ if __name__ == "__main__":  # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at im
 import keras
 import tensorflow as tf
 
-from serving import _names as names
+from serving import signatures
 from tags_tf.config import ConfigError, TagsConfig, from_dict
 
 logger = logging.getLogger(__name__)
@@ -69,23 +69,23 @@ def _check_inputs(features: tf.Tensor, duration: tf.Tensor | None, signature: st
     checks = [
         tf.debugging.Assert(
             shape[0] >= 1,
-            [f"{signature}: {names.FEATURES} must hold at least one video (B >= 1), got B =", shape[0]]),
+            [f"{signature}: {signatures.FEATURES} must hold at least one video (B >= 1), got B =", shape[0]]),
         tf.debugging.Assert(
             shape[1] >= 1,
-            [f"{signature}: {names.FEATURES} must hold at least one snippet (T >= 1), got T =", shape[1]]),
+            [f"{signature}: {signatures.FEATURES} must hold at least one snippet (T >= 1), got T =", shape[1]]),
         tf.debugging.Assert(
             tf.reduce_all(tf.math.is_finite(features)),
-            [f"{signature}: {names.FEATURES} must be finite (found NaN or Inf)"]),
+            [f"{signature}: {signatures.FEATURES} must be finite (found NaN or Inf)"]),
     ]
     if duration is not None:
         checks += [
             tf.debugging.Assert(
                 tf.equal(tf.shape(duration)[0], shape[0]),
-                [f"{signature}: {names.DURATION} must have one value per video; got",
+                [f"{signature}: {signatures.DURATION} must have one value per video; got",
                  tf.shape(duration)[0], "durations for", shape[0], "videos"]),
             tf.debugging.Assert(
                 tf.reduce_all(tf.math.is_finite(duration) & (duration > 0.0)),
-                [f"{signature}: {names.DURATION} must be finite and > 0 seconds; got", duration],
+                [f"{signature}: {signatures.DURATION} must be finite and > 0 seconds; got", duration],
                 summarize=16),
         ]
     return checks
@@ -106,27 +106,27 @@ def make_serving_fns(
     """
 
     def serve_raw(features):
-        with tf.control_dependencies(_check_inputs(features, None, names.SERVING_DEFAULT)):
+        with tf.control_dependencies(_check_inputs(features, None, signatures.SERVING_DEFAULT)):
             features = tf.identity(features)
         outputs = model(features, training=False)
         return {k: tf.identity(v, name=k) for k, v in sorted(outputs.items())}
 
     def detect(features, duration, external_scores=None):
-        checks = _check_inputs(features, duration, names.DETECT)
+        checks = _check_inputs(features, duration, signatures.DETECT)
         if external_scores is not None:
             checks.append(tf.debugging.Assert(
                 tf.equal(tf.shape(external_scores)[0], tf.shape(features)[0])
                 & tf.reduce_all(tf.math.is_finite(external_scores)),
-                [f"{names.DETECT}: {names.EXTERNAL_SCORES} must be finite with one row per video"]))
+                [f"{signatures.DETECT}: {signatures.EXTERNAL_SCORES} must be finite with one row per video"]))
         with tf.control_dependencies(checks):
             features = tf.identity(features)
             duration = tf.identity(duration)
         # TagsModel.detect: resample (B, T_in, D) -> (B, T, D), model, decoder.
         out = _detections_dict(model.detect(features, duration, decoder=decoder, external_scores=external_scores))
-        classes = out[names.DETECTION_CLASSES]  # (B, N), -1 in padded rows
+        classes = out[signatures.DETECTION_CLASSES]  # (B, N), -1 in padded rows
         label = tf.gather(tf.constant(list(class_names), tf.string), tf.maximum(classes, 0))  # (B, N)
-        out[names.DETECTION_CLASS_NAMES] = tf.identity(tf.where(classes >= 0, label, ""),
-                                                       name=names.DETECTION_CLASS_NAMES)
+        out[signatures.DETECTION_CLASS_NAMES] = tf.identity(tf.where(classes >= 0, label, ""),
+                                                       name=signatures.DETECTION_CLASS_NAMES)
         return out
 
     if cfg.postprocess.class_fusion == "external":
@@ -141,14 +141,14 @@ def make_serving_fns(
 def _detections_dict(dets: Any) -> dict[str, tf.Tensor]:
     """Normalizes the decoder's result (dict or 4-tuple) to the named output dict."""
     if not isinstance(dets, Mapping):
-        dets = dict(zip(names.DETECTION_OUTPUTS, dets))
+        dets = dict(zip(signatures.DETECTION_OUTPUTS, dets))
     dtypes = {
-        names.DETECTION_SEGMENTS: tf.float32,
-        names.DETECTION_SCORES: tf.float32,
-        names.DETECTION_CLASSES: tf.int32,
-        names.NUM_DETECTIONS: tf.int32,
+        signatures.DETECTION_SEGMENTS: tf.float32,
+        signatures.DETECTION_SCORES: tf.float32,
+        signatures.DETECTION_CLASSES: tf.int32,
+        signatures.NUM_DETECTIONS: tf.int32,
     }
-    return {k: tf.identity(tf.cast(dets[k], dtypes[k]), name=k) for k in names.DETECTION_OUTPUTS}
+    return {k: tf.identity(tf.cast(dets[k], dtypes[k]), name=k) for k in signatures.DETECTION_OUTPUTS}
 
 
 def export_saved_model(
@@ -194,17 +194,17 @@ def export_saved_model(
     if decoder.weights:
         archive.track(decoder)
     archive.add_endpoint(
-        name=names.SERVING_DEFAULT,
+        name=signatures.SERVING_DEFAULT,
         fn=serve_raw,
-        input_signature=[tf.TensorSpec([None, t, d], tf.float32, name=names.FEATURES)],
+        input_signature=[tf.TensorSpec([None, t, d], tf.float32, name=signatures.FEATURES)],
     )
     archive.add_endpoint(
-        name=names.DETECT,
+        name=signatures.DETECT,
         fn=detect,
         input_signature=[
-            tf.TensorSpec([None, None, d], tf.float32, name=names.FEATURES),
-            tf.TensorSpec([None], tf.float32, name=names.DURATION),
-        ] + ([tf.TensorSpec([None, k], tf.float32, name=names.EXTERNAL_SCORES)]
+            tf.TensorSpec([None, None, d], tf.float32, name=signatures.FEATURES),
+            tf.TensorSpec([None], tf.float32, name=signatures.DURATION),
+        ] + ([tf.TensorSpec([None, k], tf.float32, name=signatures.EXTERNAL_SCORES)]
              if cfg.postprocess.class_fusion == "external" else []),
     )
 
@@ -213,18 +213,18 @@ def export_saved_model(
     tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     try:
         archive.write_out(str(tmp), verbose=False)
-        extra = tmp / names.EXTRA_DIR
+        extra = tmp / signatures.EXTRA_DIR
         extra.mkdir(exist_ok=True)
-        (extra / names.CLASS_NAMES_FILE).write_text(json.dumps(class_names, indent=1))
-        (extra / names.CONFIG_FILE).write_text(cfg.to_json())
-        write_warmup_requests(extra / names.WARMUP_FILE, cfg)
+        (extra / signatures.CLASS_NAMES_FILE).write_text(json.dumps(class_names, indent=1))
+        (extra / signatures.CONFIG_FILE).write_text(cfg.to_json())
+        write_warmup_requests(extra / signatures.WARMUP_FILE, cfg)
         if output_dir.exists():
             shutil.rmtree(output_dir)
         os.replace(tmp, output_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("exported SavedModel with signatures %s to %s", [names.SERVING_DEFAULT, names.DETECT], output_dir)
+    logger.info("exported SavedModel with signatures %s to %s", [signatures.SERVING_DEFAULT, signatures.DETECT], output_dir)
     return output_dir
 
 
@@ -239,16 +239,16 @@ def write_warmup_requests(path: Path, cfg: TagsConfig, model_name: str = "tags")
     t, d = cfg.model.input_snippets, cfg.model.feature_dim
     zeros = tf.make_tensor_proto(tf.zeros([1, t, d]).numpy())
     requests = []
-    for signature in (names.DETECT, names.SERVING_DEFAULT):
+    for signature in (signatures.DETECT, signatures.SERVING_DEFAULT):
         req = predict_pb2.PredictRequest()
         req.model_spec.name = model_name
         req.model_spec.signature_name = signature
-        req.inputs[names.FEATURES].CopyFrom(zeros)
-        if signature == names.DETECT:
-            req.inputs[names.DURATION].CopyFrom(tf.make_tensor_proto([1.0], tf.float32))
+        req.inputs[signatures.FEATURES].CopyFrom(zeros)
+        if signature == signatures.DETECT:
+            req.inputs[signatures.DURATION].CopyFrom(tf.make_tensor_proto([1.0], tf.float32))
             if cfg.postprocess.class_fusion == "external":
                 ext = tf.fill([1, cfg.model.num_classes], 1.0 / cfg.model.num_classes).numpy()
-                req.inputs[names.EXTERNAL_SCORES].CopyFrom(tf.make_tensor_proto(ext))
+                req.inputs[signatures.EXTERNAL_SCORES].CopyFrom(tf.make_tensor_proto(ext))
         requests.append(req)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for req in requests:
@@ -265,7 +265,7 @@ DENIED_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc", "NumpyFuncti
 DENIED_OP_PREFIXES = ("Addons>", "TFText>", "SentencepieceOp>", "Text>", "Custom>")
 
 
-def graph_op_types(saved_model_dir: str | os.PathLike, tag: str = names.SERVE_TAG) -> set[str]:
+def graph_op_types(saved_model_dir: str | os.PathLike, tag: str = signatures.SERVE_TAG) -> set[str]:
     """Every op type in the MetaGraph of ``tag``: top-level nodes and all function defs."""
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -356,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "(TF Serving loads MODEL_BASE_PATH/<version>), e.g. MODELS/tags/1")
         ckpt, config, labels = _resolve_inputs(args)
         model, cfg = load_run(ckpt, config)
-        class_names = names.read_class_names(labels, ExportError) if labels else None
+        class_names = signatures.read_class_names(labels, ExportError) if labels else None
         out = export_saved_model(model, cfg, args.output, class_names, overwrite=args.overwrite)
         bad = unsupported_ops(graph_op_types(out))
         if bad:
@@ -364,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"exported {out} (signatures: {names.SERVING_DEFAULT}, {names.DETECT}; "
+    print(f"exported {out} (signatures: {signatures.SERVING_DEFAULT}, {signatures.DETECT}; "
           f"T={cfg.model.input_snippets}, D={cfg.model.feature_dim}, K={cfg.model.num_classes})")
     return 0
 

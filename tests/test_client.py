@@ -9,8 +9,8 @@ import grpc
 import numpy as np
 import pytest
 
-from serving import _names as names
-from serving import _testing
+from serving import signatures
+from serving import testing
 from serving import batch_client
 from serving import client as client_lib
 from serving.client import DetectionClient, VideoDetections, ClientInputError, ServingError, split_detections
@@ -92,10 +92,10 @@ def test_wait_times_out_when_no_server():
 
 def test_split_detections_trims_padding():
     outputs = {
-        names.DETECTION_SEGMENTS: np.array([[[1, 2], [3, 4], [0, 0]], [[5, 6], [0, 0], [0, 0]]], np.float32),
-        names.DETECTION_SCORES: np.array([[0.9, 0.5, 0], [0.7, 0, 0]], np.float32),
-        names.DETECTION_CLASSES: np.array([[2, 0, -1], [1, -1, -1]], np.int32),
-        names.NUM_DETECTIONS: np.array([2, 1], np.int32),
+        signatures.DETECTION_SEGMENTS: np.array([[[1, 2], [3, 4], [0, 0]], [[5, 6], [0, 0], [0, 0]]], np.float32),
+        signatures.DETECTION_SCORES: np.array([[0.9, 0.5, 0], [0.7, 0, 0]], np.float32),
+        signatures.DETECTION_CLASSES: np.array([[2, 0, -1], [1, -1, -1]], np.int32),
+        signatures.NUM_DETECTIONS: np.array([2, 1], np.int32),
     }
     a, b = split_detections(outputs)
     np.testing.assert_array_equal(a.segments, [[1, 2], [3, 4]])
@@ -149,9 +149,9 @@ def test_resample_numpy_golden():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    cfg = _testing.tiny_config()
+    cfg = testing.tiny_config()
     base = tmp_path_factory.mktemp("models") / "tags"
-    model, path = _testing.export_model(base, cfg)
+    model, path = testing.export_model(base, cfg)
     return cfg, model, base, path
 
 
@@ -183,20 +183,20 @@ def test_waits_for_a_server_that_starts_later(exported):
 def test_signature_defs(server):
     with DetectionClient(server.address) as client:
         sigs = client.signature_defs()
-    assert set(sigs[names.DETECT].inputs) == {names.FEATURES, names.DURATION}
+    assert set(sigs[signatures.DETECT].inputs) == {signatures.FEATURES, signatures.DURATION}
 
 
 def _reference(exported, x, duration):
     cfg, model = exported[:2]
-    ref = _testing.in_process_detect(model, cfg, x[None], np.array([duration], np.float32))
-    n = ref[names.NUM_DETECTIONS][0]
-    return VideoDetections(ref[names.DETECTION_SEGMENTS][0, :n], ref[names.DETECTION_SCORES][0, :n],
-                      ref[names.DETECTION_CLASSES][0, :n])
+    ref = testing.in_process_detect(model, cfg, x[None], np.array([duration], np.float32))
+    n = ref[signatures.NUM_DETECTIONS][0]
+    return VideoDetections(ref[signatures.DETECTION_SEGMENTS][0, :n], ref[signatures.DETECTION_SCORES][0, :n],
+                      ref[signatures.DETECTION_CLASSES][0, :n])
 
 
 def _exported_names(exported):
     """The class names exported with the model: what the server sends without --labels."""
-    return json.loads((exported[3] / names.EXTRA_DIR / names.CLASS_NAMES_FILE).read_text())
+    return json.loads((exported[3] / signatures.EXTRA_DIR / signatures.CLASS_NAMES_FILE).read_text())
 
 
 def _assert_json_matches(entries, ref: VideoDetections, class_names):
@@ -210,7 +210,7 @@ def _assert_json_matches(entries, ref: VideoDetections, class_names):
 def test_cli_single_file(exported, server, tmp_path, capsys):
     x = np.random.default_rng(1).normal(size=(21, 8)).astype(np.float32)
     np.save(tmp_path / "video.npy", x)
-    labels = exported[3] / names.EXTRA_DIR / names.CLASS_NAMES_FILE
+    labels = exported[3] / signatures.EXTRA_DIR / signatures.CLASS_NAMES_FILE
     out = tmp_path / "out.json"
     rc = client_lib.main(["--server", server.address, "--model", "tags", "--features", str(tmp_path / "video.npy"),
                           "--duration", "120.5", "--labels", str(labels), "--json", str(out), "--timeout", "30"])

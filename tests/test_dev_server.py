@@ -17,9 +17,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving import _names as names
-from serving import _testing
-from serving._servable import Limits, newest_version, tf_error_message
+from serving import signatures
+from serving import testing
+from serving.servable import Limits, newest_version, tf_error_message
 from serving.client import DetectionClient, ServingError
 from serving.dev_server import DevServer
 
@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    cfg = _testing.tiny_config()
+    cfg = testing.tiny_config()
     base = tmp_path_factory.mktemp("models") / "tags"
-    model, path = _testing.export_model(base, cfg)
+    model, path = testing.export_model(base, cfg)
     return cfg, model, base
 
 
@@ -56,7 +56,7 @@ def _video(t_in, b=1, d=8, seed=0):
     return rng.normal(size=(b, t_in, d)).astype(np.float32), rng.uniform(5, 200, size=b).astype(np.float32)
 
 
-def _request(inputs, signature=names.DETECT, model="tags"):
+def _request(inputs, signature=signatures.DETECT, model="tags"):
     req = predict_pb2.PredictRequest()
     req.model_spec.name = model
     req.model_spec.signature_name = signature
@@ -72,25 +72,25 @@ def test_binds_localhost_by_default(server):
 def test_end_to_end_detect_equals_in_process(exported, server):
     cfg, model, _ = exported
     x, dur = _video(37, b=2)
-    ref = _testing.in_process_detect(model, cfg, x, dur)
+    ref = testing.in_process_detect(model, cfg, x, dur)
     with DetectionClient(server.address, "tags", timeout=30) as client:
         dets = client.detect(x, dur)
         single = client.detect(x[1], float(dur[1]))  # (T, D) + scalar duration
     assert len(dets) == 2 and len(single) == 1
     for b, det in enumerate(dets + single):
         b = min(b, 1)
-        n = ref[names.NUM_DETECTIONS][b]
+        n = ref[signatures.NUM_DETECTIONS][b]
         assert len(det) == n > 0
-        np.testing.assert_array_equal(det.classes, ref[names.DETECTION_CLASSES][b, :n])
-        np.testing.assert_allclose(det.scores, ref[names.DETECTION_SCORES][b, :n], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(det.segments, ref[names.DETECTION_SEGMENTS][b, :n], rtol=1e-5, atol=1e-3)
+        np.testing.assert_array_equal(det.classes, ref[signatures.DETECTION_CLASSES][b, :n])
+        np.testing.assert_allclose(det.scores, ref[signatures.DETECTION_SCORES][b, :n], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(det.segments, ref[signatures.DETECTION_SEGMENTS][b, :n], rtol=1e-5, atol=1e-3)
 
 
 def test_serving_default_over_grpc(exported, server):
     cfg, model, _ = exported
     x, _ = _video(cfg.model.input_snippets, b=2)
     with DetectionClient(server.address) as client:
-        got = client.predict({names.FEATURES: x}, names.SERVING_DEFAULT, output_filter=["cls_logits_s1"])
+        got = client.predict({signatures.FEATURES: x}, signatures.SERVING_DEFAULT, output_filter=["cls_logits_s1"])
     assert list(got) == ["cls_logits_s1"]
     np.testing.assert_allclose(got["cls_logits_s1"], model(x)["cls_logits_s1"].numpy(), rtol=1e-5, atol=1e-5)
 
@@ -98,10 +98,10 @@ def test_serving_default_over_grpc(exported, server):
 def test_response_model_spec_and_default_signature(exported, stubs):
     cfg = exported[0]
     x, _ = _video(cfg.model.input_snippets)
-    response = stubs[0].Predict(_request({names.FEATURES: x}, signature=""), timeout=30)
+    response = stubs[0].Predict(_request({signatures.FEATURES: x}, signature=""), timeout=30)
     assert response.model_spec.name == "tags"
     assert response.model_spec.version.value == 1
-    assert response.model_spec.signature_name == names.SERVING_DEFAULT
+    assert response.model_spec.signature_name == signatures.SERVING_DEFAULT
 
 
 def test_get_model_status_and_metadata(stubs):
@@ -117,8 +117,8 @@ def test_get_model_status_and_metadata(stubs):
     meta = predict.GetModelMetadata(meta_req, timeout=10)
     sig_map = get_model_metadata_pb2.SignatureDefMap()
     assert meta.metadata["signature_def"].Unpack(sig_map)
-    assert set(sig_map.signature_def) == {names.SERVING_DEFAULT, names.DETECT}
-    assert set(sig_map.signature_def[names.DETECT].outputs) == set(names.DETECT_OUTPUTS)
+    assert set(sig_map.signature_def) == {signatures.SERVING_DEFAULT, signatures.DETECT}
+    assert set(sig_map.signature_def[signatures.DETECT].outputs) == set(signatures.DETECT_OUTPUTS)
 
 
 def _bad_cases(cfg):
@@ -127,34 +127,34 @@ def _bad_cases(cfg):
     nan_x[0, 3, 1] = np.nan
     string_proto = tf.make_tensor_proto(np.array([[["a"] * 8] * 9]))
     return {
-        "wrong_dtype": ({names.FEATURES: good_x.astype(np.float64), names.DURATION: good_d},
+        "wrong_dtype": ({signatures.FEATURES: good_x.astype(np.float64), signatures.DURATION: good_d},
                         "INVALID_ARGUMENT", "'features' must be float32, got float64"),
-        "string_dtype": ({names.FEATURES: string_proto, names.DURATION: good_d},
+        "string_dtype": ({signatures.FEATURES: string_proto, signatures.DURATION: good_d},
                          "INVALID_ARGUMENT", "must be float32, got string"),
-        "wrong_rank": ({names.FEATURES: good_x[0], names.DURATION: good_d},
+        "wrong_rank": ({signatures.FEATURES: good_x[0], signatures.DURATION: good_d},
                        "INVALID_ARGUMENT", r"must have rank 3 \[\?, \?, 8\], got shape \[9, 8\]"),
-        "wrong_feature_dim": ({names.FEATURES: good_x[..., :5], names.DURATION: good_d},
+        "wrong_feature_dim": ({signatures.FEATURES: good_x[..., :5], signatures.DURATION: good_d},
                               "INVALID_ARGUMENT", "dim 2 must be 8, got 5"),
-        "zero_snippets": ({names.FEATURES: good_x[:, :0], names.DURATION: good_d},
+        "zero_snippets": ({signatures.FEATURES: good_x[:, :0], signatures.DURATION: good_d},
                           "INVALID_ARGUMENT", r"at least one snippet \(T >= 1\)"),
-        "nan_values": ({names.FEATURES: nan_x, names.DURATION: good_d},
+        "nan_values": ({signatures.FEATURES: nan_x, signatures.DURATION: good_d},
                        "INVALID_ARGUMENT", r"features must be finite \(found NaN or Inf\)"),
-        "negative_duration": ({names.FEATURES: good_x, names.DURATION: -good_d},
+        "negative_duration": ({signatures.FEATURES: good_x, signatures.DURATION: -good_d},
                               "INVALID_ARGUMENT", "duration must be finite and > 0 seconds"),
-        "missing_input": ({names.FEATURES: good_x}, "INVALID_ARGUMENT", r"missing \['duration'\]"),
-        "unknown_input": ({names.FEATURES: good_x, names.DURATION: good_d, "fps": good_d},
+        "missing_input": ({signatures.FEATURES: good_x}, "INVALID_ARGUMENT", r"missing \['duration'\]"),
+        "unknown_input": ({signatures.FEATURES: good_x, signatures.DURATION: good_d, "fps": good_d},
                           "INVALID_ARGUMENT", r"unexpected \['fps'\]"),
-        "unknown_signature": ({names.FEATURES: good_x, names.DURATION: good_d, "@signature": "classify"},
+        "unknown_signature": ({signatures.FEATURES: good_x, signatures.DURATION: good_d, "@signature": "classify"},
                               "NOT_FOUND", "signature 'classify' not found"),
-        "unknown_model": ({names.FEATURES: good_x, names.DURATION: good_d, "@model": "resnet"},
+        "unknown_model": ({signatures.FEATURES: good_x, signatures.DURATION: good_d, "@model": "resnet"},
                           "NOT_FOUND", "model 'resnet' not found"),
-        "oversized_batch": ({names.FEATURES: np.zeros((5, 9, 8), np.float32),
-                             names.DURATION: np.ones(5, np.float32)},
+        "oversized_batch": ({signatures.FEATURES: np.zeros((5, 9, 8), np.float32),
+                             signatures.DURATION: np.ones(5, np.float32)},
                             "INVALID_ARGUMENT", "batch 5 exceeds this server's max batch 4"),
-        "oversized_snippets": ({names.FEATURES: np.zeros((1, 257, 8), np.float32), names.DURATION: good_d},
+        "oversized_snippets": ({signatures.FEATURES: np.zeros((1, 257, 8), np.float32), signatures.DURATION: good_d},
                                "INVALID_ARGUMENT", "257 snippets exceed this server's limit 256"),
-        "oversized_elements": ({names.FEATURES: np.zeros((3, 200, 8), np.float32),
-                                names.DURATION: np.ones(3, np.float32)},
+        "oversized_elements": ({signatures.FEATURES: np.zeros((3, 200, 8), np.float32),
+                                signatures.DURATION: np.ones(3, np.float32)},
                                "INVALID_ARGUMENT", "4800 elements exceed this server's limit 2048"),
     }
 
@@ -165,7 +165,7 @@ BAD_CASES = list(_bad_cases(None))
 @pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_request_is_refused_and_server_keeps_serving(exported, stubs, case):
     inputs, code, message = _bad_cases(exported[0])[case]
-    signature = inputs.pop("@signature", names.DETECT)
+    signature = inputs.pop("@signature", signatures.DETECT)
     model = inputs.pop("@model", "tags")
     with pytest.raises(grpc.RpcError) as err:
         stubs[0].Predict(_request(inputs, signature, model), timeout=30)
@@ -174,8 +174,8 @@ def test_bad_request_is_refused_and_server_keeps_serving(exported, stubs, case):
     assert __import__("re").search(message, details), details
     assert "\n" not in details and "[[{{node" not in details  # one readable line, no graph dump
     x, d = _video(9)
-    ok = stubs[0].Predict(_request({names.FEATURES: x, names.DURATION: d}), timeout=30)
-    assert set(ok.outputs) == set(names.DETECT_OUTPUTS)
+    ok = stubs[0].Predict(_request({signatures.FEATURES: x, signatures.DURATION: d}), timeout=30)
+    assert set(ok.outputs) == set(signatures.DETECT_OUTPUTS)
 
 
 def test_unknown_model_in_status_and_metadata(stubs):
@@ -237,7 +237,7 @@ def test_tf_error_message_keeps_the_assert_line():
 def test_load_8_clients_x_50_requests(exported, server):
     cfg, model, _ = exported
     videos = [_video(t, seed=t) for t in (5, 16, 29, 64)]
-    refs = [_testing.in_process_detect(model, cfg, x, d) for x, d in videos]
+    refs = [testing.in_process_detect(model, cfg, x, d) for x, d in videos]
     latencies, errors = [], []
     lock = threading.Lock()
 
@@ -248,9 +248,9 @@ def test_load_8_clients_x_50_requests(exported, server):
                 t0 = time.perf_counter()
                 try:
                     (det,) = client.detect(*videos[j])
-                    n = refs[j][names.NUM_DETECTIONS][0]
-                    np.testing.assert_array_equal(det.classes, refs[j][names.DETECTION_CLASSES][0, :n])
-                    np.testing.assert_allclose(det.scores, refs[j][names.DETECTION_SCORES][0, :n], rtol=1e-4)
+                    n = refs[j][signatures.NUM_DETECTIONS][0]
+                    np.testing.assert_array_equal(det.classes, refs[j][signatures.DETECTION_CLASSES][0, :n])
+                    np.testing.assert_allclose(det.scores, refs[j][signatures.DETECTION_SCORES][0, :n], rtol=1e-4)
                 except Exception as e:  # collected: the test reports every failure
                     with lock:
                         errors.append(repr(e))

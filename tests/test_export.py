@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import _names as names
-from serving import _testing
+from serving import signatures
+from serving import testing
 from serving.export import (
     ExportError,
     export_saved_model,
@@ -20,8 +20,8 @@ from tags_tf.config import from_dict
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    cfg = _testing.tiny_config()
-    model, path = _testing.export_model(tmp_path_factory.mktemp("models") / "tags", cfg)
+    cfg = testing.tiny_config()
+    model, path = testing.export_model(tmp_path_factory.mktemp("models") / "tags", cfg)
     return cfg, model, path
 
 
@@ -36,14 +36,14 @@ def _inputs(t_in, b=2, d=8, seed=0):
 
 
 def _assert_detections_equal(got, ref, class_names=None):
-    """got (the detect signature) == ref (in-process); class names default to _testing.class_names's."""
-    assert set(got) == set(names.DETECT_OUTPUTS)
-    np.testing.assert_array_equal(got[names.NUM_DETECTIONS], ref[names.NUM_DETECTIONS])
-    np.testing.assert_array_equal(got[names.DETECTION_CLASSES], ref[names.DETECTION_CLASSES])
-    np.testing.assert_allclose(got[names.DETECTION_SCORES], ref[names.DETECTION_SCORES], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got[names.DETECTION_SEGMENTS], ref[names.DETECTION_SEGMENTS], rtol=1e-5, atol=1e-4)
-    labels = [[x.decode() for x in row] for row in np.asarray(got[names.DETECTION_CLASS_NAMES])]
-    for row, classes, n in zip(labels, ref[names.DETECTION_CLASSES], ref[names.NUM_DETECTIONS]):
+    """got (the detect signature) == ref (in-process); class names default to testing.class_names's."""
+    assert set(got) == set(signatures.DETECT_OUTPUTS)
+    np.testing.assert_array_equal(got[signatures.NUM_DETECTIONS], ref[signatures.NUM_DETECTIONS])
+    np.testing.assert_array_equal(got[signatures.DETECTION_CLASSES], ref[signatures.DETECTION_CLASSES])
+    np.testing.assert_allclose(got[signatures.DETECTION_SCORES], ref[signatures.DETECTION_SCORES], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[signatures.DETECTION_SEGMENTS], ref[signatures.DETECTION_SEGMENTS], rtol=1e-5, atol=1e-4)
+    labels = [[x.decode() for x in row] for row in np.asarray(got[signatures.DETECTION_CLASS_NAMES])]
+    for row, classes, n in zip(labels, ref[signatures.DETECTION_CLASSES], ref[signatures.NUM_DETECTIONS]):
         want = [class_names[c] if class_names else f"action_{c}" for c in classes[:n]]
         assert row == want + [""] * (len(classes) - n)
 
@@ -52,21 +52,21 @@ def _assert_detections_equal(got, ref, class_names=None):
 def test_detect_equals_in_process_model_and_decoder(exported, reloaded, t_in):
     cfg, model, _ = exported
     x, dur = _inputs(t_in)
-    ref = _testing.in_process_detect(model, cfg, x, dur)
-    got = {k: v.numpy() for k, v in reloaded.signatures[names.DETECT](
+    ref = testing.in_process_detect(model, cfg, x, dur)
+    got = {k: v.numpy() for k, v in reloaded.signatures[signatures.DETECT](
         features=tf.constant(x), duration=tf.constant(dur)).items()}
     _assert_detections_equal(got, ref)
-    assert got[names.NUM_DETECTIONS].min() > 0  # the comparison is not between empty outputs
+    assert got[signatures.NUM_DETECTIONS].min() > 0  # the comparison is not between empty outputs
     n = cfg.postprocess.max_detections
-    assert got[names.DETECTION_SEGMENTS].shape == (2, n, 2)
-    assert got[names.DETECTION_SEGMENTS].max() <= dur.max() + 1e-4
+    assert got[signatures.DETECTION_SEGMENTS].shape == (2, n, 2)
+    assert got[signatures.DETECTION_SEGMENTS].max() <= dur.max() + 1e-4
 
 
 def test_serving_default_equals_model_call(exported, reloaded):
     cfg, model, _ = exported
     x, _ = _inputs(cfg.model.input_snippets)
     ref = {k: v.numpy() for k, v in model(x, training=False).items()}
-    got = {k: v.numpy() for k, v in reloaded.signatures[names.SERVING_DEFAULT](features=tf.constant(x)).items()}
+    got = {k: v.numpy() for k, v in reloaded.signatures[signatures.SERVING_DEFAULT](features=tf.constant(x)).items()}
     assert set(got) == set(ref) == {f"{p}_s{s}" for p in ("cls_logits", "mask_logits", "cons_cls", "cons_mask")
                                     for s in cfg.model.scales}
     for k in ref:
@@ -80,26 +80,26 @@ def test_signature_names_dtypes_and_batch_dims(exported):
     sm = saved_model_pb2.SavedModel()
     sm.ParseFromString((path / "saved_model.pb").read_bytes())
     (mg,) = sm.meta_graphs
-    assert list(mg.meta_info_def.tags) == [names.SERVE_TAG]
+    assert list(mg.meta_info_def.tags) == [signatures.SERVE_TAG]
     sigs = {k: v for k, v in mg.signature_def.items() if not k.startswith("__")}
-    assert set(sigs) == {names.SERVING_DEFAULT, names.DETECT}
-    detect = sigs[names.DETECT]
-    assert set(detect.inputs) == {names.FEATURES, names.DURATION}
-    assert set(detect.outputs) == set(names.DETECT_OUTPUTS)
+    assert set(sigs) == {signatures.SERVING_DEFAULT, signatures.DETECT}
+    detect = sigs[signatures.DETECT]
+    assert set(detect.inputs) == {signatures.FEATURES, signatures.DURATION}
+    assert set(detect.outputs) == set(signatures.DETECT_OUTPUTS)
     # Input tensor names are derived from the signature and input names (documented).
-    assert detect.inputs[names.FEATURES].name == "detect_features:0"
-    assert detect.inputs[names.DURATION].name == "detect_duration:0"
-    assert sigs[names.SERVING_DEFAULT].inputs[names.FEATURES].name == "serving_default_features:0"
+    assert detect.inputs[signatures.FEATURES].name == "detect_features:0"
+    assert detect.inputs[signatures.DURATION].name == "detect_duration:0"
+    assert sigs[signatures.SERVING_DEFAULT].inputs[signatures.FEATURES].name == "serving_default_features:0"
     dims = lambda info: [d.size for d in info.tensor_shape.dim]  # noqa: E731
     d, k, n = cfg.model.feature_dim, cfg.model.num_classes, cfg.postprocess.max_detections
-    assert dims(detect.inputs[names.FEATURES]) == [-1, -1, d]
-    assert dims(detect.inputs[names.DURATION]) == [-1]
-    assert dims(detect.outputs[names.DETECTION_SEGMENTS]) == [-1, n, 2]
-    assert dims(detect.outputs[names.NUM_DETECTIONS]) == [-1]
-    assert detect.outputs[names.DETECTION_CLASSES].dtype == tf.int32.as_datatype_enum
-    assert detect.outputs[names.NUM_DETECTIONS].dtype == tf.int32.as_datatype_enum
-    raw = sigs[names.SERVING_DEFAULT]
-    assert dims(raw.inputs[names.FEATURES]) == [-1, cfg.model.input_snippets, d]
+    assert dims(detect.inputs[signatures.FEATURES]) == [-1, -1, d]
+    assert dims(detect.inputs[signatures.DURATION]) == [-1]
+    assert dims(detect.outputs[signatures.DETECTION_SEGMENTS]) == [-1, n, 2]
+    assert dims(detect.outputs[signatures.NUM_DETECTIONS]) == [-1]
+    assert detect.outputs[signatures.DETECTION_CLASSES].dtype == tf.int32.as_datatype_enum
+    assert detect.outputs[signatures.NUM_DETECTIONS].dtype == tf.int32.as_datatype_enum
+    raw = sigs[signatures.SERVING_DEFAULT]
+    assert dims(raw.inputs[signatures.FEATURES]) == [-1, cfg.model.input_snippets, d]
     assert dims(raw.outputs["cls_logits_s2"]) == [-1, cfg.model.snippets(2), k + 1]
     for sig in sigs.values():
         assert sig.method_name == "tensorflow/serving/predict"
@@ -127,13 +127,13 @@ def test_op_check_flags_python_and_custom_ops(tmp_path):
 def test_loads_in_tf1_session_and_runs_by_tensor_names(exported):
     cfg, model, path = exported
     x, dur = _inputs(11)
-    ref = _testing.in_process_detect(model, cfg, x, dur)
+    ref = testing.in_process_detect(model, cfg, x, dur)
     graph = tf.Graph()
     with tf.compat.v1.Session(graph=graph) as sess:
-        mg = tf.compat.v1.saved_model.loader.load(sess, [names.SERVE_TAG], str(path))
-        sig = mg.signature_def[names.DETECT]
+        mg = tf.compat.v1.saved_model.loader.load(sess, [signatures.SERVE_TAG], str(path))
+        sig = mg.signature_def[signatures.DETECT]
         got = sess.run({k: v.name for k, v in sig.outputs.items()},
-                       feed_dict={sig.inputs[names.FEATURES].name: x, sig.inputs[names.DURATION].name: dur})
+                       feed_dict={sig.inputs[signatures.FEATURES].name: x, sig.inputs[signatures.DURATION].name: dur})
     _assert_detections_equal(got, ref)
 
 
@@ -157,27 +157,27 @@ def test_graph_asserts_give_readable_invalid_argument(reloaded, case, message):
     elif case == "duration_count":
         dur = dur[:1]
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        reloaded.signatures[names.DETECT](features=tf.constant(x), duration=tf.constant(dur))
+        reloaded.signatures[signatures.DETECT](features=tf.constant(x), duration=tf.constant(dur))
 
 
 def test_extra_files(exported):
     cfg, _, path = exported
-    extra = path / names.EXTRA_DIR
-    assert json.loads((extra / names.CLASS_NAMES_FILE).read_text()) == ["action_0", "action_1", "action_2"]
-    assert from_dict(json.loads((extra / names.CONFIG_FILE).read_text())) == cfg
+    extra = path / signatures.EXTRA_DIR
+    assert json.loads((extra / signatures.CLASS_NAMES_FILE).read_text()) == ["action_0", "action_1", "action_2"]
+    assert from_dict(json.loads((extra / signatures.CONFIG_FILE).read_text())) == cfg
     assert not [p for p in path.parent.iterdir() if p.name != path.name]  # temp dir renamed away
 
 
 def test_warmup_requests_replay_like_tf_serving(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from serving._servable import Servable
+    from serving.servable import Servable
 
     path = exported[2]
-    records = list(tf.data.TFRecordDataset(str(path / names.EXTRA_DIR / names.WARMUP_FILE)).as_numpy_iterator())
+    records = list(tf.data.TFRecordDataset(str(path / signatures.EXTRA_DIR / signatures.WARMUP_FILE)).as_numpy_iterator())
     logs = [prediction_log_pb2.PredictionLog.FromString(r) for r in records]
-    assert [log.predict_log.request.model_spec.signature_name for log in logs] == [names.DETECT,
-                                                                                   names.SERVING_DEFAULT]
+    assert [log.predict_log.request.model_spec.signature_name for log in logs] == [signatures.DETECT,
+                                                                                   signatures.SERVING_DEFAULT]
     servable = Servable(path, 1)
     try:
         assert servable.warm_up() == 2
@@ -188,16 +188,16 @@ def test_warmup_requests_replay_like_tf_serving(exported):
 def test_export_refuses_bad_class_names_and_existing_dir(exported):
     cfg, model, path = exported
     with pytest.raises(ExportError, match="already exists"):
-        export_saved_model(model, cfg, path, _testing.class_names(cfg))
+        export_saved_model(model, cfg, path, testing.class_names(cfg))
     with pytest.raises(ExportError, match="2 names but the model has num_classes=3"):
         export_saved_model(model, cfg, path.parent / "9", ["a", "b"])
 
 
 def test_class_fusion_export_adds_external_scores_input(tmp_path):
-    cfg = _testing.tiny_config(**{"postprocess.class_fusion": "external"})
-    model, path = _testing.export_model(tmp_path / "tags", cfg)
-    sig = tf.saved_model.load(str(path)).signatures[names.DETECT]
-    assert set(sig.structured_input_signature[1]) == {names.FEATURES, names.DURATION, names.EXTERNAL_SCORES}
+    cfg = testing.tiny_config(**{"postprocess.class_fusion": "external"})
+    model, path = testing.export_model(tmp_path / "tags", cfg)
+    sig = tf.saved_model.load(str(path)).signatures[signatures.DETECT]
+    assert set(sig.structured_input_signature[1]) == {signatures.FEATURES, signatures.DURATION, signatures.EXTERNAL_SCORES}
     x, dur = _inputs(9)
     ext = np.array([[0.0, 0.9, 0.1], [0.7, 0.0, 0.3]], np.float32)
     got = sig(features=tf.constant(x), duration=tf.constant(dur), external_scores=tf.constant(ext))
@@ -205,7 +205,7 @@ def test_class_fusion_export_adds_external_scores_input(tmp_path):
 
     ref = model.decoder(model(resample_features(x, cfg.model.input_snippets)), dur, external_scores=ext)
     _assert_detections_equal({k: v.numpy() for k, v in got.items()}, {k: v.numpy() for k, v in ref.items()})
-    classes = got[names.DETECTION_CLASSES].numpy()
+    classes = got[signatures.DETECTION_CLASSES].numpy()
     assert set(classes[0][classes[0] >= 0]) == {1}  # labelled by the best external class
 
 
@@ -219,10 +219,10 @@ def test_cli_exports_from_workdir(exported, tmp_path, capsys):
     out = tmp_path / "models" / "tags" / "1"
     assert main(["--workdir", str(run), "--output", str(out)]) == 0
     assert "exported" in capsys.readouterr().out
-    assert json.loads((out / names.EXTRA_DIR / names.CLASS_NAMES_FILE).read_text()) == ["walk", "run", "jump"]
+    assert json.loads((out / signatures.EXTRA_DIR / signatures.CLASS_NAMES_FILE).read_text()) == ["walk", "run", "jump"]
     x, dur = _inputs(13)
-    got = tf.saved_model.load(str(out)).signatures[names.DETECT](features=tf.constant(x), duration=tf.constant(dur))
-    _assert_detections_equal({k: v.numpy() for k, v in got.items()}, _testing.in_process_detect(model, cfg, x, dur),
+    got = tf.saved_model.load(str(out)).signatures[signatures.DETECT](features=tf.constant(x), duration=tf.constant(dur))
+    _assert_detections_equal({k: v.numpy() for k, v in got.items()}, testing.in_process_detect(model, cfg, x, dur),
                              ["walk", "run", "jump"])
 
 

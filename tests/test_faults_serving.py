@@ -17,9 +17,9 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from serving import _names as names
-from serving import _testing
-from serving._servable import Limits, Servable
+from serving import signatures
+from serving import testing
+from serving.servable import Limits, Servable
 from serving.dev_server import DevServer, main
 
 
@@ -51,7 +51,7 @@ BAD_PROTOS = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("models") / "tags"
-    _testing.export_model(base, _testing.tiny_config())
+    testing.export_model(base, testing.tiny_config())
     srv = DevServer("tags", base, port=0, limits=Limits(max_batch=4, max_snippets=256, max_elements=2048))
     srv.start()
     srv.wait_until_available(timeout=120)
@@ -68,9 +68,9 @@ def stub(server):
 def _request(features_proto, duration=(10.0,)):
     req = predict_pb2.PredictRequest()
     req.model_spec.name = "tags"
-    req.model_spec.signature_name = names.DETECT
-    req.inputs[names.FEATURES].CopyFrom(features_proto)
-    req.inputs[names.DURATION].CopyFrom(tf.make_tensor_proto(np.asarray(duration, np.float32)))
+    req.model_spec.signature_name = signatures.DETECT
+    req.inputs[signatures.FEATURES].CopyFrom(features_proto)
+    req.inputs[signatures.DURATION].CopyFrom(tf.make_tensor_proto(np.asarray(duration, np.float32)))
     return req
 
 
@@ -91,7 +91,7 @@ def test_bad_proto_is_refused_before_materializing(stub, case):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert re.search(message, err.value.details()), err.value.details()
     assert "\n" not in err.value.details()
-    assert set(stub.Predict(_good_request(), timeout=30).outputs) == set(names.DETECT_OUTPUTS)
+    assert set(stub.Predict(_good_request(), timeout=30).outputs) == set(signatures.DETECT_OUTPUTS)
 
 
 def test_83_byte_huge_shape_request_refused_fast_without_memory_growth(server):
@@ -100,7 +100,7 @@ def test_83_byte_huge_shape_request_refused_fast_without_memory_growth(server):
         srv.wait_until_available(timeout=120)
         req = predict_pb2.PredictRequest()
         req.model_spec.name = "tags"
-        req.inputs[names.FEATURES].CopyFrom(_declared([1, 32_000_000, 8], float_val=[0.0]))
+        req.inputs[signatures.FEATURES].CopyFrom(_declared([1, 32_000_000, 8], float_val=[0.0]))
         assert req.ByteSize() < 100
         with grpc.insecure_channel(srv.address) as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -128,12 +128,12 @@ def test_server_side_deadline_is_deadline_exceeded(server):
     servable: Servable = server.model.servable
     x = np.ones((1, 9, 8), np.float32)
     d = np.ones((1,), np.float32) * 10
-    from serving._servable import RequestError
+    from serving.servable import RequestError
 
     with pytest.raises(RequestError) as err:  # 1 us: the session gives up before finishing
-        servable.run(names.DETECT, {names.FEATURES: x, names.DURATION: d}, timeout_s=1e-6)
+        servable.run(signatures.DETECT, {signatures.FEATURES: x, signatures.DURATION: d}, timeout_s=1e-6)
     assert err.value.code == "DEADLINE_EXCEEDED"
-    assert set(servable.run(names.DETECT, {names.FEATURES: x, names.DURATION: d})) == set(names.DETECT_OUTPUTS)
+    assert set(servable.run(signatures.DETECT, {signatures.FEATURES: x, signatures.DURATION: d})) == set(signatures.DETECT_OUTPUTS)
 
 
 def test_bounded_queue_refuses_past_maximum_concurrent_rpcs(server, monkeypatch):

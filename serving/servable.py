@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 
-from serving import _names as names
+from serving import signatures
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class Servable:
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph, config=session_config)
         with self.graph.as_default():
-            meta_graph = tf.compat.v1.saved_model.loader.load(self.session, [names.SERVE_TAG], str(self.path))
+            meta_graph = tf.compat.v1.saved_model.loader.load(self.session, [signatures.SERVE_TAG], str(self.path))
         self.graph.finalize()  # nothing may add ops once requests run concurrently
         self.signature_defs = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
         logger.info("loaded %s (version %d), signatures %s", self.path, version, sorted(self.signature_defs))
@@ -124,7 +124,7 @@ class Servable:
         """Replays ``assets.extra/tf_serving_warmup_requests`` like TF Serving; returns the count."""
         from tensorflow_serving.apis import prediction_log_pb2
 
-        path = self.path / names.EXTRA_DIR / names.WARMUP_FILE
+        path = self.path / signatures.EXTRA_DIR / signatures.WARMUP_FILE
         if not path.is_file():
             return 0
         count = 0
@@ -143,7 +143,7 @@ class Servable:
         self.session.close()
 
     def signature(self, name: str):
-        key = name or names.SERVING_DEFAULT
+        key = name or signatures.SERVING_DEFAULT
         if key not in self.signature_defs:
             raise RequestError(
                 "NOT_FOUND", f"signature {key!r} not found; this model has {sorted(self.signature_defs)}")
@@ -211,7 +211,7 @@ class Servable:
                     raise RequestError(
                         "INVALID_ARGUMENT", f"inputs disagree on the batch size: {batch} vs {shape[0]} ({name!r})")
                 batch = shape[0]
-            if name == names.FEATURES and len(shape) == 3 and shape[1] > self.limits.max_snippets:
+            if name == signatures.FEATURES and len(shape) == 3 and shape[1] > self.limits.max_snippets:
                 raise RequestError(
                     "INVALID_ARGUMENT",
                     f"input {name!r}: {shape[1]} snippets exceed this server's limit "
