@@ -127,40 +127,82 @@ def sequence_spec(feature_dim: int) -> dict:
     return {FEATURES: tf.io.FixedLenSequenceFeature([feature_dim], tf.float32)}
 
 
-def parse_example(serialized: tf.Tensor, feature_dim: int) -> dict[str, tf.Tensor]:
-    """Parses one serialized SequenceExample (graph op, works inside tf.data).
+def parse_batch(serialized: tf.Tensor, feature_dim: int) -> dict[str, tf.Tensor]:
+    """The one tf.data decoder: a batch of serialized SequenceExamples -> dense tensors
+    (graph op, works inside tf.data).
 
-    Returns dense tensors: video_id (), subset (), duration (), features (T, D),
-    snippet_times (T,), segments (N, 2) float32 seconds, labels (N,) int32.
+    Args:
+      serialized: (B,) string.
+
+    Returns:
+      video_id (B,), subset (B,), duration (B,) float32, features (B, T, D) float32
+      zero-padded after each video's own length, num_snippets (B,) int32 (that length),
+      snippet_times (B, T) zero-padded, segments (B, N, 2) float32 seconds zero-padded
+      and labels (B, N) int32 padded with -1 (T, N: the most in the batch).
     """
-    ctx, seq = tf.io.parse_single_sequence_example(
+    ctx, seq, lengths = tf.io.parse_sequence_example(
         serialized, context_features=CONTEXT_SPEC, sequence_features=sequence_spec(feature_dim)
     )
-    start = tf.sparse.to_dense(ctx[SEG_START])
+    start = tf.sparse.to_dense(ctx[SEG_START])  # (B, N)
     end = tf.sparse.to_dense(ctx[SEG_END])
     return {
         VIDEO_ID: ctx[VIDEO_ID],
         SUBSET: ctx[SUBSET],
         DURATION: ctx[DURATION],
         FEATURES: seq[FEATURES],
+        NUM_SNIPPETS: tf.cast(lengths[FEATURES], tf.int32),
         SNIPPET_TIMES: tf.sparse.to_dense(ctx[SNIPPET_TIMES]),
-        "segments": tf.stack([start, end], axis=-1),  # (N,) x 2 -> (N, 2)
-        "labels": tf.cast(tf.sparse.to_dense(ctx[SEG_LABEL]), tf.int32),
+        "segments": tf.stack([start, end], axis=-1),  # (B, N) x 2 -> (B, N, 2)
+        "labels": tf.cast(tf.sparse.to_dense(ctx[SEG_LABEL], default_value=-1), tf.int32),
     }
 
 
+def parse_example(serialized: tf.Tensor, feature_dim: int) -> dict[str, tf.Tensor]:
+    """One serialized SequenceExample: :func:`parse_batch` of a batch of one, unbatched.
+
+    Returns video_id (), subset (), duration (), features (T, D), num_snippets (),
+    snippet_times (T,), segments (N, 2) float32 seconds, labels (N,) int32.
+    """
+    batch = parse_batch(tf.expand_dims(serialized, 0), feature_dim)  # () -> (1,)
+    return {k: v[0] for k, v in batch.items()}  # (1, ...) -> (...)
+
+
+class RecordError(ValueError):
+    """A record that is not a shard record of this schema (the message says why)."""
+
+
+_REQUIRED_CONTEXT = (FEATURE_DIM, VIDEO_ID, SUBSET, DURATION)  # single values every record has
+
+
 def example_to_numpy(serialized: bytes) -> dict[str, object]:
-    """Decodes one serialized SequenceExample with protobuf only (tests, tools)."""
-    ex = tf.train.SequenceExample.FromString(serialized)
+    """The one numpy reader: one serialized SequenceExample decoded with protobuf only
+    (tests, tools, serving's batch client, input checks).
+
+    Raises RecordError when the bytes are not a SequenceExample, lack a required context
+    feature, or hold snippet vectors of another width than their ``feature_dim``.
+    """
+    from google.protobuf.message import DecodeError
+
+    try:
+        ex = tf.train.SequenceExample.FromString(serialized)
+    except DecodeError:
+        raise RecordError("is not a tf.train.SequenceExample") from None
     ctx = ex.context.feature
-    feats = np.array([f.float_list.value for f in ex.feature_lists.feature_list[FEATURES].feature], np.float32)
-    d = ctx[FEATURE_DIM].int64_list.value[0]
+    values = {k: getattr(ctx[k], ctx[k].WhichOneof("kind")).value for k in _REQUIRED_CONTEXT
+              if k in ctx and ctx[k].WhichOneof("kind")}
+    missing = [k for k in _REQUIRED_CONTEXT if not values.get(k)]
+    if missing:
+        raise RecordError(f"has no {', '.join(repr(k) for k in missing)} context feature")
+    d = values[FEATURE_DIM][0]
+    rows = [f.float_list.value for f in ex.feature_lists.feature_list[FEATURES].feature]
+    if any(len(r) != d for r in rows):
+        raise RecordError(f"has snippet vectors of {sorted({len(r) for r in rows})} values, not its feature_dim {d}")
     return {
-        VIDEO_ID: ctx[VIDEO_ID].bytes_list.value[0].decode(),
-        SUBSET: ctx[SUBSET].bytes_list.value[0].decode(),
-        DURATION: ctx[DURATION].float_list.value[0],
+        VIDEO_ID: values[VIDEO_ID][0].decode(),
+        SUBSET: values[SUBSET][0].decode(),
+        DURATION: values[DURATION][0],
         FEATURE_DIM: d,
-        FEATURES: feats.reshape(-1, d),
+        FEATURES: np.array(rows, np.float32).reshape(len(rows), d),
         SNIPPET_TIMES: np.array(ctx[SNIPPET_TIMES].float_list.value, np.float32),
         "segments": np.stack(
             [np.array(ctx[SEG_START].float_list.value), np.array(ctx[SEG_END].float_list.value)], -1

@@ -16,6 +16,8 @@ from tags_tf import features as F
 from tags_tf.config import get_config
 from tags_tf.data.input import InputError, list_files, make_dataset, subset_pattern
 from tags_tf.labels import build_targets
+from tags_tf.tfrecord import open_records
+from tags_tf.tfrecord import write_shards as write_shard_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,19 +50,11 @@ def make_videos(n: int, dim: int = 3, seed: int = 0) -> list[dict]:
 
 
 def write_shards(directory: Path, videos: list[dict], num_files: int, subset="training", gzip=False) -> list[str]:
-    directory.mkdir(parents=True, exist_ok=True)
-    opts = tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
-    paths = [
-        str(directory / f"{subset}-{i:05d}-of-{num_files:05d}{F.SHARD_SUFFIX}{'.gz' if gzip else ''}")
-        for i in range(num_files)
-    ]
-    writers = [tf.io.TFRecordWriter(p, opts) for p in paths]
-    for j, v in enumerate(videos):
-        ex = F.make_example(v["video_id"], subset, v["duration"], v["features"], v["segments"], v["labels"])
-        writers[j % num_files].write(ex.SerializeToString())
-    for w in writers:
-        w.close()
-    return paths
+    records = (
+        F.make_example(v["video_id"], subset, v["duration"], v["features"], v["segments"], v["labels"]).SerializeToString()
+        for v in videos
+    )
+    return write_shard_files(str(directory), subset, records, num_files, "GZIP" if gzip else "")
 
 
 def numpy_resample(x: np.ndarray, t: int) -> np.ndarray:
@@ -171,10 +165,41 @@ def test_feature_dim_mismatch_names_file_and_dims(tmp_path):
 
 def test_not_a_shard_is_rejected(tmp_path):
     p = tmp_path / "training-00000-of-00001.tfrecord"
-    with tf.io.TFRecordWriter(str(p)) as w:
+    with open_records(str(p)) as w:
         w.write(tf.train.Example().SerializeToString())  # an Example, no feature_dim
-    with pytest.raises(InputError, match="feature_dim"):
+    with pytest.raises(InputError, match="the first record has no 'feature_dim', 'video_id', 'subset', 'duration'"):
         make_dataset(str(p), CFG, training=False)
+    with open_records(str(p)) as w:
+        w.write(b"\xff\xff")  # not a protobuf message
+    with pytest.raises(InputError, match="the first record is not a tf.train.SequenceExample"):
+        make_dataset(str(p), CFG, training=False)
+
+
+def test_the_tf_data_decoder_and_the_numpy_reader_agree(tmp_path):
+    videos = make_videos(5)
+    (path,) = write_shards(tmp_path, videos, num_files=1, gzip=True)
+    records = list(tf.data.TFRecordDataset(path, compression_type="GZIP").as_numpy_iterator())
+    batch = F.parse_batch(tf.constant(records), 3)
+    for b, (record, v) in enumerate(zip(records, videos)):
+        one = F.parse_example(tf.constant(record), 3)
+        ref = F.example_to_numpy(record)
+        t, n = len(v["features"]), len(v["labels"])
+        assert ref[F.VIDEO_ID] == v["video_id"] == one[F.VIDEO_ID].numpy().decode() == batch[F.VIDEO_ID][b].numpy().decode()
+        for got in (one[F.FEATURES], batch[F.FEATURES][b, :t]):
+            np.testing.assert_array_equal(got, ref[F.FEATURES])
+        assert int(one[F.NUM_SNIPPETS]) == int(batch[F.NUM_SNIPPETS][b]) == t
+        np.testing.assert_array_equal(one[F.SNIPPET_TIMES], ref[F.SNIPPET_TIMES])
+        np.testing.assert_allclose(one["segments"], ref["segments"], rtol=1e-6)
+        np.testing.assert_allclose(batch["segments"][b, :n], ref["segments"], rtol=1e-6)
+        assert list(one["labels"].numpy()) == list(batch["labels"][b, :n].numpy()) == list(ref["labels"]) == v["labels"]
+        assert (batch["labels"][b, n:].numpy() == -1).all()
+
+
+def test_the_numpy_reader_refuses_vectors_of_another_width_than_feature_dim():
+    ex = F.make_example("v", "training", 2.0, np.ones((2, 3)))
+    ex.context.feature[F.FEATURE_DIM].int64_list.value[0] = 4
+    with pytest.raises(F.RecordError, match=r"has snippet vectors of \[3\] values, not its feature_dim 4"):
+        F.example_to_numpy(ex.SerializeToString())
 
 
 def test_input_context_shards_files_and_uses_per_replica_batch(tmp_path):

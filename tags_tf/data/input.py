@@ -94,7 +94,8 @@ def infer_compression(files: Sequence[str], compression: str | None) -> str:
 
 
 def check_files(files: Sequence[str], feature_dim: int, compression: str) -> None:
-    """Reads the first record of every file and checks it is a shard with ``feature_dim``.
+    """Reads the first record of every file (features.example_to_numpy) and checks it is
+    a shard with ``feature_dim``.
 
     Catches the common mistakes (wrong compression, wrong preset / feature set, not a
     shard at all) with a one-line error before the pipeline starts. Empty files pass.
@@ -110,18 +111,13 @@ def check_files(files: Sequence[str], feature_dim: int, compression: str) -> Non
         if first is None:
             continue
         try:
-            ex = tf.train.SequenceExample.FromString(first.numpy())
-        except Exception:  # protobuf's DecodeError, depending on the implementation
-            raise InputError(f"{f}: the first record is not a tf.train.SequenceExample (not a tags_tf shard?)") from None
-        ctx = ex.context.feature
-        dims = ctx[F.FEATURE_DIM].int64_list.value if F.FEATURE_DIM in ctx else []
-        if not dims:
-            raise InputError(f"{f}: the first record has no {F.FEATURE_DIM!r} context feature (not a tags_tf shard?)")
-        if dims[0] != feature_dim:
-            vid = ctx[F.VIDEO_ID].bytes_list.value[0].decode() if F.VIDEO_ID in ctx else "?"
+            record = F.example_to_numpy(first.numpy())
+        except F.RecordError as e:
+            raise InputError(f"{f}: the first record {e} (not a tags_tf shard?)") from None
+        if record[F.FEATURE_DIM] != feature_dim:
             raise InputError(
-                f"{f}: video {vid!r} has feature_dim {dims[0]}, expected model.feature_dim={feature_dim} "
-                "(wrong preset, or shards built from other features?)"
+                f"{f}: video {record[F.VIDEO_ID]!r} has feature_dim {record[F.FEATURE_DIM]}, expected "
+                f"model.feature_dim={feature_dim} (wrong preset, or shards built from other features?)"
             )
 
 
@@ -132,27 +128,15 @@ def decode_batch(serialized: tf.Tensor, cfg: TagsConfig) -> dict[str, tf.Tensor]
       serialized: (B,) string, records of the tags_tf.features schema.
 
     Returns:
-      features (B, T_in, D) float32, video_id (B,) string, duration (B,) float32,
-      num_snippets (B,) int32 (stored snippets), segments (B, N, 2) float32 seconds and
-      labels (B, N) int32, padded with -1 (N = most instances in the batch).
+      features.parse_batch's dict with features resampled to (B, T_in, D) float32:
+      video_id (B,) string, duration (B,) float32, num_snippets (B,) int32 (stored
+      snippets), segments (B, N, 2) float32 seconds and labels (B, N) int32 padded with
+      -1 (N = most instances in the batch); also subset and snippet_times (unused here).
     """
-    dim = cfg.model.feature_dim
-    ctx, seq, lengths = tf.io.parse_sequence_example(
-        serialized, context_features=F.CONTEXT_SPEC, sequence_features=F.sequence_spec(dim)
-    )
-    num_snippets = tf.cast(lengths[F.FEATURES], tf.int32)  # (B,)
-    # seq[FEATURES] is (B, T_max, D), zero-padded after each video's own length.
-    feats = resample_features(seq[F.FEATURES], cfg.model.input_snippets, lengths=num_snippets)  # -> (B, T_in, D)
-    start = tf.sparse.to_dense(ctx[F.SEG_START])  # (B, N)
-    end = tf.sparse.to_dense(ctx[F.SEG_END])
-    return {
-        "features": feats,
-        "video_id": ctx[F.VIDEO_ID],
-        "duration": ctx[F.DURATION],
-        "num_snippets": num_snippets,
-        "segments": tf.stack([start, end], axis=-1),  # (B, N) x 2 -> (B, N, 2)
-        "labels": tf.cast(tf.sparse.to_dense(ctx[F.SEG_LABEL], default_value=-1), tf.int32),
-    }
+    v = F.parse_batch(serialized, cfg.model.feature_dim)
+    # v[FEATURES] is (B, T_max, D), zero-padded after each video's own length.
+    feats = resample_features(v[F.FEATURES], cfg.model.input_snippets, lengths=v[F.NUM_SNIPPETS])  # -> (B, T_in, D)
+    return {**v, F.FEATURES: feats}
 
 
 def make_dataset(
