@@ -36,28 +36,27 @@ import tensorflow as tf  # noqa: E402
 from tags_tf import features as F  # noqa: E402
 from tags_tf.config import get_config  # noqa: E402
 from tags_tf.data import input as input_lib  # noqa: E402
+from tags_tf.tfrecord import write_shards as write_shard_files  # noqa: E402
 
 
 def write_shards(out_dir: str, videos: int, snippets: int, dim: int, classes: int, num_shards: int, seed: int) -> float:
-    """ANet-like shards written directly with TFRecordWriter; returns the seconds it took."""
+    """ANet-like shards written with tags_tf.tfrecord.write_shards; returns the seconds it took."""
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    writers = [
-        tf.io.TFRecordWriter(os.path.join(out_dir, f"training-{i:05d}-of-{num_shards:05d}{F.SHARD_SUFFIX}"))
-        for i in range(num_shards)
-    ]
-    for v in range(videos):
-        duration = float(rng.uniform(30, 240))
-        k = int(rng.integers(1, 4))
-        starts = np.sort(rng.uniform(0, duration * 0.7, size=k))
-        segs = np.stack([starts, np.minimum(starts + rng.uniform(2, duration * 0.3, size=k), duration)], -1)
-        ex = F.make_example(
-            f"v{v:05d}", "training", duration, rng.normal(size=(snippets, dim)).astype(np.float32),
-            segs, rng.integers(0, classes, size=k).tolist(),
-        )
-        writers[v % num_shards].write(ex.SerializeToString())
-    for w in writers:
-        w.close()
+
+    def records():
+        for v in range(videos):
+            duration = float(rng.uniform(30, 240))
+            k = int(rng.integers(1, 4))
+            starts = np.sort(rng.uniform(0, duration * 0.7, size=k))
+            segs = np.stack([starts, np.minimum(starts + rng.uniform(2, duration * 0.3, size=k), duration)], -1)
+            ex = F.make_example(
+                f"v{v:05d}", "training", duration, rng.normal(size=(snippets, dim)).astype(np.float32),
+                segs, rng.integers(0, classes, size=k).tolist(),
+            )
+            yield ex.SerializeToString()
+
+    write_shard_files(out_dir, "training", records(), num_shards)
     return time.perf_counter() - t0
 
 

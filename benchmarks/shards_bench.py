@@ -11,7 +11,8 @@ with 1-3 segments per video, float32 .npy features), then times
          construction, startup, reading, validation, encoding, writing and the manifest
          are all inside the timing);
   loop:  the same work written as one Python loop: np.load -> the same checks ->
-         features.make_example -> tf.io.TFRecordWriter into the same number of shards;
+         features.make_example -> tags_tf.tfrecord's writer (the framing beam.shard_io
+         streams too) into the same number of shards;
   dask N: run_build_shards on Beam's DaskRunner (``--runner dask``) against a
          dask.distributed LocalCluster of N worker processes (one thread each, loopback
          only, no dashboard), for every N of ``--dask_workers`` ("" skips them). The
@@ -71,17 +72,15 @@ def make_inputs(root: str, num_videos: int, t: int, d: int, seed: int = 0) -> tu
 
 def run_loop(ann_path: str, feat_dir: str, out_dir: str, num_shards: int, compression: str) -> int:
     """The single-process baseline: same checks, same examples, round-robin shards."""
-    import tensorflow as tf
-
     from beam import build_shards_dofns
     from tags_tf import features as F
     from tags_tf.data.annotations import load_annotations
+    from tags_tf.tfrecord import open_records, shard_name
 
     ann = load_annotations(ann_path)
     class_index = ann.class_index()
     os.makedirs(out_dir, exist_ok=True)
-    opts = tf.io.TFRecordOptions(compression_type=compression)
-    suffix = ".tfrecord.gz" if compression else ".tfrecord"
+    n = max(num_shards, 1)
     writers = {}
     written = 0
     for vid in sorted(ann.videos):
@@ -94,10 +93,9 @@ def run_loop(ann_path: str, feat_dir: str, out_dir: str, num_shards: int, compre
         ex = F.make_example(
             vid, v.subset, v.duration, feats, clean.segments, [class_index[n] for n in clean.labels], clean.labels
         )
-        key = (v.subset, written % max(num_shards, 1))
+        key = (v.subset, written % n)
         if key not in writers:
-            name = f"{v.subset}-{key[1]:05d}-of-{max(num_shards, 1):05d}{suffix}"
-            writers[key] = tf.io.TFRecordWriter(os.path.join(out_dir, name), opts)
+            writers[key] = open_records(os.path.join(out_dir, shard_name(v.subset, key[1], n, compression)), compression)
         writers[key].write(ex.SerializeToString())
         written += 1
     for w in writers.values():

@@ -14,6 +14,7 @@ import pytest
 from tags_tf import datasets
 from tags_tf.config import get_config
 from tags_tf.features import make_example
+from tags_tf.tfrecord import write_shards
 from tests.conftest import REPO
 
 # A tiny config that trains in seconds on 2 cores.
@@ -30,26 +31,22 @@ TINY_SET = [
 
 def write_tiny_shards(shard_dir: Path, num_train=16, num_val=6, dim=8, seed=0):
     """Shards in the build_shards layout: 3 classes, features say which class is where."""
-    import tensorflow as tf
-
     rng = np.random.default_rng(seed)
     protos = rng.normal(size=(3, dim)) * 2.0
-    shard_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for subset, n in (("training", num_train), ("validation", num_val)):
-        path = shard_dir / f"{subset}-00000-of-00001.tfrecord"
-        with tf.io.TFRecordWriter(str(path)) as w:
-            for i in range(n):
-                t, dur = int(rng.integers(12, 24)), float(rng.uniform(20, 60))
-                feats = rng.normal(size=(t, dim)) * 0.3
-                a = int(rng.integers(0, t // 2))
-                b = a + int(rng.integers(3, t // 2))
-                c = int(rng.integers(0, 3))
-                feats[a:b] += protos[c]
-                seg = [[a * dur / t, b * dur / t]]
-                ex = make_example(f"{subset}_{i}", subset, dur, feats, seg, [c], [f"class{c}"])
-                w.write(ex.SerializeToString())
-        counts[subset] = {"videos": n, "files": [path.name]}
+        records = []
+        for i in range(n):
+            t, dur = int(rng.integers(12, 24)), float(rng.uniform(20, 60))
+            feats = rng.normal(size=(t, dim)) * 0.3
+            a = int(rng.integers(0, t // 2))
+            b = a + int(rng.integers(3, t // 2))
+            c = int(rng.integers(0, 3))
+            feats[a:b] += protos[c]
+            seg = [[a * dur / t, b * dur / t]]
+            records.append(make_example(f"{subset}_{i}", subset, dur, feats, seg, [c], [f"class{c}"]).SerializeToString())
+        (path,) = write_shards(str(shard_dir), subset, records, num_shards=1)
+        counts[subset] = {"videos": n, "files": [os.path.basename(path)]}
     manifest = {"class_names": ["class0", "class1", "class2"], "feature_dim": dim, "subsets": counts}
     (shard_dir / "manifest.json").write_text(json.dumps(manifest))
     return shard_dir
