@@ -22,7 +22,7 @@ with 1-3 segments per video, float32 .npy features), then times
 
 and prints videos/s of each and the ratios (beam / loop, dask / beam; > 1 means faster).
 All write the same examples (checked on the record counts; the Beam runs also check the
-records on disk, see beam.sinks.finalize_output).
+records on disk, see beam.accounting.finalize_output).
 
 The input-pipeline side of the issue (tf.data examples/s vs the model's training step)
 is a different benchmark, kept with tags_tf/data (see benchmarks/ for input_bench).
