@@ -1,6 +1,6 @@
 """Dataflow checks and the ``--dry_run`` report of the Beam jobs (build_shards, extract_features).
 
-Both mains call, right after ``sinks.make_pipeline_options``::
+Both mains call, right after ``pipeline_options.make_pipeline_options``::
 
     warnings = dataflow.check_options(options, {"--output": out, "--features": src}, dry_run=...)
     ...                                              # plan, build the graph

@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     resolved = datasets_lib.resolve(args.dataset, shard_writer=build_shards_locally)  # demo: shards on first use
     if args.preset:
         resolved = dataclasses.replace(resolved, preset=args.preset)
-    subsets_present = {s.lower(): s for s in resolved.manifest["subsets"]}
+    subsets_present = {s.lower(): s for s in resolved.manifest.subset_names()}
     missing = [s for s in ("training", "validation", "test") if s not in subsets_present]
     if missing:
         print(f"error: {resolved.shard_dir} has no {missing} subset(s); the benchmark selects on "
