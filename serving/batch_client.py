@@ -174,12 +174,12 @@ def format_table(results: Mapping[str, VideoDetections], class_names: Sequence[s
 
 
 def write_results_json(path: str | Path, results: Mapping[str, VideoDetections], class_names: Sequence[str] | None) -> None:
-    """ActivityNet-1.3 results file via ``tags_tf.results.ResultsWriter``.
+    """ActivityNet-1.3 results file via ``tags_tf.submission.ResultsWriter``.
 
     Without ``class_names`` the labels are the names the server sent with the detections
     (the exported model's class names), else the class ids as strings.
     """
-    from tags_tf.results import ResultsWriter
+    from tags_tf.submission import ResultsWriter
 
     if class_names is None:
         k = max((int(d.classes.max()) + 1 for d in results.values() if len(d)), default=0)

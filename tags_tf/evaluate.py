@@ -25,7 +25,7 @@ from typing import Sequence
 
 from tags_tf.data.annotations import FORMATS, AnnotationError, load_annotations
 from tags_tf.metrics import DetectionMetrics, evaluate_detections
-from tags_tf.results import ResultsError, read_results
+from tags_tf.submission import ResultsError, read_results
 
 __all__ = ["main", "evaluate_detections", "DetectionMetrics", "build_parser"]
 

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 from tags_tf.data.annotations import AnnotationSet
 from tags_tf.metrics import DetectionMetrics, evaluate_detections
 from tags_tf.plots import write_report_plots
-from tags_tf.results import Detections
+from tags_tf.submission import Detections
 
 
 def _to_objects(detections: Mapping, ground_truth: Mapping, class_names: Sequence[str]):

@@ -10,7 +10,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tags_tf.results import result_entry, unpad_detections
+from tags_tf.submission import result_entry, unpad_detections
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tags_tf.data.annotations import AnnotationSet
-from tags_tf.results import Detections, parse_results
+from tags_tf.submission import Detections, parse_results
 from tags_tf.schema import alternate_video_id
 
 logger = logging.getLogger(__name__)
@@ -359,7 +359,7 @@ def evaluate_detections(predictions: Detections | Mapping[str, Any], ground_trut
     """Scores predictions against one ground-truth subset with the official protocol.
 
     Args:
-      predictions: Detections (see tags_tf.results) or a submission-format dict.
+      predictions: Detections (see tags_tf.submission) or a submission-format dict.
       ground_truth: AnnotationSet already restricted to the evaluated subset
         (``load_annotations(...).subset("validation")``).
       protocol: "anet" (tIoU 0.5:0.05:0.95) or "thumos" (0.3:0.1:0.7).

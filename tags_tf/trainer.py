@@ -274,7 +274,7 @@ def _evaluate_subset(workdir, model, dataset, resolved, protocol: str, label: st
     """Detections, ground truth and mAP report of one subset; writes ``{label}_detections.json``."""
     from tags_tf.evaluation_bridge import evaluate_arrays
     from tags_tf.inference import detect_dataset, to_submission
-    from tags_tf.results import write_submission
+    from tags_tf.submission import write_submission
 
     detections, ground_truth = detect_dataset(model, dataset, progress=True)
     report = evaluate_arrays(detections, ground_truth, resolved.class_names, protocol)

@@ -12,7 +12,7 @@ from tags_tf.metrics import (
     segment_iou,
     tiou_thresholds_for,
 )
-from tags_tf.results import read_results
+from tags_tf.submission import read_results
 
 
 def make_gt(rows):

@@ -15,7 +15,7 @@ from tags_tf.plots import (
     prediction_types,
     write_report_plots,
 )
-from tags_tf.results import parse_results
+from tags_tf.submission import parse_results
 
 
 def _gt():

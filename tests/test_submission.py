@@ -1,4 +1,4 @@
-"""Tests for tags_tf.results: submission-format reading, validation and writing."""
+"""Tests for tags_tf.submission: submission-format reading, validation and writing."""
 
 import json
 import logging
@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 
-from tags_tf.results import Detections, ResultsError, ResultsWriter, parse_results, read_results
+from tags_tf.submission import Detections, ResultsError, ResultsWriter, parse_results, read_results
 
 CLASSES = ("Archery", "Bowling", "Zumba")
 
@@ -141,7 +141,7 @@ def test_video_listed_twice_in_results_is_an_error(tmp_path):
 
 
 def test_write_submission_and_from_arrays(tmp_path):
-    from tags_tf.results import write_submission
+    from tags_tf.submission import write_submission
 
     mapping = {"v1": [{"label": "Zumba", "score": 0.5, "segment": [1.0, 2.0]}]}
     write_submission(tmp_path / "a.json", mapping)
