@@ -99,7 +99,7 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
     import keras
 
     from tags_tf import config as config_lib
-    from tags_tf import datasets as datasets_lib
+    from tags_tf import dataset_resolver as datasets_lib
     from tags_tf import trainer
     from tags_tf.model import TagsModel  # noqa: F401  (registers the class for load_model)
     from tags_tf.postprocess import DetectionDecoder
@@ -153,7 +153,7 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
 
 
 def run_baseline(args, resolved, subsets) -> dict:
-    from tags_tf import datasets
+    from tags_tf import dataset_resolver as datasets
     from tags_tf.baseline import detect_snippet_baseline, fit_snippet_baseline, read_shard_videos
     from tags_tf.evaluation_bridge import evaluate_arrays
 
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from tags_tf import datasets as datasets_lib
+    from tags_tf import dataset_resolver as datasets_lib
     from tags_tf.train import build_shards_locally
 
     resolved = datasets_lib.resolve(args.dataset, shard_writer=build_shards_locally)  # demo: shards on first use

@@ -9,7 +9,7 @@ then decays with a cosine to ``final_lr_fraction`` of the peak
 (``keras.optimizers.schedules.CosineDecay``). ``train.weight_decay > 0`` makes Adam AdamW.
 
 :func:`fit` sizes the recipe to a user's dataset (``train.recipe = "auto"``, applied by
-``tags_tf.datasets.config_for`` to shard directories): a training set smaller than the
+``tags_tf.dataset_resolver.config_for`` to shard directories): a training set smaller than the
 preset's own (``train.reference_videos``) gets a batch of about 1/32 of it, about
 ``train.fit_steps`` optimizer steps, warm-up + cosine and 3x the preset's learning rate.
 """

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from tags_tf import kernels
 from tags_tf.config import ConfigError, parse_set_args
-from tags_tf.datasets import MissingDataError
+from tags_tf.dataset_resolver import MissingDataError
 
 log = logging.getLogger("tags_tf.train")  # not "__main__" under python -m
 
@@ -55,13 +55,13 @@ def train_from_args(args, overrides: dict) -> dict:
     from tags_tf.distribute import build_strategy
 
     strategy = build_strategy(args.strategy)
-    from tags_tf import datasets, trainer
+    from tags_tf import dataset_resolver, trainer
 
-    resolved = datasets.resolve(args.dataset, args.data_dir, getattr(args, "preset", None),
-                                shard_writer=build_shards_locally)
+    resolved = dataset_resolver.resolve(args.dataset, args.data_dir, getattr(args, "preset", None),
+                                        shard_writer=build_shards_locally)
     if resolved.reason:
         log.info("%s", resolved.reason)  # one line: what was chosen, why, how to override
-    cfg = datasets.config_for(resolved, overrides)
+    cfg = dataset_resolver.config_for(resolved, overrides)
     workdir = args.workdir or os.path.join("runs", os.path.basename(os.path.normpath(args.dataset)))
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
     return trainer.train(cfg, resolved, workdir, strategy, resume=args.resume,
@@ -70,12 +70,12 @@ def train_from_args(args, overrides: dict) -> dict:
 
 def dry_run_from_args(args, overrides: dict) -> str:
     """The plan of ``train_from_args`` (dataset, config, steps, timed estimate) as text; trains nothing."""
-    from tags_tf import datasets
+    from tags_tf import dataset_resolver
     from tags_tf.dry_run import plan_run
 
-    resolved = datasets.resolve(args.dataset, args.data_dir, getattr(args, "preset", None),
-                                shard_writer=build_shards_locally)
-    cfg = datasets.config_for(resolved, overrides)
+    resolved = dataset_resolver.resolve(args.dataset, args.data_dir, getattr(args, "preset", None),
+                                        shard_writer=build_shards_locally)
+    cfg = dataset_resolver.config_for(resolved, overrides)
     log.info("resolved config (%s preset, shards %s):\n%s", resolved.preset, resolved.shard_dir, cfg.to_json())
     return plan_run(cfg, resolved).describe()
 

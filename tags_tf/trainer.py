@@ -67,7 +67,7 @@ def choose_subsets(manifest: Manifest, train_wanted: str, val_wanted: str) -> tu
                 picked.append(name)
                 break
         else:
-            from tags_tf.datasets import MissingDataError
+            from tags_tf.dataset_resolver import MissingDataError
 
             raise MissingDataError(
                 f"no {role} subset in the shards (wanted {wanted!r}; they have {names}); "
@@ -80,7 +80,7 @@ def choose_subsets(manifest: Manifest, train_wanted: str, val_wanted: str) -> tu
 def _check_enough_videos(manifest: Manifest, subset: str, batch_size: int) -> None:
     n = manifest.subset_videos(subset)
     if n is not None and n < batch_size:
-        from tags_tf.datasets import MissingDataError
+        from tags_tf.dataset_resolver import MissingDataError
 
         raise MissingDataError(
             f"the {subset!r} subset has {n} videos, fewer than the batch size {batch_size}: "

@@ -22,15 +22,15 @@ _SCRIPT = textwrap.dedent(
     cpus = tf.config.list_physical_devices("CPU")
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     tf.config.experimental.enable_op_determinism()  # same batches in the same order in both runs
-    from tags_tf import datasets, trainer
+    from tags_tf import dataset_resolver, trainer
     from tags_tf.config import parse_set_args
     shards, workdir, which, sets = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
     if which == "mirrored":
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     else:
         strategy = tf.distribute.get_strategy()
-    resolved = datasets.resolve(shards)
-    cfg = datasets.config_for(resolved, parse_set_args(sets))
+    resolved = dataset_resolver.resolve(shards)
+    cfg = dataset_resolver.config_for(resolved, parse_set_args(sets))
     trainer.train(cfg, resolved, workdir, strategy, verbose=0)
     rows = [json.loads(l) for l in open(workdir + "/metrics.jsonl")]
     print("LOSSES=" + json.dumps([r["loss"] for r in rows]) + " REPLICAS=" + str(strategy.num_replicas_in_sync))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tags_tf.data import demo
-from tags_tf.datasets import DEMO_VIDEOS
+from tags_tf.dataset_resolver import DEMO_VIDEOS
 from tags_tf.evaluation_bridge import evaluate_arrays
 from tests.test_train import run_train
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tags_tf import datasets
+from tags_tf import dataset_resolver
 from tags_tf.config import get_config
 from tags_tf.features import make_example
 from tags_tf.tfrecord import write_shards
@@ -77,9 +77,9 @@ def test_unknown_config_key_is_a_one_line_error(tmp_path):
 
 def test_shard_directory_takes_classes_and_dim_from_its_manifest(tmp_path):
     shards = write_tiny_shards(tmp_path / "shards", dim=2048)
-    resolved = datasets.resolve(str(shards))
+    resolved = dataset_resolver.resolve(str(shards))
     assert resolved.preset == "thumos"  # 3 classes, 2048-d: closer to THUMOS than ActivityNet
-    cfg = datasets.config_for(resolved, {})
+    cfg = dataset_resolver.config_for(resolved, {})
     assert cfg.model.num_classes == 3 and cfg.model.feature_dim == 2048
     # 4 training videos: the recipe fitted to them (batch 8 floor, cosine, 3 x the preset's rate).
     assert cfg.train.learning_rate == pytest.approx(3 * get_config("thumos").train.learning_rate)

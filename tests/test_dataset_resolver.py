@@ -1,10 +1,10 @@
-"""tags_tf/datasets.py: --dataset resolution and the preset a shard directory gets."""
+"""tags_tf/dataset_resolver.py: --dataset resolution and the preset a shard directory gets."""
 
 import json
 
 import pytest
 
-from tags_tf import datasets
+from tags_tf import dataset_resolver
 from tags_tf.data.statistics import temporal_statistics
 
 
@@ -28,48 +28,48 @@ def _thumos_like():
 
 
 def test_activitynet_like_statistics_with_20_classes_resolve_to_anet(tmp_path):
-    resolved = datasets.resolve(_shard_dir(tmp_path, _anet_like()))
+    resolved = dataset_resolver.resolve(_shard_dir(tmp_path, _anet_like()))
     assert resolved.preset == "anet"
     assert "instances per video" in resolved.reason and "--preset" in resolved.reason
-    cfg = datasets.config_for(resolved, {})
+    cfg = dataset_resolver.config_for(resolved, {})
     assert cfg.model.base_snippets == 100 and cfg.model.num_classes == 20 and cfg.model.feature_dim == 128
 
 
 def test_thumos_like_statistics_resolve_to_thumos_whatever_the_class_count(tmp_path):
-    resolved = datasets.resolve(_shard_dir(tmp_path, _thumos_like(), num_classes=200, feature_dim=400))
+    resolved = dataset_resolver.resolve(_shard_dir(tmp_path, _thumos_like(), num_classes=200, feature_dim=400))
     assert resolved.preset == "thumos"
     assert "median instance 1.7 % of its video" in resolved.reason and "15.0 instances per video" in resolved.reason
-    assert datasets.config_for(resolved, {}).model.num_classes == 200  # classes from the manifest
+    assert dataset_resolver.config_for(resolved, {}).model.num_classes == 200  # classes from the manifest
 
 
 def test_preset_flag_overrides_the_statistics(tmp_path):
-    resolved = datasets.resolve(_shard_dir(tmp_path, _thumos_like()), preset="anet")
+    resolved = dataset_resolver.resolve(_shard_dir(tmp_path, _thumos_like()), preset="anet")
     assert resolved.preset == "anet" and "--preset" in resolved.reason
-    with pytest.raises(datasets.MissingDataError, match="shard directory"):
-        datasets.resolve("anet", preset="thumos")
+    with pytest.raises(dataset_resolver.MissingDataError, match="shard directory"):
+        dataset_resolver.resolve("anet", preset="thumos")
 
 
 def test_a_manifest_without_statistics_falls_back_to_the_class_count_and_says_so(tmp_path):
     manifest = {"class_names": [f"c{i}" for i in range(20)], "feature_dim": 2048, "subsets": {"training": {}}}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    resolved = datasets.resolve(str(tmp_path))
+    resolved = dataset_resolver.resolve(str(tmp_path))
     assert resolved.preset == "thumos" and "no temporal statistics" in resolved.reason
 
 
 def test_a_users_shard_directory_gets_the_recipe_fitted_to_its_size(tmp_path):
-    resolved = datasets.resolve(_shard_dir(tmp_path, _anet_like()))  # 8 training videos
+    resolved = dataset_resolver.resolve(_shard_dir(tmp_path, _anet_like()))  # 8 training videos
     assert resolved.own_data
-    cfg = datasets.config_for(resolved, {})
+    cfg = dataset_resolver.config_for(resolved, {})
     assert (cfg.train.batch_size, cfg.train.schedule, cfg.train.epochs) == (8, "cosine", 280)
     # An explicit key wins over the fitted one; train.recipe=preset keeps the preset's recipe.
-    assert datasets.config_for(resolved, {"train.batch_size": 2}).train.batch_size == 2
-    paper = datasets.config_for(resolved, {"train.recipe": "preset"}).train
+    assert dataset_resolver.config_for(resolved, {"train.batch_size": 2}).train.batch_size == 2
+    paper = dataset_resolver.config_for(resolved, {"train.recipe": "preset"}).train
     assert (paper.batch_size, paper.schedule, paper.learning_rate) == (50, "constant", 1e-4)
 
 
 def test_a_manifest_missing_a_field_is_a_one_line_error_naming_the_file_and_field(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"class_names": ["a"], "subsets": {"training": {}}}))
-    with pytest.raises(datasets.MissingDataError) as e:
-        datasets.resolve(str(tmp_path))
+    with pytest.raises(dataset_resolver.MissingDataError) as e:
+        dataset_resolver.resolve(str(tmp_path))
     assert str(e.value).startswith(f"{tmp_path / 'manifest.json'}: field 'feature_dim' is missing")
     assert "\n" not in str(e.value)
