@@ -83,7 +83,7 @@ def _datasets(cfg, resolved, subsets):
 
 
 def _score(model, decoder, datasets, resolved, protocol) -> dict:
-    from tags_tf.evaluation_bridge import evaluate_arrays
+    from tags_tf.evaluator import evaluate_arrays
     from tags_tf.inference import detect_dataset
 
     out = {}
@@ -155,7 +155,7 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
 def run_baseline(args, resolved, subsets) -> dict:
     from tags_tf import dataset_resolver as datasets
     from tags_tf.baseline import detect_snippet_baseline, fit_snippet_baseline, read_shard_videos
-    from tags_tf.evaluation_bridge import evaluate_arrays
+    from tags_tf.evaluator import evaluate_arrays
 
     train_videos = read_shard_videos(resolved.shard_dir, subsets["train"])
     model = fit_snippet_baseline(train_videos, len(resolved.class_names))

@@ -33,7 +33,7 @@ Detection, per video with probabilities ``P`` (T, K + 1)
     * sorted by score, at most ``max_detections`` per video.
 
 The output is the detections format of :func:`tags_tf.inference.detect_dataset`, so
-:func:`tags_tf.evaluation_bridge.evaluate_arrays` scores it.
+:meth:`tags_tf.evaluator.Evaluator.evaluate` scores it.
 """
 
 from __future__ import annotations

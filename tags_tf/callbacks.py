@@ -11,7 +11,7 @@ import os
 import keras
 
 from tags_tf.checkpointing import pending_best_path
-from tags_tf.evaluation_bridge import evaluate_arrays
+from tags_tf.evaluator import Evaluator
 from tags_tf.inference import detect_dataset
 
 log = logging.getLogger(__name__)
@@ -19,18 +19,18 @@ log = logging.getLogger(__name__)
 
 class ValidationCallback(keras.callbacks.Callback):
     """Every ``every`` epochs (and after the last): detect on the validation set, score
-    with the shared evaluator, add ``val_mAP`` and ``val_mAP@<tIoU>`` to the logs, and
+    with ``evaluator`` (the run's :class:`tags_tf.evaluator.Evaluator`, also used by the
+    final evaluation), add ``val_mAP`` and ``val_mAP@<tIoU>`` to the logs, and
     save the model when the average mAP improves: to ``best_path``, or with ``staged``
     to the epoch's pending file that ``checkpointing.EpochBackup`` renames to
     ``best_path`` once the epoch is committed (so a killed attempt never leaves its
     checkpoint behind)."""
 
-    def __init__(self, dataset, class_names, protocol: str, every: int, total_epochs: int,
+    def __init__(self, dataset, evaluator: Evaluator, every: int, total_epochs: int,
                  best_path: str, chief: bool, best_so_far: float = -math.inf, staged: bool = False):
         super().__init__()
         self.dataset = dataset
-        self.class_names = list(class_names)
-        self.protocol = protocol
+        self.evaluator = evaluator
         self.every = max(1, every)
         self.total_epochs = total_epochs
         self.best_path = best_path
@@ -43,7 +43,7 @@ class ValidationCallback(keras.callbacks.Callback):
         if (epoch + 1) % self.every and epoch + 1 != self.total_epochs:
             return
         detections, ground_truth = detect_dataset(self.model, self.dataset)
-        report = evaluate_arrays(detections, ground_truth, self.class_names, self.protocol)
+        report = self.evaluator.evaluate(detections, ground_truth)
         logs["val_mAP"] = report.average_map
         for t, v in zip(report.tiou_thresholds, report.map_per_tiou):
             logs[f"val_mAP@{t:.2f}"] = float(v)

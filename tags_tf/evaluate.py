@@ -8,8 +8,9 @@ Prints mAP per tIoU and the average (``--per-class`` adds per-class AP). Ground 
 may be in the official ActivityNet, ActionFormer (THUMOS), G-TAD or BSN/BMN layout
 (``--video-info`` for the BSN csv). Bad input prints one line on stderr and exits 2.
 
-The library entry point is :func:`evaluate_detections` (re-exported from
-``tags_tf.metrics``), which training-time validation calls in-process.
+It scores with :class:`tags_tf.evaluator.Evaluator`, the evaluator of training-time
+validation and of the final evaluation after training (there on arrays, here on the
+files' contents); :func:`evaluate_detections` (``tags_tf.metrics``) is re-exported.
 Nothing here imports TensorFlow; matplotlib is imported only for ``--plots``.
 """
 
@@ -23,11 +24,13 @@ import sys
 import time
 from typing import Sequence
 
+from tags_tf.config import PROTOCOLS, DataConfig
 from tags_tf.data.annotations import FORMATS, AnnotationError, load_annotations
+from tags_tf.evaluator import Evaluator
 from tags_tf.metrics import DetectionMetrics, evaluate_detections
 from tags_tf.submission import ResultsError, read_results
 
-__all__ = ["main", "evaluate_detections", "DetectionMetrics", "build_parser"]
+__all__ = ["main", "Evaluator", "evaluate_detections", "DetectionMetrics", "build_parser"]
 
 logger = logging.getLogger(__name__)
 EXIT_BAD_INPUT = 2
@@ -43,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ground-truth", required=True, help="ground-truth JSON")
     parser.add_argument("--subset", required=True,
                         help="ground-truth subset to score, case-insensitive (e.g. validation, test)")
-    parser.add_argument("--protocol", choices=("anet", "thumos"), default="anet",
-                        help="anet: tIoU 0.5:0.05:0.95; thumos: tIoU 0.3:0.1:0.7 (default anet)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=DataConfig.protocol,
+                        help="anet: tIoU 0.5:0.05:0.95; thumos: tIoU 0.3:0.1:0.7 "
+                             f"(default {DataConfig.protocol}, data.protocol of training)")
     parser.add_argument("--tiou", type=float, nargs="+", metavar="T",
                         help="custom tIoU thresholds (override --protocol)")
     parser.add_argument("--video-info", help="BSN/BMN video_info_new.csv (subsets of a BSN file)")
@@ -97,9 +101,8 @@ def run(args: argparse.Namespace) -> DetectionMetrics:
     gt_notes = _ground_truth_notes(gt)
     gt = gt.usable()  # the annotation policy: unusable entries are left out, and said so
     detections = read_results(args.predictions, allow_reversed=args.allow_reversed)
-    metrics = evaluate_detections(detections, gt, args.protocol,
-                                  tiou_thresholds=args.tiou, keep_matches=bool(args.plots),
-                                  log_notes=False)
+    evaluator = Evaluator(gt.class_names, args.protocol, tiou_thresholds=args.tiou)
+    metrics = evaluator.evaluate_sets(detections, gt, keep_matches=bool(args.plots), log_notes=False)
     elapsed = time.perf_counter() - start
     # CLI output: the result table goes to stdout.
     print(_header(args, gt, metrics, elapsed))

@@ -7,8 +7,9 @@
   return flat :class:`Detections` columns (what the evaluator and plots consume).
 * :class:`ResultsWriter` collects per-video numpy outputs of the post-processing
   (optionally padded, with a valid count) and writes the file;
-  :meth:`Detections.from_arrays` builds Detections from the same arrays in memory and
-  :func:`write_submission` writes an already-built results mapping.
+  :meth:`Detections.from_arrays` builds the columns from the same arrays in memory (no
+  entries, no rounding: what :class:`tags_tf.evaluator.Evaluator` scores), with the
+  writer's checks; :func:`write_submission` writes an already-built results mapping.
 
 Pure Python + numpy; no TensorFlow.
 
@@ -53,6 +54,47 @@ class ResultsError(ValueError):
     """A results file or writer input is malformed (one-line message naming the file)."""
 
 
+def _check_video_arrays(where: str, segments: Any, scores: Any, class_ids: Any, count: int | None = None,
+                       *, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One video's detection arrays, checked and cut to ``count`` rows.
+
+    Args:
+      where: names the caller and the video in the error message.
+      segments: (N, 2) [start, end] seconds. scores: (N,). class_ids: (N,) ints in
+        [0, num_classes).
+      count: number of valid leading rows (post-processing pads to a fixed N); ``None``
+        keeps all rows.
+    Returns:
+      segments (n, 2) float64, scores (n,) float64, class_ids (n,) as given.
+    Raises:
+      ResultsError on shape mismatches, a count outside [0, N], bad class ids,
+      non-finite values or end < start.
+    """
+    segments = np.asarray(segments, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    class_ids = np.asarray(class_ids)
+    if segments.ndim != 2 or segments.shape[1:] != (2,):
+        raise ResultsError(f"{where}: segments must have shape (N, 2), got {segments.shape}")
+    n = segments.shape[0]
+    if scores.shape != (n,) or class_ids.shape != (n,):
+        raise ResultsError(f"{where}: expected scores and class_ids of shape ({n},), got "
+                           f"{scores.shape} and {class_ids.shape}")
+    if count is not None:
+        count = int(count)
+        if not 0 <= count <= n:
+            raise ResultsError(f"{where}: count {count} outside [0, {n}]")
+        segments, scores, class_ids = segments[:count], scores[:count], class_ids[:count]
+    if class_ids.size and (not np.issubdtype(class_ids.dtype, np.integer)
+                           or class_ids.min() < 0 or class_ids.max() >= num_classes):
+        raise ResultsError(f"{where}: class ids must be integers in [0, {num_classes}), "
+                           f"got {class_ids.tolist()}")
+    if not (np.isfinite(segments).all() and np.isfinite(scores).all()):
+        raise ResultsError(f"{where}: segments and scores must be finite")
+    if (segments[:, 1] < segments[:, 0]).any():
+        raise ResultsError(f"{where}: segment end < start")
+    return segments, scores, class_ids
+
+
 @dataclass(frozen=True)
 class Detections:
     """All predictions of one results file, as flat columns (N = number of predictions).
@@ -90,14 +132,26 @@ class Detections:
     @classmethod
     def from_arrays(cls, per_video: Mapping[str, Any], class_names: Sequence[str]) -> "Detections":
         """Detections from numpy outputs: ``{video_id: {"segments": (N, 2), "scores": (N,),
-        "classes": (N,), optional "count": int}}`` (or 3/4-tuples in that order)."""
-        writer = ResultsWriter(class_names, segment_decimals=12)
+        "classes": (N,), optional "count": int}}`` (or 3/4-tuples in that order).
+
+        The columns are the arrays themselves (float64), videos in mapping order and rows
+        in array order; class ids become ``class_names[id]``. Raises ResultsError as
+        :meth:`ResultsWriter.add` does."""
+        names = np.array(list(class_names), dtype=object)  # (K,) str
+        video_ids, labels, segments, scores = [], [], [], []
         for vid, item in per_video.items():
             if isinstance(item, Mapping):
-                writer.add(vid, item["segments"], item["scores"], item["classes"], item.get("count"))
-            else:
-                writer.add(vid, *item)
-        return writer.detections()
+                item = (item["segments"], item["scores"], item["classes"], item.get("count"))
+            seg, score, cid = _check_video_arrays(f"Detections.from_arrays({vid!r})", *item,
+                                                 num_classes=len(names))
+            video_ids.append(np.full(score.shape, str(vid), dtype=object))
+            labels.append(names[cid.astype(np.int64)])  # (n,) str
+            segments.append(seg)
+            scores.append(score)
+        if not scores:
+            return cls.empty()
+        return cls(np.concatenate(video_ids), np.concatenate(labels), np.concatenate(segments),
+                   np.concatenate(scores))
 
     @classmethod
     def empty(cls, source: str = "") -> "Detections":
@@ -324,29 +378,9 @@ class ResultsWriter:
         Raises ResultsError on shape mismatches, bad class ids, non-finite values or
         end < start. Adding the same video twice appends.
         """
-        segments = np.asarray(segments, dtype=np.float64)
-        scores = np.asarray(scores, dtype=np.float64)
-        class_ids = np.asarray(class_ids)
-        where = f"ResultsWriter.add({video_id!r})"
-        if segments.ndim != 2 or segments.shape[1:] != (2,):
-            raise ResultsError(f"{where}: segments must have shape (N, 2), got {segments.shape}")
-        n = segments.shape[0]
-        if scores.shape != (n,) or class_ids.shape != (n,):
-            raise ResultsError(f"{where}: expected scores and class_ids of shape ({n},), got "
-                               f"{scores.shape} and {class_ids.shape}")
-        if count is not None:
-            count = int(count)
-            if not 0 <= count <= n:
-                raise ResultsError(f"{where}: count {count} outside [0, {n}]")
-            segments, scores, class_ids = segments[:count], scores[:count], class_ids[:count]
-        if class_ids.size and (not np.issubdtype(class_ids.dtype, np.integer)
-                               or class_ids.min() < 0 or class_ids.max() >= len(self.class_names)):
-            raise ResultsError(f"{where}: class ids must be integers in [0, "
-                               f"{len(self.class_names)}), got {class_ids.tolist()}")
-        if not (np.isfinite(segments).all() and np.isfinite(scores).all()):
-            raise ResultsError(f"{where}: segments and scores must be finite")
-        if (segments[:, 1] < segments[:, 0]).any():
-            raise ResultsError(f"{where}: segment end < start")
+        segments, scores, class_ids = _check_video_arrays(
+            f"ResultsWriter.add({video_id!r})", segments, scores, class_ids, count,
+            num_classes=len(self.class_names))
         rounded = np.round(segments, self.segment_decimals).tolist()
         entries = self._results.setdefault(str(video_id), [])
         names = self.class_names

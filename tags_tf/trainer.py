@@ -158,6 +158,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
     from tags_tf.checkpointing import EpochBackup, reconcile
     from tags_tf.data.input import make_dataset, subset_pattern
     from tags_tf.distribute import is_chief, worker_dir
+    from tags_tf.evaluator import Evaluator
     from tags_tf.fingerprint import check_fingerprint, dataset_fingerprint, save_fingerprint
     from tags_tf import recipe
     from tags_tf.model import TagsModel
@@ -234,7 +235,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
     # the backup -- the epoch's commit, which also promotes best.keras -- last.
     callbacks = [
         StartLogger(cfg.train.epochs),
-        ValidationCallback(val_ds, class_names, cfg.data.protocol, cfg.train.validate_every,
+        ValidationCallback(val_ds, Evaluator.from_config(cfg, class_names), cfg.train.validate_every,
                            cfg.train.epochs, best_path, chief, best_so_far, staged=True),
         LearningRateLogger(),
     ]
@@ -270,16 +271,15 @@ def held_out_subset(manifest: Manifest, wanted: str, used: tuple[str, ...]) -> s
     return name
 
 
-def _evaluate_subset(workdir, model, dataset, resolved, protocol: str, label: str):
+def _evaluate_subset(workdir, model, dataset, evaluator, label: str):
     """Detections, ground truth and mAP report of one subset; writes ``{label}_detections.json``."""
-    from tags_tf.evaluation_bridge import evaluate_arrays
     from tags_tf.inference import detect_dataset, to_submission
     from tags_tf.submission import write_submission
 
     detections, ground_truth = detect_dataset(model, dataset, progress=True)
-    report = evaluate_arrays(detections, ground_truth, resolved.class_names, protocol)
+    report = evaluator.evaluate(detections, ground_truth)
     write_submission(os.path.join(workdir, f"{label}_detections.json"),
-                     to_submission(detections, resolved.class_names))
+                     to_submission(detections, evaluator.class_names))
     return detections, ground_truth, report
 
 
@@ -297,23 +297,24 @@ def finish(workdir, cfg, resolved, val_ds, model, exporter: Exporter | None = No
     export by ``exporter`` when given."""
     import keras
 
-    from tags_tf.evaluation_bridge import format_report, write_plots
+    from tags_tf.evaluator import Evaluator
 
     best_path = os.path.join(workdir, "best.keras")
     if os.path.exists(best_path):
         model = keras.saving.load_model(best_path)
     class_names = resolved.class_names
+    evaluator = Evaluator.from_config(cfg, class_names)  # as the validation callback's: same config, same classes
     which = os.path.basename(best_path) if os.path.exists(best_path) else "the last epoch"
-    detections, ground_truth, report = _evaluate_subset(workdir, model, val_ds, resolved, cfg.data.protocol, "val")
-    table = "validation (model selection):\n" + format_report(report)
+    detections, ground_truth, report = _evaluate_subset(workdir, model, val_ds, evaluator, "val")
+    table = "validation (model selection):\n" + report.table()
     test_report = None
     if test_ds is not None:
-        detections, ground_truth, test_report = _evaluate_subset(workdir, model, test_ds, resolved, cfg.data.protocol, "test")
-        table += "\n\ntest (held out):\n" + format_report(test_report)
+        detections, ground_truth, test_report = _evaluate_subset(workdir, model, test_ds, evaluator, "test")
+        table += "\n\ntest (held out):\n" + test_report.table()
     log.info("mAP of %s:\n%s", which, table)
     # Plots of the held-out subset when there is one (else of validation).
-    plot_files = write_plots(os.path.join(workdir, "plots"), detections, ground_truth, class_names,
-                             test_report or report)
+    plot_files = evaluator.write_plots(os.path.join(workdir, "plots"), detections, ground_truth,
+                                       test_report or report)
     export_dir = None
     if exporter is not None:
         export_dir = os.path.join(workdir, "export", "tags", "1")

@@ -46,10 +46,10 @@ def _ground_truth(videos):
 
 
 def _average_map(model, videos) -> float:
-    from tags_tf.evaluation_bridge import evaluate_arrays
+    from tags_tf.evaluator import Evaluator
 
     detections = B.detect_snippet_baseline(model, videos)
-    return evaluate_arrays(detections, _ground_truth(videos), CLASS_NAMES, "anet").average_mAP
+    return Evaluator(CLASS_NAMES, "anet").evaluate(detections, _ground_truth(videos)).average_mAP
 
 
 # ---------------------------------------------------------------------------- end to end

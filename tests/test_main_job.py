@@ -8,7 +8,7 @@ import pytest
 
 from tags_tf.data import demo
 from tags_tf.dataset_resolver import DEMO_VIDEOS
-from tags_tf.evaluation_bridge import evaluate_arrays
+from tags_tf.evaluator import Evaluator
 from tests.test_train import run_train
 
 # Measured on the demo validation set: an untrained model (``--epochs 0``) scores 0.002
@@ -33,7 +33,7 @@ def test_trivial_answer_stays_far_below_the_bound():
         }
         detections[vid] = {"segments": np.array([[0.0, v["duration"]]] * len(names)),
                            "scores": np.ones(len(names)), "classes": np.arange(len(names))}
-    average_map = evaluate_arrays(detections, ground_truth, names).average_map
+    average_map = Evaluator(names).evaluate(detections, ground_truth).average_map
     assert 0.03 < average_map < MIN_DEMO_AVERAGE_MAP / 2, average_map  # measured 0.055
 
 

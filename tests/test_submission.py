@@ -159,3 +159,16 @@ def test_write_submission_and_from_arrays(tmp_path):
          "v2": (np.array([[2.0, 3.0]]), np.array([0.1]), np.array([2]))}, CLASSES)
     assert det.video_ids.tolist() == ["v1", "v2"] and det.labels.tolist() == ["Bowling", "Zumba"]
     np.testing.assert_allclose(det.segments, [[0.5, 1.5], [2.0, 3.0]])
+
+
+def test_from_arrays_keeps_the_arrays_values_and_checks_them_like_the_writer():
+    third = np.array([[1 / 3, 2 / 3]])  # a file rounds it; the in-memory columns do not
+    det = Detections.from_arrays({"v": (third, np.array([np.float32(0.3)]), np.array([0]))}, CLASSES)
+    assert det.segments.dtype == np.float64 and det.segments.tolist() == third.tolist()
+    assert det.scores.tolist() == [float(np.float32(0.3))]
+    empty = Detections.from_arrays({"v": (np.zeros((0, 2)), np.zeros((0,)), np.zeros((0,)))}, CLASSES)
+    assert len(empty) == 0 and Detections.from_arrays({}, CLASSES).segments.shape == (0, 2)
+    with pytest.raises(ResultsError, match=r"Detections.from_arrays\('v'\): segment end < start"):
+        Detections.from_arrays({"v": ([[2.0, 1.0]], [0.5], [0])}, CLASSES)
+    with pytest.raises(ResultsError, match=r"Detections.from_arrays\('v'\): count 2 outside \[0, 1\]"):
+        Detections.from_arrays({"v": {"segments": [[0.0, 1.0]], "scores": [0.5], "classes": [0], "count": 2}}, CLASSES)
