@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 
 def _write(path, seconds, fps, width, height):
-    from tests.video_testing import write_video
+    from tags_tf.testing import write_video
 
     return write_video(path, num_frames=int(seconds * fps), fps=fps, width=width, height=height, codec="libx264")
 
@@ -120,7 +120,7 @@ def _run_on_dask(run, args, output, workers) -> tuple[float, float]:
 
 def bench_pipeline(tmp, num_videos, seconds, dask_workers=()):
     from beam.extract_features import run
-    from tests.video_testing import export_mean_colour_model
+    from tags_tf.testing import export_mean_colour_model
 
     vdir = os.path.join(tmp, "videos")
     os.makedirs(vdir)

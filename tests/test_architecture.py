@@ -3,7 +3,9 @@
 The library sits below its applications: ``tags_tf`` never imports ``beam``, ``serving``,
 ``tests`` or ``benchmarks``, except in its command-line mains (``tags_tf/train.py``,
 ``tags_tf/evaluate.py``), where the packages meet. ``beam`` and ``serving`` never import
-``tests`` or ``benchmarks``. Imports inside functions count as much as top-level ones.
+``tests`` or ``benchmarks``; ``benchmarks`` never import ``tests``, and no test module
+imports another (shared helpers: ``tags_tf/testing.py``). Imports inside functions count
+as much as top-level ones.
 """
 
 from __future__ import annotations
@@ -81,6 +83,23 @@ def test_library_never_imports_its_applications():
 def test_applications_never_import_tests_or_benchmarks(package_dir):
     found = violations(REPO, package_dir, ABOVE_THE_APPLICATIONS)
     assert not found, "\n  ".join(["imports of tests/benchmarks:", *found])
+
+
+def test_benchmarks_never_import_tests():
+    found = violations(REPO, "benchmarks", frozenset({"tests"}))
+    assert not found, "\n  ".join(["benchmarks share helpers through tags_tf/testing.py, not tests/:", *found])
+
+
+def test_test_modules_never_import_each_other():
+    """Shared helpers live in tags_tf/testing.py (also for benchmarks) or in tests/ helper
+    modules and conftest.py, never in a test_*.py another test imports."""
+    found = [
+        f"tests/{path.name}:{line} imports {name}"
+        for path in sorted((REPO / "tests").glob("*.py"))
+        for line, name in imported_modules(path.read_text(encoding="utf-8"), path.name, "tests")
+        if name.startswith("tests.test_")
+    ]
+    assert not found, "\n  ".join(["test modules importing test modules:", *found])
 
 
 def test_the_cli_exemptions_name_real_modules():

@@ -16,6 +16,7 @@ from serving import client as client_lib
 from serving.client import DetectionClient, VideoDetections, ClientInputError, ServingError, split_detections
 from serving.dev_server import DevServer
 from tags_tf import features as schema
+from tags_tf.testing import in_process_detect
 
 
 class _RpcError(grpc.RpcError):
@@ -188,7 +189,7 @@ def test_signature_defs(server):
 
 def _reference(exported, x, duration):
     cfg, model = exported[:2]
-    ref = testing.in_process_detect(model, cfg, x[None], np.array([duration], np.float32))
+    ref = in_process_detect(model, x[None], np.array([duration], np.float32))
     n = ref[signatures.NUM_DETECTIONS][0]
     return VideoDetections(ref[signatures.DETECTION_SEGMENTS][0, :n], ref[signatures.DETECTION_SCORES][0, :n],
                       ref[signatures.DETECTION_CLASSES][0, :n])

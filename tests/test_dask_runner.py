@@ -13,7 +13,6 @@ import pytest
 ddist = pytest.importorskip("dask.distributed")
 
 from beam import build_shards, sinks  # noqa: E402
-from tests.test_faults_beam import corpus  # noqa: E402,F401  (the corpus of bad inputs)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +54,7 @@ def assert_same_output(local, dask):
 
 
 @pytest.mark.slow
-def test_build_shards_on_dask_equals_the_local_runner(corpus, cluster, tmp_path, capsys):  # noqa: F811
+def test_build_shards_on_dask_equals_the_local_runner(corpus, cluster, tmp_path, capsys):
     ann, feat_dir, good, expected = corpus
     args = ["--annotations", str(ann), "--features", str(feat_dir), "--num_shards", "3", "--compression", "gzip",
             "--log_level", "WARNING"]
@@ -73,17 +72,17 @@ def test_build_shards_on_dask_equals_the_local_runner(corpus, cluster, tmp_path,
 def test_extract_features_on_dask_equals_the_local_runner(cluster, tmp_path):
     pytest.importorskip("av")
     from beam import extract_features
-    from tests.test_extract_features import N, SIZE
-    from tests.video_testing import export_mean_colour_model, garbage, write_video
+    from tags_tf.testing import FRAME_SIZE, SNIPPET_FRAMES, export_mean_colour_model, garbage, write_video
 
     videos = tmp_path / "videos"
     videos.mkdir()
     for i in range(4):  # 3.0-4.5 s at 10 fps: 4-6 snippets of 8 frames
         write_video(videos / f"clip{i}.mp4", num_frames=30 + 5 * i, fps=10)
     garbage(videos / "noise.mp4")  # rejected: unreadable_container
-    model = export_mean_colour_model(tmp_path / "mean_colour", frames=N, height=SIZE, width=SIZE)
-    args = ["--videos", str(videos), "--encoder", f"savedmodel:{model}", "--snippet_frames", str(N),
-            "--snippet_stride", str(N), "--batch_size", "3", "--num_shards", "2"]
+    model = export_mean_colour_model(tmp_path / "mean_colour", frames=SNIPPET_FRAMES, height=FRAME_SIZE,
+                                     width=FRAME_SIZE)
+    args = ["--videos", str(videos), "--encoder", f"savedmodel:{model}", "--snippet_frames", str(SNIPPET_FRAMES),
+            "--snippet_stride", str(SNIPPET_FRAMES), "--batch_size", "3", "--num_shards", "2"]
     extract_features.run(args + ["--output", str(tmp_path / "local")])
     extract_features.run(args + ["--output", str(tmp_path / "dask"), "--runner", "dask",
                                  f"--dask_client_address={cluster}"])

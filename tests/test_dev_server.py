@@ -22,6 +22,7 @@ from serving import testing
 from serving.servable import Limits, newest_version, tf_error_message
 from serving.client import DetectionClient, ServingError
 from serving.dev_server import DevServer
+from tags_tf.testing import in_process_detect
 
 LIMITS = Limits(max_batch=4, max_snippets=256, max_elements=2048)
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def test_binds_localhost_by_default(server):
 def test_end_to_end_detect_equals_in_process(exported, server):
     cfg, model, _ = exported
     x, dur = _video(37, b=2)
-    ref = testing.in_process_detect(model, cfg, x, dur)
+    ref = in_process_detect(model, x, dur)
     with DetectionClient(server.address, "tags", timeout=30) as client:
         dets = client.detect(x, dur)
         single = client.detect(x[1], float(dur[1]))  # (T, D) + scalar duration
@@ -237,7 +238,7 @@ def test_tf_error_message_keeps_the_assert_line():
 def test_load_8_clients_x_50_requests(exported, server):
     cfg, model, _ = exported
     videos = [_video(t, seed=t) for t in (5, 16, 29, 64)]
-    refs = [testing.in_process_detect(model, cfg, x, d) for x, d in videos]
+    refs = [in_process_detect(model, x, d) for x, d in videos]
     latencies, errors = [], []
     lock = threading.Lock()
 

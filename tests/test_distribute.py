@@ -11,8 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from tags_tf.testing import tiny_set_args, write_tiny_shards
 from tests.conftest import REPO
-from tests.test_train import TINY_SET, write_tiny_shards
 
 # Runs trainer.train under one strategy and prints the per-epoch losses as JSON.
 _SCRIPT = textwrap.dedent(
@@ -58,16 +58,16 @@ _CURVES = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
     tf.config.experimental.enable_op_determinism()
     import keras
-    from tests.test_model import _cfg, _synthetic
+    from tags_tf.testing import synthetic_batch, tiny_config
     from tags_tf.model import TagsModel
-    x, y = _synthetic(16)
+    x, y = synthetic_batch(16)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8, drop_remainder=True)
     out = {}
     for name, st in [("default", tf.distribute.get_strategy()),
                      ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
         keras.utils.set_random_seed(0)
         with st.scope():
-            model = TagsModel(_cfg())
+            model = TagsModel(tiny_config(**{"model.dropout": 0.0}))
             model.compile(optimizer=keras.optimizers.Adam(3e-3))
         hist = model.fit(ds, epochs=4, verbose=0).history
         out[name] = {"replicas": st.num_replicas_in_sync, **hist}
@@ -93,7 +93,7 @@ def test_mirrored_on_two_logical_cpus_matches_default_strategy():
 @pytest.mark.slow
 def test_trainer_runs_under_mirrored_strategy(tmp_path):
     shards = write_tiny_shards(tmp_path / "shards", num_train=16)
-    sets = [*TINY_SET, "model.dropout=0.0", "train.epochs=2", "train.batch_size=8"]
+    sets = tiny_set_args(**{"model.dropout": 0.0, "train.epochs": 2, "train.batch_size": 8})
     losses, replicas = _run_strategy(tmp_path, shards, "mirrored", sets)
     assert replicas == 2 and len(losses) == 2 and np.isfinite(losses).all()
 
@@ -111,7 +111,7 @@ def test_multi_worker_two_processes_on_localhost(tmp_path):
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     args = [sys.executable, "-m", "tags_tf.train", "--dataset", str(shards), "--workdir", str(work),
             "--epochs", "2", "--batch-size", "4", "--strategy", "multi_worker", "--verbose", "0", "--no-export"]
-    for s in TINY_SET:
+    for s in tiny_set_args():
         args += ["--set", s]
     procs = []
     for i in range(2):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from beam.encoders import ClipSpec, EncoderError, EncoderSpec, build_encoder, clip_spec
-from tests.video_testing import export_mean_colour_model, mean_colour_features
+from tags_tf.testing import export_mean_colour_model, mean_colour_features
 
 
 def _close(a, b, rel=1e-4):

@@ -16,6 +16,7 @@ from serving.export import (
     unsupported_ops,
 )
 from tags_tf.config import from_dict
+from tags_tf.testing import class_names, in_process_detect
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,8 @@ def _inputs(t_in, b=2, d=8, seed=0):
     return rng.normal(size=(b, t_in, d)).astype(np.float32), np.array([30.0, 12.5, 7.0][:b], np.float32)
 
 
-def _assert_detections_equal(got, ref, class_names=None):
-    """got (the detect signature) == ref (in-process); class names default to testing.class_names's."""
+def _assert_detections_equal(got, ref, names=None):
+    """got (the detect signature) == ref (in-process); ``names`` default to tags_tf.testing.class_names's."""
     assert set(got) == set(signatures.DETECT_OUTPUTS)
     np.testing.assert_array_equal(got[signatures.NUM_DETECTIONS], ref[signatures.NUM_DETECTIONS])
     np.testing.assert_array_equal(got[signatures.DETECTION_CLASSES], ref[signatures.DETECTION_CLASSES])
@@ -44,7 +45,7 @@ def _assert_detections_equal(got, ref, class_names=None):
     np.testing.assert_allclose(got[signatures.DETECTION_SEGMENTS], ref[signatures.DETECTION_SEGMENTS], rtol=1e-5, atol=1e-4)
     labels = [[x.decode() for x in row] for row in np.asarray(got[signatures.DETECTION_CLASS_NAMES])]
     for row, classes, n in zip(labels, ref[signatures.DETECTION_CLASSES], ref[signatures.NUM_DETECTIONS]):
-        want = [class_names[c] if class_names else f"action_{c}" for c in classes[:n]]
+        want = [names[c] if names else f"action_{c}" for c in classes[:n]]
         assert row == want + [""] * (len(classes) - n)
 
 
@@ -52,7 +53,7 @@ def _assert_detections_equal(got, ref, class_names=None):
 def test_detect_equals_in_process_model_and_decoder(exported, reloaded, t_in):
     cfg, model, _ = exported
     x, dur = _inputs(t_in)
-    ref = testing.in_process_detect(model, cfg, x, dur)
+    ref = in_process_detect(model, x, dur)
     got = {k: v.numpy() for k, v in reloaded.signatures[signatures.DETECT](
         features=tf.constant(x), duration=tf.constant(dur)).items()}
     _assert_detections_equal(got, ref)
@@ -127,7 +128,7 @@ def test_op_check_flags_python_and_custom_ops(tmp_path):
 def test_loads_in_tf1_session_and_runs_by_tensor_names(exported):
     cfg, model, path = exported
     x, dur = _inputs(11)
-    ref = testing.in_process_detect(model, cfg, x, dur)
+    ref = in_process_detect(model, x, dur)
     graph = tf.Graph()
     with tf.compat.v1.Session(graph=graph) as sess:
         mg = tf.compat.v1.saved_model.loader.load(sess, [signatures.SERVE_TAG], str(path))
@@ -188,7 +189,7 @@ def test_warmup_requests_replay_like_tf_serving(exported):
 def test_export_refuses_bad_class_names_and_existing_dir(exported):
     cfg, model, path = exported
     with pytest.raises(ExportError, match="already exists"):
-        export_saved_model(model, cfg, path, testing.class_names(cfg))
+        export_saved_model(model, cfg, path, class_names(cfg))
     with pytest.raises(ExportError, match="2 names but the model has num_classes=3"):
         export_saved_model(model, cfg, path.parent / "9", ["a", "b"])
 
@@ -222,7 +223,7 @@ def test_cli_exports_from_workdir(exported, tmp_path, capsys):
     assert json.loads((out / signatures.EXTRA_DIR / signatures.CLASS_NAMES_FILE).read_text()) == ["walk", "run", "jump"]
     x, dur = _inputs(13)
     got = tf.saved_model.load(str(out)).signatures[signatures.DETECT](features=tf.constant(x), duration=tf.constant(dur))
-    _assert_detections_equal({k: v.numpy() for k, v in got.items()}, testing.in_process_detect(model, cfg, x, dur),
+    _assert_detections_equal({k: v.numpy() for k, v in got.items()}, in_process_detect(model, x, dur),
                              ["walk", "run", "jump"])
 
 

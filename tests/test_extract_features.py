@@ -15,7 +15,9 @@ pytest.importorskip("av")
 
 from beam.extract_features import main, run  # noqa: E402
 from beam.video_decode import DecodeOptions, iter_snippets  # noqa: E402
-from tests.video_testing import (  # noqa: E402
+from tags_tf.testing import (  # noqa: E402
+    FRAME_SIZE as SIZE,  # decode to 16 x 16
+    SNIPPET_FRAMES as N,  # frames per snippet
     export_mean_colour_model,
     frame_image,
     garbage,
@@ -23,9 +25,6 @@ from tests.video_testing import (  # noqa: E402
     truncate,
     write_video,
 )
-
-SIZE = 16  # decode to 16 x 16
-N = 8  # frames per snippet
 
 
 @pytest.fixture(scope="module")

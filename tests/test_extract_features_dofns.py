@@ -16,7 +16,7 @@ from beam.extract_features_dofns import (  # noqa: E402
 )
 from beam.video_decode import DecodeOptions  # noqa: E402
 from tags_tf.data.annotations import AnnotationSet, Instance, VideoAnnotation  # noqa: E402
-from tests.video_testing import frame_index_of, garbage, truncate, write_video  # noqa: E402
+from tags_tf.testing import frame_index_of, garbage, truncate, write_video  # noqa: E402
 
 
 def split(outputs):

@@ -19,7 +19,7 @@ import pytest
 from tags_tf import callbacks as cb
 from tags_tf import checkpointing
 from tags_tf import train as train_cli
-from tests.test_train import TINY_SET, write_tiny_shards
+from tags_tf.testing import tiny_set_args, write_tiny_shards
 
 EPOCHS = 4
 
@@ -43,7 +43,7 @@ KILL_SCHEDULE = [("after_validation_before_metrics_row", 0), ("after_metrics_row
 def _args(shards, work, epochs=EPOCHS, extra=()):
     args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", str(epochs), "--batch-size", "4",
             "--verbose", "0", "--no-export", "--set", "train.validate_every=1", *extra]
-    for s in TINY_SET:
+    for s in tiny_set_args():
         args += ["--set", s]
     return args
 

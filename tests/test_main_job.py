@@ -9,7 +9,7 @@ import pytest
 from tags_tf.data import demo
 from tags_tf.dataset_resolver import DEMO_VIDEOS
 from tags_tf.evaluator import Evaluator
-from tests.test_train import run_train
+from tags_tf.testing import run_train
 
 # Measured on the demo validation set: an untrained model (``--epochs 0``) scores 0.002
 # average mAP; the trivial answer "the whole video, once per class" scores 0.055 (most

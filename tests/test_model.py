@@ -5,23 +5,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tags_tf.config import get_config
 from tags_tf.labels import build_targets
 from tags_tf.config import ConfigError
 from tags_tf.model import TagsModel, output_keys, scale_gradient
-
-TINY = {
-    "model.num_classes": 3,
-    "model.feature_dim": 8,
-    "model.base_snippets": 8,
-    "model.embed_dim": 16,
-    "model.dropout": 0.0,
-    "loss.topk": 4,
-}
+from tags_tf.testing import synthetic_batch, tiny_config
 
 
 def _cfg(**kw):
-    return get_config("demo", {**TINY, **kw})
+    """The shared tiny config, without dropout."""
+    return tiny_config(**{"model.dropout": 0.0, **kw})
 
 
 def test_outputs_per_scale():
@@ -51,29 +43,10 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path):
         np.testing.assert_array_equal(before[k].numpy(), after[k].numpy())
 
 
-def _synthetic(num_videos=6, t_in=16, dim=8, seed=0):
-    """Videos whose features say which class is active where (1-2 instances each)."""
-    rng = np.random.default_rng(seed)
-    protos = rng.normal(size=(3, dim)) * 2.0
-    feats = rng.normal(size=(num_videos, t_in, dim)).astype("float32") * 0.1
-    segs = np.zeros((num_videos, 2, 2), "float32")
-    labels = -np.ones((num_videos, 2), "int32")
-    dur = np.full((num_videos,), 32.0, "float32")
-    for v in range(num_videos):
-        starts = sorted(rng.choice(np.arange(0, t_in - 3, 4), size=1 + v % 2, replace=False))
-        for j, s0 in enumerate(starts):
-            length = int(rng.integers(2, 4))
-            c = int(rng.integers(0, 3))
-            feats[v, s0 : s0 + length] += protos[c]
-            segs[v, j] = [s0 * 2.0, (s0 + length) * 2.0]  # 2 s per input snippet
-            labels[v, j] = c
-    return feats, {"segments": segs, "labels": labels, "duration": dur}
-
-
 def test_compute_loss_accepts_raw_ground_truth_or_built_targets():
     cfg = _cfg()
     model = TagsModel(cfg)
-    x, y = _synthetic(2)
+    x, y = synthetic_batch(2)
     y_pred = model(x)
     raw = model.compute_loss(x, y, y_pred)
     built = model.compute_loss(x, build_targets(y["segments"], y["labels"], y["duration"], cfg.model), y_pred)
@@ -108,7 +81,7 @@ def _encoder_gradient_norm(**kw):
     keras.utils.set_random_seed(0)
     cfg = _cfg(**{"loss.cls_weight": 0.0, "loss.fc_weight": 0.0, **kw})
     model = TagsModel(cfg)
-    x, y = _synthetic(2)
+    x, y = synthetic_batch(2)
     with tf.GradientTape(persistent=True) as tape:
         loss = model.compute_loss(x, y, model(x, training=True))
     norm = {}
@@ -137,7 +110,7 @@ def test_model_overfits_small_videos():
     keras.utils.set_random_seed(0)
     cfg = _cfg(**{"train.learning_rate": 3e-3})
     model = TagsModel(cfg)
-    x, y = _synthetic(6)
+    x, y = synthetic_batch(6)
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     first = model.evaluate(x, y, batch_size=6, verbose=0, return_dict=True)
     hist = model.fit(x, y, batch_size=6, epochs=250, verbose=0)

@@ -6,7 +6,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler
 
 from beam.encoders import EncoderError
 from beam.model_handler import EncoderModelHandler
-from tests.video_testing import export_mean_colour_model, mean_colour_features
+from tags_tf.testing import export_mean_colour_model, mean_colour_features
 
 
 @pytest.fixture(scope="module")

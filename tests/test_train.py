@@ -6,58 +6,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tags_tf import dataset_resolver
 from tags_tf.config import get_config
-from tags_tf.features import make_example
-from tags_tf.tfrecord import write_shards
+from tags_tf.testing import run_train, tiny_set_args, write_tiny_shards
 from tests.conftest import REPO
-
-# A tiny config that trains in seconds on 2 cores.
-TINY_SET = [
-    "model.base_snippets=8",
-    "model.embed_dim=16",
-    "loss.topk=4",
-    "postprocess.top_snippets=4",
-    "postprocess.pre_nms_top_k=100",
-    "train.learning_rate=3e-3",
-    "train.recipe=preset",  # these tests pin the recipe; tests/test_recipe.py covers the fitted one
-]
-
-
-def write_tiny_shards(shard_dir: Path, num_train=16, num_val=6, dim=8, seed=0):
-    """Shards in the build_shards layout: 3 classes, features say which class is where."""
-    rng = np.random.default_rng(seed)
-    protos = rng.normal(size=(3, dim)) * 2.0
-    counts = {}
-    for subset, n in (("training", num_train), ("validation", num_val)):
-        records = []
-        for i in range(n):
-            t, dur = int(rng.integers(12, 24)), float(rng.uniform(20, 60))
-            feats = rng.normal(size=(t, dim)) * 0.3
-            a = int(rng.integers(0, t // 2))
-            b = a + int(rng.integers(3, t // 2))
-            c = int(rng.integers(0, 3))
-            feats[a:b] += protos[c]
-            seg = [[a * dur / t, b * dur / t]]
-            records.append(make_example(f"{subset}_{i}", subset, dur, feats, seg, [c], [f"class{c}"]).SerializeToString())
-        (path,) = write_shards(str(shard_dir), subset, records, num_shards=1)
-        counts[subset] = {"videos": n, "files": [os.path.basename(path)]}
-    manifest = {"class_names": ["class0", "class1", "class2"], "feature_dim": dim, "subsets": counts}
-    (shard_dir / "manifest.json").write_text(json.dumps(manifest))
-    return shard_dir
-
-
-def run_train(args, env=None, timeout=600, **kw):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "tags_tf.train", *args], cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=timeout, **kw,
-    )
 
 
 def test_missing_data_names_the_files_and_the_command(tmp_path):
@@ -91,7 +47,7 @@ def test_tiny_run_writes_everything_and_resumes_for_more_epochs(tmp_path):
     shards = write_tiny_shards(tmp_path / "shards")
     work = tmp_path / "run"
     args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "2", "--batch-size", "4", "--verbose", "0"]
-    for s in TINY_SET:
+    for s in tiny_set_args():
         args += ["--set", s]
     proc = run_train(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -121,7 +77,7 @@ def test_sigkill_mid_run_then_same_command_finishes_continuously(tmp_path):
     work = tmp_path / "run"
     args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "6", "--batch-size", "4",
             "--verbose", "0", "--no-export"]
-    for s in TINY_SET:
+    for s in tiny_set_args():
         args += ["--set", s]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen([sys.executable, "-m", "tags_tf.train", *args], cwd=REPO, env=env,
@@ -172,7 +128,7 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     work = tmp_path / "run"
     args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "2", "--batch-size", "4", "--dry-run",
             "--set", "train.min_steps=20"]
-    for s in TINY_SET:
+    for s in tiny_set_args():
         args += ["--set", s]
     proc = run_train(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -190,7 +146,7 @@ def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
     work = tmp_path / "run"
     args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "5", "--batch-size", "4", "--verbose", "0",
             "--no-export"]
-    for s in [*TINY_SET, "train.early_stopping_patience=1", "train.learning_rate=0.0"]:  # later sets win
+    for s in tiny_set_args(**{"train.early_stopping_patience": 1, "train.learning_rate": 0.0}):
         args += ["--set", s]
     proc = run_train(args)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -11,7 +11,7 @@ from beam.video_decode import (  # noqa: E402
     probe,
     resampled_num_frames,
 )
-from tests.video_testing import frame_colour, frame_index_of, garbage, truncate, write_video  # noqa: E402
+from tags_tf.testing import frame_colour, frame_index_of, garbage, truncate, write_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")
