@@ -16,12 +16,14 @@ def test_scale_encoder_pools_to_the_scale(stride, kernel, padding, t_out):
         dict(embed_dim=8, num_heads=4, pool_stride=stride, pool_kernel=kernel, pool_padding=padding),
         (2, 16, 8),
         (2, t_out, 8),
+        dropout_arg="dropout",
     )
 
 
 def test_scale_encoder_max_pool_and_odd_length():
     # T not divisible by the stride: valid pooling drops the last snippet.
-    run_layer_test(ScaleEncoder, dict(embed_dim=8, num_heads=2, pool_stride=2, pool_type="max"), (2, 15, 8), (2, 7, 8))
+    run_layer_test(ScaleEncoder, dict(embed_dim=8, num_heads=2, pool_stride=2, pool_type="max"), (2, 15, 8), (2, 7, 8),
+                   dropout_arg="dropout")
 
 
 def test_scale_encoder_attention_is_global():
@@ -51,6 +53,9 @@ def test_bilinear_mask_head_one_full_length_mask_per_snippet():
 
 def _perturbed_rows(head, t0: int, t: int = 16):
     """(rows changed, columns changed in the far rows) when snippet t0 of E changes."""
+    # The head's weights are made on its first call, below: seeded, so they do not depend
+    # on the tests run before (about 1 init in 30 leaves a bilinear row dead behind ReLU).
+    keras.utils.set_random_seed(0)
     e = np.random.default_rng(3).normal(size=(1, t, 8)).astype("float32")
     before = head(e)[0].numpy()[0]  # (T, T): [predicting snippet, masked position]
     e[0, t0] += 2.0
