@@ -12,8 +12,9 @@ on by default only on some CPUs (it stays off on AMD EPYC, for one). Every CLI c
   latency (the development server: oneDNN 1.17x slower at ActivityNet size, batch 1)
   and for the small demo model (Keras ``train_on_batch`` 1.14x faster under Eigen).
 
-Both kernel sets give the same detections within float32 rounding (tests/test_kernels.py
-compares the model's outputs under each at rtol 1e-4). No TensorFlow import here.
+Both kernel sets give the same detections within float32 rounding
+(tests/tags_tf/test_kernels.py compares the model's outputs under each at rtol 1e-4). No
+TensorFlow import here.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ TINY_OVERRIDES: Mapping[str, Any] = {
 TINY_TRAIN_OVERRIDES: Mapping[str, Any] = {
     "postprocess.pre_nms_top_k": 100,
     "train.learning_rate": 3e-3,
-    "train.recipe": "preset",  # tests/test_recipe.py covers the fitted recipe
+    "train.recipe": "preset",  # tests/tags_tf/test_recipe.py covers the fitted recipe
 }
 # Given by the shards' manifest when training on shards, so not passed as --set.
 _FROM_MANIFEST = ("model.feature_dim", "model.num_classes")

@@ -90,15 +90,32 @@ def test_benchmarks_never_import_tests():
     assert not found, "\n  ".join(["benchmarks share helpers through tags_tf/testing.py, not tests/:", *found])
 
 
+def imports_of_test_modules(source: str, filename: str, package: str) -> list[str]:
+    """``"filename:line imports name"`` for every import of a ``test_*`` module of
+    ``tests``: ``import tests.x.test_y``, ``from tests.x.test_y import f`` and
+    ``from tests.x import test_y`` alike (relative imports resolved against ``package``)."""
+    names = imported_modules(source, filename, package)
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.ImportFrom):  # from tests.x import test_y: the module tests.x.test_y
+            [(_, module)] = imported_modules(ast.unparse(node), filename, package)
+            names += [(node.lineno, f"{module}.{alias.name}") for alias in node.names if alias.name.startswith("test_")]
+    return [
+        f"{filename}:{line} imports {name}"
+        for line, name in sorted(set(names))
+        if name.split(".")[0] == "tests" and any(part.startswith("test_") for part in name.split(".")[1:])
+    ]
+
+
 def test_test_modules_never_import_each_other():
     """Shared helpers live in tags_tf/testing.py (also for benchmarks) or in tests/ helper
-    modules and conftest.py, never in a test_*.py another test imports."""
-    found = [
-        f"tests/{path.name}:{line} imports {name}"
-        for path in sorted((REPO / "tests").glob("*.py"))
-        for line, name in imported_modules(path.read_text(encoding="utf-8"), path.name, "tests")
-        if name.startswith("tests.test_")
-    ]
+    modules and conftest.py, never in a test_*.py another test imports. The whole tests/
+    tree is checked (it mirrors the package: tests/tags_tf/data/, tests/beam/, ...)."""
+    paths = sorted(path for path in (REPO / "tests").rglob("*.py") if "__pycache__" not in path.parts)
+    assert len([p for p in paths if p.parent != REPO / "tests"]) > 10  # the subfolders are walked
+    found = []
+    for path in paths:
+        rel = path.relative_to(REPO)
+        found += imports_of_test_modules(path.read_text(encoding="utf-8"), rel.as_posix(), ".".join(rel.parent.parts))
     assert not found, "\n  ".join(["test modules importing test modules:", *found])
 
 
@@ -152,6 +169,19 @@ def test_checker_resolves_relative_imports():
     source = "from . import schema\nfrom ..beam import x\nfrom .. import features\n"
     assert imported_modules(source, package="tags_tf.data") == [
         (1, "tags_tf.data"), (2, "tags_tf.beam"), (3, "tags_tf")]
+
+    # Test modules importing test modules, in any folder of tests/ and in any form.
+    source = ("import tests.conftest\nfrom tests.conftest import REPO\n"
+              "from tests.tags_tf.layers.layer_testing import run_layer_test\n"
+              "import tests.beam.test_faults_beam\nfrom tests.beam import test_dask_runner\n"
+              "from tests.serving.test_export import SERVING_DIR\nfrom .test_model import x\nfrom . import test_losses\n")
+    assert imports_of_test_modules(source, "tests/tags_tf/test_y.py", "tests.tags_tf") == [
+        "tests/tags_tf/test_y.py:4 imports tests.beam.test_faults_beam",
+        "tests/tags_tf/test_y.py:5 imports tests.beam.test_dask_runner",
+        "tests/tags_tf/test_y.py:6 imports tests.serving.test_export",
+        "tests/tags_tf/test_y.py:7 imports tests.tags_tf.test_model",
+        "tests/tags_tf/test_y.py:8 imports tests.tags_tf.test_losses",
+    ]
 
 
 def test_checker_walks_a_package_and_skips_only_the_exempt_clis(tmp_path):

@@ -12,8 +12,8 @@ tf-models-official's ``nn_layers.Conv3D`` wraps every call in
   slices -- exactly the 3D depthwise convolution, with TF's SAME/VALID padding.
 
 That brings A0 to about 0.1 s a clip (~60x). Outputs match the XLA path to float32
-rounding (checked in tests/test_movinet_cpu_conv3d.py). Layers with other group counts or
-dilations keep their original call.
+rounding (checked in tests/beam/encoders/test_movinet_cpu_conv3d.py). Layers with other
+group counts or dilations keep their original call.
 """
 
 from __future__ import annotations

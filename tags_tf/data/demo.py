@@ -22,7 +22,8 @@ What the data looks like (defaults, matching the ``demo`` config preset):
   background clutter includes unannotated distractor bumps along the action direction
   mixed with a random prototype (so "action-like" alone is not enough).
 A per-snippet linear probe separates foreground and classes well above chance but far
-from perfectly (see tests/test_demo.py); temporal context is needed to do well.
+from perfectly (see tests/tags_tf/data/test_demo.py); temporal context is needed to do
+well.
 
 Deterministic from ``seed`` (a ``numpy.random.Generator`` drives everything; no global
 seeds). ``prepare_demo`` is idempotent: it reuses existing shards whose spec matches.
@@ -93,10 +94,10 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 # Instance statistics of ActivityNet v1.3 "training" (10,024 videos, 15,410 instances),
-# measured from ../shared/datasets/activitynet13 (tests/test_demo.py re-measures them
-# when that folder is present): the share of videos with 1..6 instances (7 or more
-# folded into 6), and deciles of an instance's length as a fraction of its video, for
-# single-instance videos and for the instances of multi-instance videos.
+# measured from ../shared/datasets/activitynet13 (tests/tags_tf/data/test_demo.py
+# re-measures them when that folder is present): the share of videos with 1..6 instances
+# (7 or more folded into 6), and deciles of an instance's length as a fraction of its
+# video, for single-instance videos and for the instances of multi-instance videos.
 ANET_INSTANCE_COUNTS = (0.753, 0.132, 0.048, 0.027, 0.015, 0.025)
 ANET_LENGTH_DECILES_SINGLE = (0.0, 0.259, 0.462, 0.605, 0.71, 0.792, 0.858, 0.906, 0.953, 0.996, 1.0)
 ANET_LENGTH_DECILES_MULTI = (0.0, 0.019, 0.031, 0.045, 0.062, 0.087, 0.123, 0.179, 0.264, 0.4, 1.0)

@@ -1,5 +1,5 @@
 """Fault injection for beam.build_shards on one corpus of bad inputs (the ``corpus``
-fixture of tests/conftest.py, shared with tests/test_dask_runner.py).
+fixture of tests/conftest.py, shared with tests/beam/test_dask_runner.py).
 
 The corpus has 21 good videos and one video for each kind of bad input in
 ``tests.conftest.BAD`` (11 kinds). Every run must complete, write exactly the good videos

@@ -2,7 +2,6 @@
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,14 +9,11 @@ import tensorflow as tf
 
 from beam import build_shards
 from tags_tf import features as F
+from tests.conftest import shared_dir
 
 
-def _shared_dir() -> Path:
-    return Path(os.environ.get("TAGS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
-
-
-ANET_BSN = _shared_dir() / "datasets" / "activitynet13" / "bsn"
-BMN_SAMPLE = _shared_dir() / "datasets" / "feature_samples" / "paddlevideo_bmn" / "example_feat.npy"
+ANET_BSN = shared_dir() / "datasets" / "activitynet13" / "bsn"
+BMN_SAMPLE = shared_dir() / "datasets" / "feature_samples" / "paddlevideo_bmn" / "example_feat.npy"
 
 D = 6
 CLASSES = ["jump", "run", "swim"]

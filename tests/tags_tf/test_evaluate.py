@@ -89,7 +89,7 @@ def test_bad_input_one_line_exit_2(files, tmp_path, capsys, case, message):
         pred = _write_bad_pred(tmp_path, lambda o: o["results"]["v2"][0].pop("segment"))
     elif case == "bad_gt":
         gt = tmp_path / "gt_bad.json"
-        gt.write_text(json.dumps(GT)[:-3])  # a truncated file (bad segments: tests/test_faults_evaluate.py)
+        gt.write_text(json.dumps(GT)[:-3])  # a truncated file (bad segments: tests/tags_tf/test_faults_evaluate.py)
     elif case == "bad_tiou":
         extra = ["--tiou", "0.5", "1.5"]
     argv = ["--predictions", str(pred), "--ground-truth", str(gt), "--subset", subset, *extra]

@@ -17,6 +17,7 @@ from serving.export import (
 )
 from tags_tf.config import from_dict
 from tags_tf.testing import class_names, in_process_detect
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +241,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
 
 
 
-SERVING_DIR = __import__("pathlib").Path(__file__).resolve().parents[1] / "serving"
+SERVING_DIR = REPO / "serving"
 
 
 def test_models_config_is_a_model_server_config():

@@ -1,21 +1,14 @@
 """Tests for beam.feature_readers (numpy/h5py only)."""
 
-import os
-from pathlib import Path
-
 import h5py
 import numpy as np
 import pytest
 
 from beam import feature_readers as fr
+from tests.conftest import shared_dir
 
-
-def _shared_dir() -> Path:
-    return Path(os.environ.get("TAGS_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared"))
-
-
-BMN_SAMPLE = _shared_dir() / "datasets" / "feature_samples" / "paddlevideo_bmn" / "example_feat.npy"
-TSP_GVF = _shared_dir() / "datasets" / "feature_samples" / "tsp_gvf" / "thumos14_r2plus1d_34-max_gvf.h5"
+BMN_SAMPLE = shared_dir() / "datasets" / "feature_samples" / "paddlevideo_bmn" / "example_feat.npy"
+TSP_GVF = shared_dir() / "datasets" / "feature_samples" / "tsp_gvf" / "thumos14_r2plus1d_34-max_gvf.h5"
 
 
 def _write_csv(path, arr, header=True):

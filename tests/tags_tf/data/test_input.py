@@ -18,8 +18,8 @@ from tags_tf.data.input import InputError, list_files, make_dataset, subset_patt
 from tags_tf.labels import build_targets
 from tags_tf.tfrecord import open_records
 from tags_tf.tfrecord import write_shards as write_shard_files
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 # T_in = 4 * 2 = 8 snippets, scales 4 and 8, D = 3, K = 2.
 CFG = get_config(

@@ -280,17 +280,17 @@ def test_cli_serves_until_sigterm(exported):
     import socket
     import subprocess
     import sys
-    from pathlib import Path
+
+    from tests.conftest import REPO
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    repo = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=str(repo), TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.Popen(
         [sys.executable, "-m", "serving.dev_server", "--model_name", "tags", "--model_base_path",
          str(exported[2]), "--port", str(port)],
-        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline()
         assert f"serving model 'tags' version 1 on 127.0.0.1:{port}" in line

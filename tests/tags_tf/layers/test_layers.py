@@ -6,7 +6,7 @@ import pytest
 
 from tags_tf.layers.encoder import ScaleEncoder
 from tags_tf.layers.heads import ClassificationHead, MaskHead
-from tests.layer_testing import run_layer_test
+from tests.tags_tf.layers.layer_testing import run_layer_test
 
 
 @pytest.mark.parametrize("stride,kernel,padding,t_out", [(1, 0, 0, 16), (2, 0, 0, 8), (4, 0, 0, 4), (2, 3, 1, 8)])
