@@ -33,6 +33,9 @@ and heads per scale, label assignment, each loss, Adam), each timed as its own
 + labels + losses (a difference of two timings); the top ops by time from a
 ``tf.profiler.experimental`` trace (summed kernel time per op type; with several
 threads the sum can exceed the wall time, so shares are of the summed op time).
+
+Long because it is one measurement end to end: the worker processes per kernel set, the
+FLOP count, every timed piece of the train step, the profiler trace and the tables.
 """
 
 from __future__ import annotations

@@ -34,6 +34,9 @@ Detection, per video with probabilities ``P`` (T, K + 1)
 
 The output is the detections format of :func:`tags_tf.inference.detect_dataset`, so
 :meth:`tags_tf.evaluator.Evaluator.evaluate` scores it.
+
+Long because it is the whole baseline in one place (its reader of shard videos, its
+trainer and its detector), so that nothing of the model's code path is shared with it.
 """
 
 from __future__ import annotations
