@@ -60,9 +60,12 @@ import keras
 import tensorflow as tf
 
 from tags_tf import schema
-from tags_tf.config import MASK_SCORES, MASK_SOURCES
+from tags_tf.config import MASK_SCORES, MASK_SOURCES, ModelConfig, PostprocessConfig
 from tags_tf.mask_ops import above, outer_window
 
+# The decoder's defaults are the config's (one definition: tags_tf.config).
+_PP = PostprocessConfig()
+_MODEL = ModelConfig()
 _NMS_BOX_HEIGHT = 1.0  # y-extent of a segment's box; boxes of classes c and c+1 only touch.
 
 
@@ -171,8 +174,8 @@ def decode_scale(
     mask_logits: tf.Tensor,
     mask_thresholds: Sequence[float],
     top_snippets: int,
-    mask_score: str = "mean",
-    contrast_delta: float = 0.25,
+    mask_score: str = _PP.mask_score,
+    contrast_delta: float = _PP.contrast_delta,
 ) -> dict[str, tf.Tensor]:
     """Candidates of one scale (steps 1-3 of the module docstring).
 
@@ -370,9 +373,9 @@ def decode_detections(
     external_scores: tf.Tensor | None = None,
     fusion_top_k: int = 1,
     nms_per_class: bool = True,
-    mask_score: str = "mean",
-    contrast_delta: float = 0.25,
-    mask_source: str = "mask",
+    mask_score: str = _PP.mask_score,
+    contrast_delta: float = _PP.contrast_delta,
+    mask_source: str = _PP.mask_source,
 ) -> dict[str, tf.Tensor]:
     """Model outputs -> padded detections in seconds (the whole module docstring).
 
@@ -466,19 +469,19 @@ class DetectionDecoder(keras.layers.Layer):
     def __init__(
         self,
         num_classes: int,
-        scales: Sequence[int] = (1, 2),
-        mask_thresholds: Sequence[float] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17)),
-        top_snippets: int = 32,
-        soft_nms_sigma: float = 0.5,
-        pre_nms_top_k: int = 1000,
-        max_detections: int = 100,
-        score_threshold: float = 1e-4,
-        class_fusion: str = "none",
+        scales: Sequence[int] = _MODEL.scales,
+        mask_thresholds: Sequence[float] = _PP.mask_thresholds,
+        top_snippets: int = _PP.top_snippets,
+        soft_nms_sigma: float = _PP.soft_nms_sigma,
+        pre_nms_top_k: int = _PP.pre_nms_top_k,
+        max_detections: int = _PP.max_detections,
+        score_threshold: float = _PP.score_threshold,
+        class_fusion: str = _PP.class_fusion,
         fusion_top_k: int = 1,
         nms_per_class: bool = True,
-        mask_source: str = "mask",
-        mask_score: str = "mean",
-        contrast_delta: float = 0.25,
+        mask_source: str = _PP.mask_source,
+        mask_score: str = _PP.mask_score,
+        contrast_delta: float = _PP.contrast_delta,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")

@@ -66,6 +66,7 @@ def _decoder(**kw):
         pre_nms_top_k=100,
         max_detections=5,
         score_threshold=1e-4,
+        mask_score="mean",  # the paper's score: the hand-computed values below use it
     )
     args.update(kw)
     return DetectionDecoder(**args)
@@ -441,7 +442,7 @@ def test_half_precision_logits_decode_in_float32():
 def test_decode_detections_function_matches_layer():
     cls, mask = _two_instance_video()
     outputs = {"cls_logits_s1": tf.constant(cls[None]), "mask_logits_s1": tf.constant(mask[None])}
-    res = decode_detections(outputs, tf.constant([20.0]), (1,), (0.5, 0.65), 2, SIGMA, 100, 5, 1e-4)
+    res = decode_detections(outputs, tf.constant([20.0]), (1,), (0.5, 0.65), 2, SIGMA, 100, 5, 1e-4, mask_score="mean")
     want = _run(_decoder(), {"cls_logits_s1": cls[None], "mask_logits_s1": mask[None]}, [20.0])
     np.testing.assert_allclose(res["detection_scores"].numpy(), want["detection_scores"])
 
