@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from serving import signatures
-from serving.client import ClientInputError, DetectionClient, ServingError, VideoDetections, resample_numpy
+from serving.client import ClientInputError, DetectionClient, ServingError, VideoDetections, resample
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def _batches(videos, batch_size: int, num_snippets: int | None):
             continue
         if num_snippets is not None:
             try:
-                feats = resample_numpy(feats, num_snippets)
+                feats = resample(feats, num_snippets)
             except ClientInputError as e:
                 yield [(video_id, ClientInputError(f"{video_id}: {e}"))]
                 continue

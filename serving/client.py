@@ -1,7 +1,7 @@
 """gRPC client of the exported TAGS model (TF Serving or ``serving.dev_server``).
 
 Library: :class:`DetectionClient` (one video or a batch per call), :func:`split_detections`,
-:func:`resample_numpy`. The command line, with its file/shard inputs, batching and
+:func:`resample`. The command line, with its file/shard inputs, batching and
 outputs, is :mod:`serving.batch_client` (``python -m serving.client`` runs it)::
 
     python -m serving.client --server HOST:8500 --model tags --features video.npy --duration 120.5
@@ -251,23 +251,17 @@ class DetectionClient:
         self.close()
 
 
-def resample_numpy(features: np.ndarray, num_snippets: int) -> np.ndarray:
-    """(T_in, D) or (B, T_in, D) -> T snippets; NumPy twin of ``tags_tf.data.resample``.
+def resample(features: np.ndarray, num_snippets: int) -> np.ndarray:
+    """(T_in, D) or (B, T_in, D) -> T snippets with the model's own resampling
+    (:func:`tags_tf.data.resample.resample_features`, run eagerly). Resampling to the
+    model's T on the client makes the graph's resampling an identity, so detections
+    match the server's on the original features."""
+    from tags_tf.data.resample import resample_features
 
-    Linear interpolation, align_corners=False: output j samples input position
-    ``(j + 0.5) * T_in / T - 0.5`` clamped to [0, T_in - 1]. Resampling to the model's T
-    on the client makes the graph's own resampling an identity, so detections match.
-    """
     x = np.asarray(features, np.float32)
-    n_in = x.shape[-2]
-    if n_in < 1:
+    if x.ndim < 2 or x.shape[-2] < 1:
         raise ClientInputError(f"features have 0 snippets (shape {list(x.shape)}); at least 1 is needed")
-    pos = (np.arange(num_snippets, dtype=np.float64) + 0.5) * (n_in / num_snippets) - 0.5  # (T,)
-    pos = np.clip(pos, 0.0, n_in - 1.0)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, n_in - 1)
-    w = (pos - lo).astype(np.float32)[:, None]  # (T,) -> (T, 1), broadcasts over D
-    return np.take(x, lo, axis=-2) * (1.0 - w) + np.take(x, hi, axis=-2) * w
+    return resample_features(tf.constant(x), num_snippets).numpy()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

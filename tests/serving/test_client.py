@@ -131,18 +131,12 @@ def test_load_class_names_list_dict_and_errors(tmp_path):
         batch_client.load_class_names(tmp_path / "missing.json")
 
 
-@pytest.mark.parametrize("t_in", [1, 5, 16, 37])
-def test_resample_numpy_matches_the_graph_resampling(t_in):
-    from tags_tf.data.resample import resample_features
-
-    x = np.random.default_rng(t_in).normal(size=(2, t_in, 3)).astype(np.float32)
-    np.testing.assert_allclose(client_lib.resample_numpy(x, 16), resample_features(x, 16).numpy(), atol=1e-6)
-    np.testing.assert_allclose(client_lib.resample_numpy(x[0], 16), resample_features(x[0], 16).numpy(), atol=1e-6)
-
-
-def test_resample_numpy_golden():
+def test_client_resampling_golden_and_empty():
     x = np.array([[0.0], [10.0]], np.float32)  # T_in = 2 -> 4: positions -0.25, 0.25, 0.75, 1.25
-    np.testing.assert_allclose(client_lib.resample_numpy(x, 4)[:, 0], [0.0, 2.5, 7.5, 10.0])
+    np.testing.assert_allclose(client_lib.resample(x, 4)[:, 0], [0.0, 2.5, 7.5, 10.0], atol=1e-6)
+    np.testing.assert_allclose(client_lib.resample(x[None], 4)[0, :, 0], [0.0, 2.5, 7.5, 10.0], atol=1e-6)
+    with pytest.raises(ClientInputError, match="0 snippets"):
+        client_lib.resample(np.zeros((0, 3), np.float32), 4)
 
 
 # ------------------------------------------------------------------ against a server
