@@ -48,7 +48,7 @@ SHARD_SUFFIX = ".tfrecord"  # then ".gz" when GZIP-compressed
 
 # Dead-letter reasons (the "reason" of a ``rejected.jsonl`` line) that both the annotation
 # reader (``VideoAnnotation.problem``) and the shard jobs give; the jobs' other reasons
-# are defined in ``beam.dofns`` and ``beam.feature_readers``.
+# are defined in ``beam.build_shards_dofns`` and ``beam.feature_readers``.
 BAD_ANNOTATION = "bad_annotation"
 DUPLICATE_VIDEO_ID = "duplicate_video_id"
 

@@ -16,7 +16,6 @@ imported by the functions that need them.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from tags_tf.config import TagsConfig, get_config
+from tags_tf.schema import MANIFEST_NAME, Manifest
 from tags_tf.tfrecord import write_shards
 
 # The checkout holding this package (the training CLI runs from there).
@@ -144,8 +144,8 @@ def write_tiny_shards(shard_dir: Path, num_train: int = 16, num_val: int = 6,
             records.append(make_example(f"{subset}_{i}", subset, dur, feats, seg, [c], [names[c]]).SerializeToString())
         (path,) = write_shards(str(shard_dir), subset, records, num_shards=1)
         counts[subset] = {"videos": n, "files": [os.path.basename(path)]}
-    manifest = {"class_names": names, "feature_dim": dim, "subsets": counts}
-    (Path(shard_dir) / "manifest.json").write_text(json.dumps(manifest))
+    manifest = Manifest.from_dict({"class_names": names, "feature_dim": dim, "subsets": counts})
+    (Path(shard_dir) / MANIFEST_NAME).write_text(manifest.to_json())
     return Path(shard_dir)
 
 
