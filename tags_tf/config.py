@@ -165,6 +165,10 @@ class TrainConfig:
     epochs: int = 15
     weight_decay: float = 0.0  # > 0 switches Adam to AdamW.
     clipnorm: float = 0.0  # 0 disables gradient clipping.
+    # > 0: keep an exponential moving average of the weights (Polyak averaging, momentum
+    # per optimizer step) and validate, checkpoint and export the averaged weights
+    # (tags_tf.ema). 0 (the paper): the raw weights. README "Design notes".
+    ema_momentum: float = 0.0
     # "constant" (the paper) or "cosine": linear warm-up over warmup_fraction of the
     # steps, then cosine decay to final_lr_fraction x learning_rate (tags_tf.recipe).
     schedule: str = "constant"
@@ -291,6 +295,8 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError(f"train.schedule must be 'constant' or 'cosine', got {t.schedule!r}")
     if not 0.0 <= t.warmup_fraction < 1.0 or not 0.0 <= t.final_lr_fraction <= 1.0:
         raise ConfigError("train.warmup_fraction must be in [0, 1) and train.final_lr_fraction in [0, 1]")
+    if not 0.0 <= t.ema_momentum < 1.0:
+        raise ConfigError(f"train.ema_momentum must be in [0, 1) (0 = off), got {t.ema_momentum}")
     if t.recipe not in ("auto", "preset"):
         raise ConfigError(f"train.recipe must be 'auto' or 'preset', got {t.recipe!r}")
     if t.reference_videos < 1 or t.fit_steps < 1:

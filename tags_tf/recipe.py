@@ -85,11 +85,15 @@ def learning_rate(train: TrainConfig, total_steps: int):
 
 
 def build_optimizer(train: TrainConfig, total_steps: int):
-    """Adam (AdamW when ``weight_decay > 0``) with the schedule and optional clipping."""
+    """Adam (AdamW when ``weight_decay > 0``) with the schedule, optional clipping and,
+    with ``ema_momentum > 0``, a moving average of the weights (``tags_tf.ema`` swaps it
+    in for validation and checkpoints)."""
     import keras
 
     lr = learning_rate(train, total_steps)
-    clip = train.clipnorm or None
+    common = {"clipnorm": train.clipnorm or None}
+    if train.ema_momentum > 0:
+        common.update(use_ema=True, ema_momentum=train.ema_momentum)
     if train.weight_decay > 0:
-        return keras.optimizers.AdamW(lr, weight_decay=train.weight_decay, clipnorm=clip)
-    return keras.optimizers.Adam(lr, clipnorm=clip)
+        return keras.optimizers.AdamW(lr, weight_decay=train.weight_decay, **common)
+    return keras.optimizers.Adam(lr, **common)

@@ -156,6 +156,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
 
     from tags_tf.callbacks import JsonLinesLogger, LearningRateLogger, StartLogger, ValidationCallback
     from tags_tf.checkpointing import EpochBackup, reconcile
+    from tags_tf.ema import EmaWeights
     from tags_tf.data.input import make_dataset, subset_pattern
     from tags_tf.distribute import is_chief, worker_dir
     from tags_tf.evaluator import Evaluator
@@ -233,7 +234,10 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
     best_so_far = max((r.get("val_mAP", -math.inf) for r in history), default=-math.inf)
     # Order matters (see tags_tf.checkpointing): validation and the metrics row first,
     # the backup -- the epoch's commit, which also promotes best.keras -- last.
-    callbacks = [
+    # With train.ema_momentum the averaged weights are swapped in first (tags_tf.ema).
+    ema = EmaWeights() if cfg.train.ema_momentum > 0 else None
+    callbacks = [ema] if ema else []
+    callbacks += [
         StartLogger(cfg.train.epochs),
         ValidationCallback(val_ds, Evaluator.from_config(cfg, class_names), cfg.train.validate_every,
                            cfg.train.epochs, best_path, chief, best_so_far, staged=True),
@@ -249,6 +253,8 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
             JsonLinesLogger(metrics_path),
         ]
     callbacks.append(EpochBackup(backup_dir, best_path if chief else None))
+    if ema:
+        callbacks.append(ema.finisher())
     start = time.time()
     model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
     train_seconds = time.time() - start

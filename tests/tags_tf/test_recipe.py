@@ -35,10 +35,14 @@ def test_constant_schedule_is_the_paper_recipe_and_weight_decay_gives_adamw():
     assert type(recipe.build_optimizer(TrainConfig(), 10)) is keras.optimizers.Adam
     opt = recipe.build_optimizer(TrainConfig(weight_decay=1e-2, clipnorm=1.0), 10)
     assert isinstance(opt, keras.optimizers.AdamW) and opt.weight_decay == 1e-2 and opt.clipnorm == 1.0
+    assert not opt.use_ema  # train.ema_momentum 0: no averaged weights (the paper)
+    ema = recipe.build_optimizer(TrainConfig(ema_momentum=0.9), 10)
+    assert ema.use_ema and ema.ema_momentum == 0.9
 
 
 @pytest.mark.parametrize("key,value", [("train.schedule", "step"), ("train.warmup_fraction", 1.0),
-                                       ("train.min_steps", -1), ("train.early_stopping_patience", -2)])
+                                       ("train.min_steps", -1), ("train.early_stopping_patience", -2),
+                                       ("train.ema_momentum", 1.0), ("train.ema_momentum", -0.1)])
 def test_bad_recipe_values_are_config_errors(key, value):
     with pytest.raises(ConfigError, match=key):
         get_config("anet", {key: value})
