@@ -1,0 +1,31 @@
+"""benchmarks/decode_sweep.py: the variants it decodes and its table."""
+
+import importlib.util
+import sys
+
+from tags_tf.config import get_config
+from tests.conftest import REPO
+
+_spec = importlib.util.spec_from_file_location("decode_sweep", REPO / "benchmarks" / "decode_sweep.py")
+ds = importlib.util.module_from_spec(_spec)
+sys.modules.setdefault("decode_sweep", ds)
+_spec.loader.exec_module(ds)
+
+
+def test_each_variant_changes_one_postprocess_setting_and_top_snippets_scales_the_preset():
+    demo, anet = get_config("demo"), get_config("anet")
+    assert ds.variant_config(demo, ds.VARIANTS["config"]) == demo
+    assert ds.variant_config(demo, ds.VARIANTS["top_snippets x0.5"]).postprocess.top_snippets == 8
+    assert ds.variant_config(anet, ds.VARIANTS["top_snippets x2"]).postprocess.top_snippets == 64
+    changed = ds.variant_config(demo, ds.VARIANTS["soft_nms_sigma 0.3"])
+    assert changed.postprocess.soft_nms_sigma == 0.3
+    assert changed.postprocess.top_snippets == demo.postprocess.top_snippets and changed.model == demo.model
+
+
+def test_table_has_one_line_per_row_and_variant_with_mean_and_sd():
+    run = {name: {"val": 0.5, "test": 0.4} for name in ds.VARIANTS}
+    other = {name: {"val": 0.7, "test": 0.6} for name in ds.VARIANTS}
+    table = ds.format_table({"tags": [run, other]}).splitlines()
+    assert len(table) == 2 + len(ds.VARIANTS)
+    # mean 60.0, sd of (50, 70) = 14.1; test mean 50.0.
+    assert table[2] == "| tags | config | 2 | 60.0 ± 14.1 | 50.0 ± 14.1 |"
