@@ -91,11 +91,14 @@ def test_mirrored_on_two_logical_cpus_matches_default_strategy():
 
 
 @pytest.mark.slow
-def test_trainer_runs_under_mirrored_strategy(tmp_path):
+@pytest.mark.parametrize("ema_momentum", [0.0, 0.9])
+def test_trainer_runs_under_mirrored_strategy(tmp_path, ema_momentum):
     shards = write_tiny_shards(tmp_path / "shards", num_train=16)
-    sets = tiny_set_args(**{"model.dropout": 0.0, "train.epochs": 2, "train.batch_size": 8})
+    sets = tiny_set_args(**{"model.dropout": 0.0, "train.epochs": 2, "train.batch_size": 8,
+                            "train.ema_momentum": ema_momentum})  # 0.9: tags_tf.ema swaps mirrored variables
     losses, replicas = _run_strategy(tmp_path, shards, "mirrored", sets)
     assert replicas == 2 and len(losses) == 2 and np.isfinite(losses).all()
+    assert (tmp_path / "mirrored" / "best.keras").exists() and (tmp_path / "mirrored" / "last.keras").exists()
 
 
 def _free_port() -> int:
