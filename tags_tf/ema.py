@@ -10,7 +10,9 @@ export).
 
 Resuming: an epoch backup is written while the average is in the model (and the raw
 weights in the optimizer's average slots), so the first epoch a restarted process
-trains swaps them back first. Put the callback *first* in the list.
+trains swaps them back first. Put the callback *first* in the list. After the last
+epoch both hold the average, so a finished run extended with ``--resume --epochs N``
+trains on from the averaged weights.
 """
 
 from __future__ import annotations
