@@ -22,11 +22,11 @@ import os
 import sys
 import time
 
-import numpy as np
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+
+from benchmarks.finished_runs import mean_sd as _mean_sd  # noqa: E402
 
 log = logging.getLogger("ablation_bench")
 
@@ -64,13 +64,6 @@ DECODINGS = {
     "actionness+contrast": ("actionness", "contrast"),  # the same checkpoint's classifier curve
     "both+contrast": ("both", "contrast"),  # mask and actionness candidates pooled
 }
-
-
-def _mean_sd(values) -> str:
-    v = np.asarray([x for x in values if x is not None], float)
-    if not len(v):
-        return "-"
-    return f"{100 * v.mean():.1f} ± {100 * v.std(ddof=1) if len(v) > 1 else 0.0:.1f}"
 
 
 def _datasets(cfg, resolved, subsets):

@@ -31,9 +31,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-log = logging.getLogger("class_oracle")
+from benchmarks.finished_runs import SUBSETS, add_arguments, finished_runs, mean_sd  # noqa: E402
 
-SUBSETS = {"val": "validation", "test": "test"}
+log = logging.getLogger("class_oracle")
 
 
 def keep_video_classes(detections: dict, ground_truth: dict) -> dict:
@@ -74,10 +74,6 @@ def score_run(run_dir: str, resolved, sources) -> dict:
     return out
 
 
-def _mean_sd(values) -> str:
-    v = 100 * np.asarray(values, float)
-    return f"{v.mean():.1f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.1f}"
-
 
 def format_table(results: dict) -> str:
     """results: {(row, source): [run scores of score_run(...)[source], one per seed]}."""
@@ -85,36 +81,28 @@ def format_table(results: dict) -> str:
              "test oracle mAP at tIoU 0.5 ... 0.95 |", "|---|---|---|---|---|---|---|---|"]
     for (row, source), runs in results.items():
         per_tiou = 100 * np.mean([r["test"]["oracle_per_tiou"] for r in runs], axis=0)
-        lines.append(f"| {row} | {source} | {len(runs)} | {_mean_sd([r['val']['avg'] for r in runs])} | "
-                     f"{_mean_sd([r['val']['oracle_avg'] for r in runs])} | {_mean_sd([r['test']['avg'] for r in runs])} | "
-                     f"{_mean_sd([r['test']['oracle_avg'] for r in runs])} | " + " ".join(f"{x:.0f}" for x in per_tiou) + " |")
+        lines.append(f"| {row} | {source} | {len(runs)} | {mean_sd([r['val']['avg'] for r in runs])} | "
+                     f"{mean_sd([r['val']['oracle_avg'] for r in runs])} | {mean_sd([r['test']['avg'] for r in runs])} | "
+                     f"{mean_sd([r['test']['oracle_avg'] for r in runs])} | " + " ".join(f"{x:.0f}" for x in per_tiou) + " |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", required=True, help="the shard directory the runs trained on")
-    p.add_argument("--workdir", required=True, help="ablation_bench's per-dataset folder: ROW/seedN/best.keras")
-    p.add_argument("--rows", default="bilinear_detached,actionness")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from tags_tf import dataset_resolver
 
     resolved = dataset_resolver.resolve(args.dataset)
     results = {}
-    for row in args.rows.split(","):
+    for row, seed, run_dir in finished_runs(args.workdir, args.rows.split(","), args.seeds):
         # A row trained without the mask loss has no masks worth decoding.
         sources = ("actionness",) if row == "actionness" else ("mask", "actionness")
-        for seed in args.seeds:
-            run_dir = os.path.join(args.workdir, row, f"seed{seed}")
-            if not os.path.exists(os.path.join(run_dir, "best.keras")):
-                log.warning("%s: no best.keras, skipped", run_dir)
-                continue
-            for source, scores in score_run(run_dir, resolved, sources).items():
-                results.setdefault((row, source), []).append(scores)
-                log.info("%s seed %d %s: test %.4f, with the class oracle %.4f", row, seed, source,
-                         scores["test"]["avg"], scores["test"]["oracle_avg"])
+        for source, scores in score_run(run_dir, resolved, sources).items():
+            results.setdefault((row, source), []).append(scores)
+            log.info("%s seed %d %s: test %.4f, with the class oracle %.4f", row, seed, source,
+                     scores["test"]["avg"], scores["test"]["oracle_avg"])
     if not results:
         print(f"error: no finished runs under {args.workdir} for rows {args.rows}", file=sys.stderr)
         return 2

@@ -17,15 +17,14 @@ import logging
 import os
 import sys
 
-import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-log = logging.getLogger("decode_sweep")
+from benchmarks.finished_runs import SUBSETS, add_arguments, finished_runs, mean_sd  # noqa: E402
 
-SUBSETS = {"val": "validation", "test": "test"}
+log = logging.getLogger("decode_sweep")
 # Variant name -> postprocess overrides ("config": the run's own decoder).
 VARIANTS = {
     "config": {},
@@ -73,41 +72,29 @@ def score_run(run_dir: str, resolved) -> dict:
     return out
 
 
-def _mean_sd(values) -> str:
-    v = 100 * np.asarray(values, float)
-    return f"{v.mean():.1f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.1f}"
-
 
 def format_table(results: dict) -> str:
     """results: {row: [score_run(...) of each seed]}."""
     lines = ["| row | decoding | seeds | validation avg mAP | test avg mAP |", "|---|---|---|---|---|"]
     for row, runs in results.items():
         for name in VARIANTS:
-            lines.append(f"| {row} | {name} | {len(runs)} | {_mean_sd([r[name]['val'] for r in runs])} | "
-                         f"{_mean_sd([r[name]['test'] for r in runs])} |")
+            lines.append(f"| {row} | {name} | {len(runs)} | {mean_sd([r[name]['val'] for r in runs])} | "
+                         f"{mean_sd([r[name]['test'] for r in runs])} |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", required=True, help="demo or the shard directory the runs trained on")
-    p.add_argument("--workdir", required=True, help="ablation_bench's per-dataset folder: ROW/seedN/best.keras")
-    p.add_argument("--rows", default="bilinear_detached,actionness")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from tags_tf import dataset_resolver
 
     resolved = dataset_resolver.resolve(args.dataset)
     results = {}
-    for row in args.rows.split(","):
-        for seed in args.seeds:
-            run_dir = os.path.join(args.workdir, row, f"seed{seed}")
-            if not os.path.exists(os.path.join(run_dir, "best.keras")):
-                log.warning("%s: no best.keras, skipped", run_dir)
-                continue
-            results.setdefault(row, []).append(score_run(run_dir, resolved))
-            log.info("%s seed %d decoded %d ways", row, seed, len(VARIANTS))
+    for row, seed, run_dir in finished_runs(args.workdir, args.rows.split(","), args.seeds):
+        results.setdefault(row, []).append(score_run(run_dir, resolved))
+        log.info("%s seed %d decoded %d ways", row, seed, len(VARIANTS))
     if not results:
         print(f"error: no finished runs under {args.workdir} for rows {args.rows}", file=sys.stderr)
         return 2

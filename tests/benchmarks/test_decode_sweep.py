@@ -29,3 +29,17 @@ def test_table_has_one_line_per_row_and_variant_with_mean_and_sd():
     assert len(table) == 2 + len(ds.VARIANTS)
     # mean 60.0, sd of (50, 70) = 14.1; test mean 50.0.
     assert table[2] == "| tags | config | 2 | 60.0 ± 14.1 | 50.0 ± 14.1 |"
+
+
+def test_finished_runs_are_the_folders_with_a_best_checkpoint_and_mean_sd_skips_none(tmp_path, caplog):
+    from benchmarks.finished_runs import finished_runs, mean_sd
+
+    for row, seed in [("tags", 0), ("tags", 2), ("actionness", 1)]:
+        (tmp_path / row / f"seed{seed}").mkdir(parents=True)
+        (tmp_path / row / f"seed{seed}" / "best.keras").write_bytes(b"")
+    (tmp_path / "tags" / "seed1").mkdir()  # started, never validated: no best.keras
+    found = list(finished_runs(str(tmp_path), ["tags", "actionness"], [0, 1, 2]))
+    assert [(r, s) for r, s, _ in found] == [("tags", 0), ("tags", 2), ("actionness", 1)]
+    assert found[0][2] == str(tmp_path / "tags" / "seed0")
+    assert "seed1: no best.keras" in caplog.text
+    assert mean_sd([0.5, None, 0.7]) == "60.0 ± 14.1" and mean_sd([0.25]) == "25.0 ± 0.0" and mean_sd([None]) == "-"
