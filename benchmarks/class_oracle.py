@@ -19,7 +19,6 @@ with the oracle (validation and test), and the oracle's test mAP at each tIoU.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -31,7 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks.finished_runs import SUBSETS, add_arguments, finished_runs, mean_sd  # noqa: E402
+from benchmarks.finished_runs import SUBSETS, mean_sd, report, start  # noqa: E402
 
 log = logging.getLogger("class_oracle")
 
@@ -88,26 +87,16 @@ def format_table(results: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from tags_tf import dataset_resolver
-
-    resolved = dataset_resolver.resolve(args.dataset)
+    args, resolved, runs = start(__doc__.split("\n\n")[0], argv)
     results = {}
-    for row, seed, run_dir in finished_runs(args.workdir, args.rows.split(","), args.seeds):
+    for row, seed, run_dir in runs:
         # A row trained without the mask loss has no masks worth decoding.
         sources = ("actionness",) if row == "actionness" else ("mask", "actionness")
         for source, scores in score_run(run_dir, resolved, sources).items():
             results.setdefault((row, source), []).append(scores)
             log.info("%s seed %d %s: test %.4f, with the class oracle %.4f", row, seed, source,
                      scores["test"]["avg"], scores["test"]["oracle_avg"])
-    if not results:
-        print(f"error: no finished runs under {args.workdir} for rows {args.rows}", file=sys.stderr)
-        return 2
-    print(format_table(results))
-    return 0
+    return report(args, format_table(results) if results else None)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ mean ± sd over the seeds found. Validation chooses; test only reports.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -22,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks.finished_runs import SUBSETS, add_arguments, finished_runs, mean_sd  # noqa: E402
+from benchmarks.finished_runs import SUBSETS, mean_sd, report, start  # noqa: E402
 
 log = logging.getLogger("decode_sweep")
 # Variant name -> postprocess overrides ("config": the run's own decoder).
@@ -84,22 +83,12 @@ def format_table(results: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_arguments(p)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from tags_tf import dataset_resolver
-
-    resolved = dataset_resolver.resolve(args.dataset)
+    args, resolved, runs = start(__doc__.split("\n\n")[0], argv)
     results = {}
-    for row, seed, run_dir in finished_runs(args.workdir, args.rows.split(","), args.seeds):
+    for row, seed, run_dir in runs:
         results.setdefault(row, []).append(score_run(run_dir, resolved))
         log.info("%s seed %d decoded %d ways", row, seed, len(VARIANTS))
-    if not results:
-        print(f"error: no finished runs under {args.workdir} for rows {args.rows}", file=sys.stderr)
-        return 2
-    print(format_table(results))
-    return 0
+    return report(args, format_table(results) if results else None)
 
 
 if __name__ == "__main__":

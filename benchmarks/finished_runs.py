@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -21,6 +22,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", required=True, help="ablation_bench's per-dataset folder: ROW/seedN/best.keras")
     p.add_argument("--rows", default="bilinear_detached,actionness")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+
+
+def start(description: str, argv=None):
+    """Parses the common arguments, sets up logging and resolves the dataset: ``(args,
+    resolved, runs)`` with ``runs`` the :func:`finished_runs` of the requested rows and seeds."""
+    p = argparse.ArgumentParser(description=description)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from tags_tf import dataset_resolver
+
+    resolved = dataset_resolver.resolve(args.dataset)
+    return args, resolved, list(finished_runs(args.workdir, args.rows.split(","), args.seeds))
+
+
+def report(args, table: str | None) -> int:
+    """Prints ``table`` (exit 0), or an error when no finished run was found (exit 2)."""
+    if table is None:
+        print(f"error: no finished runs under {args.workdir} for rows {args.rows}", file=sys.stderr)
+        return 2
+    print(table)
+    return 0
 
 
 def finished_runs(workdir: str, rows: Sequence[str], seeds: Sequence[int]) -> Iterator[tuple[str, int, str]]:

@@ -43,3 +43,14 @@ def test_finished_runs_are_the_folders_with_a_best_checkpoint_and_mean_sd_skips_
     assert found[0][2] == str(tmp_path / "tags" / "seed0")
     assert "seed1: no best.keras" in caplog.text
     assert mean_sd([0.5, None, 0.7]) == "60.0 ± 14.1" and mean_sd([0.25]) == "25.0 ± 0.0" and mean_sd([None]) == "-"
+
+
+def test_report_prints_the_table_or_fails_with_exit_2_when_no_run_was_found(capsys):
+    import argparse
+
+    from benchmarks.finished_runs import report
+
+    args = argparse.Namespace(workdir="runs/x", rows="tags")
+    assert report(args, "| table |") == 0 and capsys.readouterr().out == "| table |\n"
+    assert report(args, None) == 2
+    assert capsys.readouterr().err == "error: no finished runs under runs/x for rows tags\n"
