@@ -171,8 +171,10 @@ def summary_line(stats: dict[str, Any]) -> str:
     )
 
 
-def render_selection(selection: Selection, feature_dim: int, seed: int) -> dict[str, np.ndarray]:
-    """{id: (T_native, D) float32} for every chosen video (its own RNG stream, seed-derived)."""
+def render_selection(selection: Selection, feature_dim: int, seed: int, snippet_rate=SNIPPET_RATE,
+                     snippet_range=SNIPPET_RANGE) -> dict[str, np.ndarray]:
+    """{id: (T_native, D) float32} for every chosen video (its own RNG stream, seed-derived):
+    ``clip(round(duration * rate), *snippet_range)`` snippets, ``rate ~ U(*snippet_rate)``."""
     spec = DemoSpec(feature_dim=feature_dim, seed=seed)
     rng = np.random.default_rng([seed, 1])  # independent of the selection stream
     prototypes, action_dir = class_directions(rng, len(selection.classes), feature_dim)
@@ -180,7 +182,7 @@ def render_selection(selection: Selection, feature_dim: int, seed: int) -> dict[
     out = {}
     for vid, v in selection.videos.items():
         duration = v["duration"]
-        n = int(np.clip(round(duration * rng.uniform(*SNIPPET_RATE)), *SNIPPET_RANGE))
+        n = int(np.clip(round(duration * rng.uniform(*snippet_rate)), *snippet_range))
         instances = [
             (a["segment"][0] / duration, a["segment"][1] / duration, class_id[a["label"]]) for a in v["annotations"]
         ]
@@ -220,19 +222,34 @@ def build_anet_geometry(
     force: bool = False,
 ) -> str:
     """Makes (or reuses) the dataset under ``output``; returns the shard directory."""
-    from tags_tf.schema import MANIFEST_NAME
-
     output, annotations, video_info = os.fspath(output), os.fspath(annotations), os.fspath(video_info)
     for path in (annotations, video_info):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path} not found (see ../shared/datasets/activitynet13/PROVENANCE.md)")
     spec = _spec(annotations, video_info, num_videos, num_classes, feature_dim, seed)
+    return build_geometry_set(
+        "anet_geometry", output, spec,
+        lambda: select_videos(annotations, video_info, num_videos, num_classes, seed),
+        lambda selection: render_selection(selection, feature_dim, seed),
+        "tags-tf anet_geometry (ActivityNet v1.3 segments)", feature_dim, force,
+    )
+
+
+def build_geometry_set(name: str, output: str, spec: dict, select, render, version: str, feature_dim: int,
+                       force: bool = False) -> str:
+    """Writes annotations, features and shards of a real-geometry set under ``output``
+    (reused when ``spec.json`` matches ``spec``); returns the shard directory.
+
+    ``select()`` -> :class:`Selection`; ``render(selection)`` -> {id: (T, D) features}.
+    """
+    from tags_tf.schema import MANIFEST_NAME
+
     shard_dir = os.path.join(output, "shards")
     spec_path = os.path.join(output, SPEC_NAME)
     if not force and os.path.isfile(os.path.join(shard_dir, MANIFEST_NAME)) and os.path.isfile(spec_path):
         with open(spec_path) as f:
             if json.load(f) == spec:
-                logger.info("anet_geometry: reusing %s", shard_dir)
+                logger.info("%s: reusing %s", name, shard_dir)
                 return shard_dir
 
     t0 = time.perf_counter()
@@ -241,24 +258,23 @@ def build_anet_geometry(
         os.remove(spec_path)  # invalid until the new shards are complete
     if os.path.isdir(shard_dir):
         shutil.rmtree(shard_dir)
-    selection = select_videos(annotations, video_info, num_videos, num_classes, seed)
+    selection = select()
     stats = summarize(selection)
-    logger.info("anet_geometry: classes %s", ", ".join(selection.classes))
+    logger.info("%s: classes %s", name, ", ".join(selection.classes))
 
-    features = render_selection(selection, feature_dim, seed)
-    annotations = {"version": "tags-tf anet_geometry (ActivityNet v1.3 segments)",
-                   "taxonomy": taxonomy(selection.classes), "database": selection.videos}
+    features = render(selection)
+    annotations = {"version": version, "taxonomy": taxonomy(selection.classes), "database": selection.videos}
     ann_path, feat_dir = write_dataset_files(output, annotations, features)
 
     manifest = build_shards_locally(ann_path, feat_dir, shard_dir, NUM_SHARDS, feature_dim, selection.classes)
     counts = manifest.get("counts", {})
     if counts.get("rejected_total"):
-        logger.warning("anet_geometry: %s videos rejected, see %s", counts["rejected_total"], shard_dir)
+        logger.warning("%s: %s videos rejected, see %s", name, counts["rejected_total"], shard_dir)
     with open(spec_path, "w") as f:
         json.dump(spec, f, indent=1)
     logger.info(
-        "anet_geometry: %s; %s videos written to %s in %.1f s",
-        summary_line(stats), counts.get("written"), shard_dir, time.perf_counter() - t0,
+        "%s: %s; %s videos written to %s in %.1f s",
+        name, summary_line(stats), counts.get("written"), shard_dir, time.perf_counter() - t0,
     )
     return shard_dir
 

@@ -154,6 +154,12 @@ class DataConfig:
     # Scoring protocol of validation, test and tags_tf.evaluate's default: "anet" (tIoU
     # 0.5:0.05:0.95) or "thumos" (0.3:0.1:0.7). Written to the run's config.json.
     protocol: str = "anet"
+    # Long videos (tags_tf.data.windows, README "Design notes"): 0 = every video resampled
+    # whole to model.input_snippets (the paper); W > 0 = windows of W native snippets,
+    # overlapping by window_overlap, for training, validation and inference, each resampled
+    # to model.input_snippets; a video's detections are pooled and Soft-NMS'd once.
+    window_snippets: int = 0
+    window_overlap: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -208,15 +214,16 @@ class TagsConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # ActivityNet-1.3: 200 classes, TSN two-stream 400-d features, 100/200 snippets.
     "anet": {},
-    # THUMOS14: 20 classes, I3D 2048-d features, finest resolution 1024 snippets
-    # (paper: T = 1024), N = 200 detections, lr 1e-5, batch 25.
+    # THUMOS14: 20 classes, I3D 2048-d features, N = 200 detections, lr 1e-5, batch 25.
+    # Long videos with short actions: windows of 256 native snippets (50 % overlap), each
+    # the model's T = 256 (README "Design notes"). The paper resamples whole videos to
+    # T = 1024: --set data.window_snippets=0 --set model.base_snippets=512.
     "thumos": {
         "model.num_classes": 20,
         "model.feature_dim": 2048,
-        "model.base_snippets": 512,
+        "model.base_snippets": 128,
+        "data.window_snippets": 256,
         "postprocess.max_detections": 200,
-        "data.train_subset": "validation",
-        "data.val_subset": "test",
         "data.protocol": "thumos",
         "train.learning_rate": 1e-5,
         "train.batch_size": 25,
@@ -241,6 +248,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.batch_size": 16,
         "train.epochs": 15,
         "train.reference_videos": 600,  # the demo's training videos
+        "train.recipe": "preset",  # the recipe above is already fitted to the demo's 600 videos
     },
 }
 
@@ -281,6 +289,8 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError(f"loss.boundary_width must be in (0, 0.5), got {cfg.loss.boundary_width}")
     if cfg.loss.mask_background < 0:
         raise ConfigError(f"loss.mask_background must be >= 0, got {cfg.loss.mask_background}")
+    if cfg.data.window_snippets < 0 or not 0.0 <= cfg.data.window_overlap < 1.0:
+        raise ConfigError("data.window_snippets must be >= 0 (0: whole videos) and data.window_overlap in [0, 1)")
     if cfg.data.protocol not in PROTOCOLS:
         raise ConfigError(f"data.protocol must be one of {PROTOCOLS}, got {cfg.data.protocol!r}")
     th = cfg.postprocess.mask_thresholds

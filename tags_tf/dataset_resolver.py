@@ -5,6 +5,8 @@ No TensorFlow import: this runs before the distribution strategy is built.
 
 from __future__ import annotations
 
+import functools
+import gzip
 import logging
 import math
 import os
@@ -152,9 +154,9 @@ def resolve(dataset: str, data_dir: str | None = None, preset: str | None = None
 def config_for(resolved: ResolvedDataset, overrides: dict) -> config_lib.TagsConfig:
     """The preset's config with the manifest's classes / feature width, then ``overrides``.
 
-    For a shard directory (``--dataset SHARD_DIR``) with ``train.recipe = "auto"``, the
-    recipe is fitted to its training set's size (:func:`tags_tf.recipe.fit`); keys given
-    in ``overrides`` always win.
+    With ``train.recipe = "auto"`` (every preset but the demo's) the recipe is fitted to
+    the training set's size in samples (:func:`tags_tf.recipe.fit`, :func:`training_samples`);
+    keys given in ``overrides`` always win.
     """
     from tags_tf import recipe
 
@@ -163,8 +165,11 @@ def config_for(resolved: ResolvedDataset, overrides: dict) -> config_lib.TagsCon
         "model.feature_dim": int(resolved.manifest.feature_dim),
     }
     cfg = config_lib.get_config(resolved.preset, {**from_manifest, **overrides})
-    if resolved.own_data:
-        fitted, why = recipe.fit(cfg.train, _subset_videos(resolved.manifest, cfg.data.train_subset))
+    if cfg.train.recipe == "auto":
+        from tags_tf.trainer import choose_subsets
+
+        subset, _ = choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
+        fitted, why = recipe.fit(cfg.train, training_samples(resolved, subset, cfg.data))
         fitted = {k: v for k, v in fitted.items() if k not in overrides}
         if fitted:
             log.info("%s", why)
@@ -172,7 +177,33 @@ def config_for(resolved: ResolvedDataset, overrides: dict) -> config_lib.TagsCon
     return cfg
 
 
-def _subset_videos(manifest: Manifest, subset: str) -> int:
-    """Videos written for ``subset`` (case-insensitive); 0 when the manifest lacks it."""
-    name = manifest.find_subset(subset)
-    return int(manifest.subset_videos(name) or 0) if name is not None else 0
+def training_samples(resolved: ResolvedDataset, subset: str, data: config_lib.DataConfig) -> int:
+    """Samples of one training epoch: the subset's videos, or with ``data.window_snippets
+    > 0`` their windows (tags_tf.data.windows), counted from every record's
+    ``num_snippets`` without TensorFlow ops."""
+    videos = int(resolved.manifest.subset_videos(subset) or 0)
+    if data.window_snippets <= 0:
+        return videos
+    return sum(window_counts(resolved.shard_dir, subset, data.window_snippets, data.window_overlap))
+
+
+@functools.lru_cache(maxsize=8)
+def window_counts(shard_dir: str, subset: str, window: int, overlap: float) -> tuple[int, ...]:
+    """Windows of every video of ``subset`` (one pass over its shards' records)."""
+    import glob
+
+    from tensorflow.core.example.example_pb2 import SequenceExample  # the proto only: no TF op
+
+    from tags_tf import tfrecord
+    from tags_tf.data.windows import num_windows, window_stride
+    from tags_tf.schema import NUM_SNIPPETS, SHARD_SUFFIX, shard_prefix
+
+    stride = window_stride(window, overlap)
+    counts = []
+    for path in sorted(glob.glob(os.path.join(shard_dir, f"{shard_prefix(subset)}-*{SHARD_SUFFIX}*"))):
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rb") as f:
+            for record in tfrecord.read_records(f, path):
+                t = SequenceExample.FromString(record).context.feature[NUM_SNIPPETS].int64_list.value[0]
+                counts.append(num_windows(int(t), window, stride))
+    return tuple(counts)

@@ -33,10 +33,11 @@ class Plan:
 
     @property
     def estimated_seconds(self) -> float:
-        val_batches = -(-self.val_videos // max(self.batch_size, 1))
+        val_batches = -(-self.val_videos // max(self.val_batch_videos or self.batch_size, 1))
         return self.total_steps * self.seconds_per_step + self.epochs * val_batches * self.seconds_per_val_batch
 
     batch_size: int = 1
+    val_batch_videos: int = 0  # videos per validation batch; 0 = batch_size (windows: 1)
 
     def describe(self) -> str:
         minutes = self.estimated_seconds / 60.0
@@ -60,7 +61,7 @@ def plan_run(cfg, resolved, timed_steps: int = 3) -> Plan:
     from tags_tf.inference import make_detect_fn
     from tags_tf.model import TagsModel
 
-    cfg = trainer.planned_config(cfg, resolved.manifest)
+    cfg = trainer.planned_config(cfg, resolved)
     train_subset, val_subset = trainer.choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
     compression = cfg.data.compression or None
     batch = cfg.train.batch_size
@@ -70,7 +71,7 @@ def plan_run(cfg, resolved, timed_steps: int = 3) -> Plan:
                           batch_size=batch, compression=compression, with_metadata=True)
     keras.utils.set_random_seed(cfg.train.seed)
     model = TagsModel(cfg)
-    steps = trainer.steps_per_epoch_of(cfg, resolved.manifest)
+    steps = trainer.steps_per_epoch_of(cfg, resolved)
     model.compile(optimizer=recipe.build_optimizer(cfg.train, cfg.train.epochs * steps), jit_compile=False)
     it = iter(train_ds)
     x, y = next(it)
@@ -91,5 +92,5 @@ def plan_run(cfg, resolved, timed_steps: int = 3) -> Plan:
         train_videos=int(resolved.manifest.subset_videos(train_subset) or 0),
         val_videos=int(resolved.manifest.subset_videos(val_subset) or 0),
         steps_per_epoch=steps, epochs=cfg.train.epochs, seconds_per_step=per_step,
-        seconds_per_val_batch=per_val, batch_size=batch,
+        seconds_per_val_batch=per_val, batch_size=batch, val_batch_videos=int(vx["features"].shape[0]),
     )

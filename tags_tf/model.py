@@ -164,23 +164,54 @@ class TagsModel(keras.Model):
     def detect(self, features, duration, decoder=None, external_scores=None):
         """The one path from features to detections: resample -> model -> decode.
 
-        ``features`` (B, T_in, D), any T_in >= 1, resampled to ``input_snippets`` unless
-        it already has that static length; ``duration`` (B,) seconds. ``decoder``: a
-        :class:`tags_tf.postprocess.DetectionDecoder` instead of ``self.decoder`` (to
-        compare decodings of one checkpoint); ``external_scores`` (B, K) for
-        ``class_fusion="external"``. Used by ``predict_step``, ``tags_tf.inference``
-        (training-time validation, batch inference) and the serving ``detect`` signature.
+        ``features`` (B, T_in, D), any T_in >= 1 (the same for every video of the
+        batch); ``duration`` (B,) seconds. With ``data.window_snippets = 0`` each video is
+        resampled whole to ``input_snippets`` (unless it already has that static length);
+        with W > 0 it is cut into windows of W native snippets (:meth:`detect_windows`).
+        ``decoder``: a :class:`tags_tf.postprocess.DetectionDecoder` instead of
+        ``self.decoder`` (to compare decodings of one checkpoint); ``external_scores``
+        (B, K) for ``class_fusion="external"``. Used by ``predict_step``,
+        ``tags_tf.inference`` (training-time validation, batch inference) and the serving
+        ``detect`` signature.
         """
         from tags_tf.data.resample import resample_features
 
+        decoder = decoder if decoder is not None else self.decoder
+        if self.tags_config.data.window_snippets > 0:
+            return self.detect_windows(features, duration, decoder, external_scores)
         num_snippets = self.tags_config.model.input_snippets
         if features.shape[1] != num_snippets:
             features = resample_features(features, num_snippets)  # (B, T_in, D) -> (B, T, D)
-        decoder = decoder if decoder is not None else self.decoder
         outputs = self(features, training=False)
         if external_scores is None:
             return decoder(outputs, duration)
         return decoder(outputs, duration, external_scores=external_scores)
+
+    def detect_windows(self, features, duration, decoder, external_scores=None):
+        """:meth:`detect` for ``data.window_snippets = W > 0`` (tags_tf.data.windows):
+        windows of every video -> model (one batch of B x n windows) -> each window's
+        candidates mapped to seconds -> pooled per video -> one Soft-NMS."""
+        from tags_tf.data import windows as win
+        from tags_tf.data.resample import resample_features
+
+        data = self.tags_config.data
+        w = data.window_snippets
+        features = tf.convert_to_tensor(features)
+        b, t_in, d = tf.shape(features)[0], tf.shape(features)[1], tf.shape(features)[2]
+        starts = win.window_starts(t_in, w, win.window_stride(w, data.window_overlap))  # (n,)
+        n = tf.shape(starts)[0]
+        x = tf.reshape(win.cut_windows(features, starts, w), [b * n, w, d])  # (B, n, W, D) -> (B*n, W, D)
+        x = tf.ensure_shape(x, [None, w, features.shape[-1]])
+        if w != self.tags_config.model.input_snippets:
+            x = resample_features(x, self.tags_config.model.input_snippets)
+        outputs = self(x, training=False)
+        if external_scores is not None:
+            external_scores = tf.repeat(external_scores, n, axis=0)  # (B, K) -> (B*n, K)
+        segments, scores, classes = decoder.candidates(outputs, external_scores)  # (B*n, C, ...)
+        c = tf.shape(scores)[1]
+        segments = win.windows_to_seconds(tf.reshape(segments, [b, n, c, 2]), duration, t_in, starts, w)
+        return decoder.select(tf.reshape(segments, [b, n * c, 2]), tf.reshape(scores, [b, n * c]),
+                              tf.reshape(classes, [b, n * c]))
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -360,36 +360,29 @@ def soft_nms(
     }
 
 
-def decode_detections(
+def decode_candidates(
     outputs: Mapping[str, tf.Tensor],
-    duration: tf.Tensor,
     scales: Sequence[int],
     mask_thresholds: Sequence[float],
     top_snippets: int,
-    soft_nms_sigma: float,
-    pre_nms_top_k: int,
-    max_detections: int,
-    score_threshold: float,
     external_scores: tf.Tensor | None = None,
     fusion_top_k: int = 1,
-    nms_per_class: bool = True,
     mask_score: str = _PP.mask_score,
     contrast_delta: float = _PP.contrast_delta,
     mask_source: str = _PP.mask_source,
-) -> dict[str, tf.Tensor]:
-    """Model outputs -> padded detections in seconds (the whole module docstring).
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Steps 1-3 of the module docstring for every scale, pooled: the candidates before
+    Soft-NMS, in normalized time.
 
     Args:
       outputs: dict with ``cls_logits_s{s}`` (B, T^s, K+1) and ``mask_logits_s{s}``
         (B, T^s, T^s) for every s in ``scales``.
-      duration: (B,) video durations in seconds.
       external_scores: optional (B, K) video-level class scores (class fusion).
       mask_source: where candidate runs come from: "mask" (the global masks), "actionness"
         (every row replaced by the classifier's foreground curve, :func:`actionness_logits`)
-        or "both" (the candidates of the two, pooled before Soft-NMS).
+        or "both" (the candidates of the two, pooled).
 
-    Returns dict: detection_segments (B, N, 2) float32 seconds, detection_scores (B, N)
-    float32, detection_classes (B, N) int32, num_detections (B,) int32.
+    Returns segments (B, C, 2) in [0, 1], scores (B, C) float32 and classes (B, C) int32.
     """
     if mask_source not in MASK_SOURCES:
         raise ValueError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
@@ -410,11 +403,39 @@ def decode_detections(
                                       mask_score, contrast_delta))
     merged = {key: tf.concat([c[key] for c in cands], axis=1) for key in cands[0]}  # (B, sum C_s)
     if external_scores is None:
-        segments, scores, classes = merged["segments"], merged["class_scores"], merged["classes"]
-    else:
-        segments, scores, classes = fuse_external_scores(
-            merged["actionness_scores"], merged["segments"], external_scores, fusion_top_k
-        )
+        return merged["segments"], merged["class_scores"], merged["classes"]
+    return fuse_external_scores(merged["actionness_scores"], merged["segments"], external_scores, fusion_top_k)
+
+
+def decode_detections(
+    outputs: Mapping[str, tf.Tensor],
+    duration: tf.Tensor,
+    scales: Sequence[int],
+    mask_thresholds: Sequence[float],
+    top_snippets: int,
+    soft_nms_sigma: float,
+    pre_nms_top_k: int,
+    max_detections: int,
+    score_threshold: float,
+    external_scores: tf.Tensor | None = None,
+    fusion_top_k: int = 1,
+    nms_per_class: bool = True,
+    mask_score: str = _PP.mask_score,
+    contrast_delta: float = _PP.contrast_delta,
+    mask_source: str = _PP.mask_source,
+) -> dict[str, tf.Tensor]:
+    """Model outputs -> padded detections in seconds (the whole module docstring):
+    :func:`decode_candidates`, then :func:`soft_nms`, then seconds.
+
+    Args: those of :func:`decode_candidates` and :func:`soft_nms`; ``duration`` (B,) seconds.
+
+    Returns dict: detection_segments (B, N, 2) float32 seconds, detection_scores (B, N)
+    float32, detection_classes (B, N) int32, num_detections (B,) int32.
+    """
+    segments, scores, classes = decode_candidates(
+        outputs, scales, mask_thresholds, top_snippets, external_scores, fusion_top_k, mask_score,
+        contrast_delta, mask_source,
+    )
     det = soft_nms(
         segments,
         scores,
@@ -426,8 +447,13 @@ def decode_detections(
         per_class=nms_per_class,
     )
     duration = tf.reshape(tf.cast(duration, tf.float32), [-1, 1, 1])  # (B,) -> (B, 1, 1)
+    return detections_dict(det, tf.clip_by_value(det["segments"], 0.0, 1.0) * duration)
+
+
+def detections_dict(det: Mapping[str, tf.Tensor], segments_s: tf.Tensor) -> dict[str, tf.Tensor]:
+    """:func:`soft_nms`'s output with ``segments_s`` (B, N, 2) seconds, under the schema's keys."""
     return {
-        schema.DETECTION_SEGMENTS: tf.clip_by_value(det["segments"], 0.0, 1.0) * duration,
+        schema.DETECTION_SEGMENTS: segments_s,
         schema.DETECTION_SCORES: det["scores"],
         schema.DETECTION_CLASSES: det["classes"],
         schema.NUM_DETECTIONS: det["num_detections"],
@@ -584,6 +610,25 @@ class DetectionDecoder(keras.layers.Layer):
             contrast_delta=self.contrast_delta,
             mask_source=self.mask_source,
         )
+
+    def candidates(self, outputs, external_scores=None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The candidates before Soft-NMS (:func:`decode_candidates`), each sample's best
+        ``pre_nms_top_k``: segments (B, C, 2) in [0, 1], scores (B, C), classes (B, C)."""
+        self._check(outputs, external_scores)
+        segments, scores, classes = decode_candidates(
+            outputs, self.scales, self.mask_thresholds, self.top_snippets, external_scores, self.fusion_top_k,
+            self.mask_score, self.contrast_delta, self.mask_source,
+        )
+        k = tf.minimum(self.pre_nms_top_k, tf.shape(scores)[1])
+        scores, keep = tf.math.top_k(scores, k=k)
+        return tf.gather(segments, keep, batch_dims=1), scores, tf.gather(classes, keep, batch_dims=1)
+
+    def select(self, segments, scores, classes) -> dict[str, tf.Tensor]:
+        """Soft-NMS over pooled candidates whose ``segments`` (B, C, 2) are already in
+        seconds (the windows of a long video): the detections dict of :meth:`call`."""
+        det = soft_nms(segments, scores, classes, max_detections=self.max_detections, sigma=self.soft_nms_sigma,
+                       score_threshold=self.score_threshold, per_class=self.nms_per_class)
+        return detections_dict(det, det["segments"])
 
     def compute_output_spec(self, outputs, duration, external_scores=None):
         b, n = duration.shape[0], self.max_detections

@@ -9,9 +9,10 @@ then decays with a cosine to ``final_lr_fraction`` of the peak
 (``keras.optimizers.schedules.CosineDecay``). ``train.weight_decay > 0`` makes Adam AdamW.
 
 :func:`fit` sizes the recipe to a user's dataset (``train.recipe = "auto"``, applied by
-``tags_tf.dataset_resolver.config_for`` to shard directories): a training set smaller than the
-preset's own (``train.reference_videos``) gets a batch of about 1/32 of it, about
-``train.fit_steps`` optimizer steps, warm-up + cosine and 3x the preset's learning rate.
+``tags_tf.dataset_resolver.config_for``): a batch of about 1/32 of the training samples,
+at least ``train.fit_steps`` optimizer steps (as many as the preset's own recipe for a
+set as large as the preset's ``train.reference_videos``), warm-up + cosine and 3x the
+preset's learning rate.
 """
 
 from __future__ import annotations
@@ -39,29 +40,35 @@ FIT_BATCHES_PER_EPOCH = 32
 FIT_VALIDATIONS = 10
 
 
-def fit(train: TrainConfig, num_train_videos: int) -> tuple[dict[str, object], str]:
-    """(overrides, one-line reason) fitting the recipe to ``num_train_videos``.
+def fit(train: TrainConfig, num_train_samples: int) -> tuple[dict[str, object], str]:
+    """(overrides, one-line reason) fitting the recipe to ``num_train_samples`` (videos, or
+    windows with ``data.window_snippets > 0``).
 
-    Empty overrides when ``train.recipe == "preset"`` or the training set is at least the
-    preset's own size. Otherwise: batch = the power of two nearest ``n / 32`` within
-    [8, preset batch] (about 32 steps per epoch), epochs = enough for ``fit_steps``
-    steps, linear warm-up + cosine decay, peak learning rate = 3 x the preset's, and
-    validation every ``ceil(epochs / 10)`` epochs when that is more than one.
+    Empty overrides when ``train.recipe == "preset"``. Otherwise: batch = the power of two
+    nearest ``n / 32`` within [8, preset batch] (about 32 steps per epoch); epochs =
+    enough for a step budget of ``max(fit_steps, the preset's own steps x min(1, n /
+    reference_videos))``, where the preset's own steps are its epochs over
+    ``reference_videos`` at its batch (ActivityNet: 15 x 200 = 3,000; so a set as large as
+    the preset's trains as long as the paper's, a small one ``fit_steps``); linear
+    warm-up + cosine decay; peak learning rate = 3 x the preset's; validation every
+    ``ceil(epochs / 10)`` epochs when that is more than one.
     """
-    n = int(num_train_videos)
-    if train.recipe == "preset" or n >= train.reference_videos or n <= 0:
+    n = int(num_train_samples)
+    if train.recipe == "preset" or n <= 0:
         return {}, ""
     target = max(n / FIT_BATCHES_PER_EPOCH, 1.0)
     batch = 2 ** round(math.log2(target))
     batch = int(min(max(batch, FIT_MIN_BATCH), train.batch_size))
     steps = steps_per_epoch(n, batch)
-    epochs = max(1, math.ceil(train.fit_steps / steps))
+    preset_steps = train.epochs * steps_per_epoch(train.reference_videos, train.batch_size)
+    budget = max(train.fit_steps, round(preset_steps * min(1.0, n / train.reference_videos)))
+    epochs = max(1, math.ceil(budget / steps))
     lr = float(f"{train.learning_rate * FIT_LR_SCALE:.6g}")
     overrides = {"train.batch_size": batch, "train.epochs": epochs, "train.schedule": "cosine",
                  "train.learning_rate": lr}
     if epochs > FIT_VALIDATIONS:  # tiny datasets: about 10 validations, not one per epoch
         overrides["train.validate_every"] = math.ceil(epochs / FIT_VALIDATIONS)
-    reason = (f"recipe fitted to {n} training videos (the preset's is sized for {train.reference_videos}): "
+    reason = (f"recipe fitted to {n} training samples (the preset's is sized for {train.reference_videos}): "
               f"batch {batch}, {epochs} epochs of {steps} steps, warm-up + cosine to lr {lr:g}; "
               "--set train.recipe=preset for the preset's own")
     return overrides, reason

@@ -43,7 +43,9 @@ Exporter = Callable[[Any, Any, str, Sequence[str]], None]
 
 
 _SUBSET_FALLBACKS = {
-    "train": ("training", "train"),
+    # THUMOS14's own layout has no training subset: detectors train on its "validation"
+    # videos and validate on "test".
+    "train": ("training", "train", "validation"),
     "val": ("validation", "val", "test", "testing"),
 }
 
@@ -51,9 +53,10 @@ _SUBSET_FALLBACKS = {
 def choose_subsets(manifest: Manifest, train_wanted: str, val_wanted: str) -> tuple[str, str]:
     """(train, validation) subset names present in the shards (case-insensitive).
 
-    The config's names when both exist (THUMOS trains on "validation" and tests on
-    "test"); otherwise conventional names for each role, so a user's shard directory
-    with e.g. training/validation subsets works without --set data.*_subset.
+    The config's names when both exist; otherwise conventional names for each role, so
+    a user's shard directory with e.g. train/val subsets works without --set
+    data.*_subset, and THUMOS14's own validation/test layout trains on "validation" and
+    validates on "test".
     """
     names = manifest.subset_names()
     train, val = manifest.find_subset(train_wanted), manifest.find_subset(val_wanted)
@@ -77,13 +80,14 @@ def choose_subsets(manifest: Manifest, train_wanted: str, val_wanted: str) -> tu
     return picked[0], picked[1]
 
 
-def _check_enough_videos(manifest: Manifest, subset: str, batch_size: int) -> None:
-    n = manifest.subset_videos(subset)
-    if n is not None and n < batch_size:
-        from tags_tf.dataset_resolver import MissingDataError
+def _check_enough_samples(cfg, resolved, subset: str) -> None:
+    from tags_tf.dataset_resolver import MissingDataError, training_samples
 
+    n = training_samples(resolved, subset, cfg.data)
+    if n < cfg.train.batch_size:
+        what = "windows" if cfg.data.window_snippets > 0 else "videos"
         raise MissingDataError(
-            f"the {subset!r} subset has {n} videos, fewer than the batch size {batch_size}: "
+            f"the {subset!r} subset has {n} {what}, fewer than the batch size {cfg.train.batch_size}: "
             "no full training batch (use --batch-size)"
         )
 
@@ -124,19 +128,21 @@ def _check_or_save_config(cfg, workdir: str, chief: bool) -> None:
         _write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
 
 
-def steps_per_epoch_of(cfg, manifest: Manifest) -> int:
+def steps_per_epoch_of(cfg, resolved) -> int:
+    """Optimizer steps of one epoch over the training samples (videos or windows)."""
     from tags_tf import recipe
+    from tags_tf.dataset_resolver import training_samples
 
-    train_subset, _ = choose_subsets(manifest, cfg.data.train_subset, cfg.data.val_subset)
-    videos = manifest.subset_videos(train_subset) or cfg.train.batch_size
-    return recipe.steps_per_epoch(int(videos), cfg.train.batch_size)
+    train_subset, _ = choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
+    samples = training_samples(resolved, train_subset, cfg.data) or cfg.train.batch_size
+    return recipe.steps_per_epoch(int(samples), cfg.train.batch_size)
 
 
-def planned_config(cfg, manifest: Manifest):
+def planned_config(cfg, resolved):
     """``cfg`` with ``train.epochs`` stretched to make ``train.min_steps`` optimizer steps."""
     from tags_tf import recipe
 
-    steps = steps_per_epoch_of(cfg, manifest)
+    steps = steps_per_epoch_of(cfg, resolved)
     epochs = recipe.planned_epochs(cfg.train, steps)
     if epochs != cfg.train.epochs:
         log.info("train.min_steps %d at %d steps per epoch: %d epochs instead of %d",
@@ -169,7 +175,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
     log.info("resolved config (%s preset, shards %s):\n%s", resolved.preset, resolved.shard_dir, cfg.to_json())
     state_path = os.path.join(workdir, "state.json")
     state = _read_json(state_path, {"finished": False, "epochs": 0})
-    cfg = planned_config(cfg, resolved.manifest)
+    cfg = planned_config(cfg, resolved)
     # Checked on every start, before anything is written: the same config and the same data.
     _check_config(cfg, workdir)
     fingerprint = dataset_fingerprint(resolved.manifest, resolved.shard_dir)
@@ -187,7 +193,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
         _write_json(os.path.join(workdir, "class_names.json"), class_names)
 
     train_subset, val_subset = choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
-    _check_enough_videos(resolved.manifest, train_subset, cfg.train.batch_size)
+    _check_enough_samples(cfg, resolved, train_subset)
     train_pattern = subset_pattern(resolved.shard_dir, train_subset)
     val_pattern = subset_pattern(resolved.shard_dir, val_subset)
     compression = cfg.data.compression or None
@@ -216,7 +222,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
 
     with strategy.scope():
         model = TagsModel(cfg)
-        opt = recipe.build_optimizer(cfg.train, cfg.train.epochs * steps_per_epoch_of(cfg, resolved.manifest))
+        opt = recipe.build_optimizer(cfg.train, cfg.train.epochs * steps_per_epoch_of(cfg, resolved))
         model.compile(optimizer=opt, jit_compile=False)
         model.build((None, cfg.model.input_snippets, cfg.model.feature_dim))
         opt.build(model.trainable_variables)

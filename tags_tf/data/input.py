@@ -47,6 +47,7 @@ import tensorflow as tf
 
 from tags_tf import features as F
 from tags_tf.config import TagsConfig
+from tags_tf.data import windows as win
 from tags_tf.data.resample import resample_features
 from tags_tf.labels import build_targets
 
@@ -214,6 +215,8 @@ def make_dataset(
         ds = ds.shard(*record_shard)
     if training:
         ds = ds.shuffle(cfg.data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if cfg.data.window_snippets > 0:
+        return _windowed(ds, cfg, training, batch, deterministic, with_metadata, targets, seed)
     ds = ds.batch(batch, drop_remainder=training)
 
     def to_inputs_targets(serialized):
@@ -226,6 +229,54 @@ def make_dataset(
         if with_metadata:
             x.update({k: v[k] for k in METADATA_KEYS})
         return x, y
+
+    ds = ds.map(to_inputs_targets, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    return ds.prefetch(AUTOTUNE)
+
+
+def _windowed(ds: tf.data.Dataset, cfg: TagsConfig, training: bool, batch: int, deterministic: bool,
+              with_metadata: bool, targets: str, seed: int | None) -> tf.data.Dataset:
+    """``data.window_snippets > 0`` (tags_tf.data.windows).
+
+    Training: every video -> its windows (starts jittered) with the ground truth clipped
+    to each -> shuffled windows -> batches of windows resampled to ``input_snippets``,
+    targets as without windows. Evaluation: one video per element, its native snippets
+    unresampled (``TagsModel.detect`` cuts the windows), y = the raw ground truth.
+    """
+    w = cfg.data.window_snippets
+    stride = win.window_stride(w, cfg.data.window_overlap)
+    dim = cfg.model.feature_dim
+    if not training:
+        def one_video(serialized):
+            v = F.parse_batch(serialized[None], dim)  # (1, ...): a batch of one video, native length
+            x = {"features": v[F.FEATURES]}
+            if with_metadata:
+                x.update({k: v[k] for k in METADATA_KEYS})
+            return x, {k: v[k] for k in ("segments", "labels", "duration")}
+
+        return ds.map(one_video, num_parallel_calls=AUTOTUNE, deterministic=deterministic).prefetch(AUTOTUNE)
+
+    def video_windows(serialized):
+        v = F.parse_example(serialized, dim)
+        t = v[F.NUM_SNIPPETS]
+        starts = win.jitter_starts(win.window_starts(t, w, stride), t, w, stride, seed=seed)
+        feats = win.cut_windows(v[F.FEATURES][None], starts, w)[0]  # (n, W, D)
+        segments, labels, length = win.window_ground_truth(v["segments"], v["labels"], v[F.DURATION], t, starts, w)
+        return tf.data.Dataset.from_tensor_slices(
+            ({"features": feats}, {"segments": segments, "labels": labels, "duration": length}))
+
+    ds = ds.flat_map(video_windows)
+    ds = ds.shuffle(cfg.data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.padded_batch(batch, drop_remainder=True,
+                         padding_values=({"features": 0.0}, {"segments": 0.0, "labels": -1, "duration": 0.0}))
+
+    def to_inputs_targets(x, y):
+        feats = x["features"]
+        if w != cfg.model.input_snippets:
+            feats = resample_features(feats, cfg.model.input_snippets)
+        if targets == "built":
+            y = build_targets(y["segments"], y["labels"], y["duration"], cfg.model)
+        return {"features": tf.ensure_shape(feats, [None, cfg.model.input_snippets, dim])}, y
 
     ds = ds.map(to_inputs_targets, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)

@@ -270,3 +270,36 @@ def test_batching_config_uses_known_batching_parameters():
     assert set(fields) <= known
     assert fields["pad_variable_length_inputs"] == "false"  # padding T_in would change detections
     assert int(fields["max_batch_size"]) >= 1
+
+
+def test_detect_on_a_28_minute_video_equals_offline_inference(tmp_path):
+    """Long videos (data.window_snippets > 0): the served ``detect`` cuts the same windows,
+    pools and Soft-NMSes them as validation / batch inference over shards does."""
+    from tags_tf.data.input import make_dataset, subset_pattern
+    from tags_tf.features import make_example
+    from tags_tf.inference import detect_dataset
+    from tags_tf.tfrecord import write_shards
+
+    # Windows of 32 native snippets (resampled to the tiny model's 16), half overlapping.
+    cfg = testing.tiny_config(**{"data.window_snippets": 32, "data.window_overlap": 0.5,
+                                 "postprocess.max_detections": 50})
+    model, path = testing.export_model(tmp_path / "tags", cfg)
+    t, duration = 6700, 1675.0  # 28 min at 4 snippets/s
+    feats = np.random.default_rng(1).normal(size=(t, cfg.model.feature_dim)).astype(np.float32)
+    record = make_example("long", "validation", duration, feats, [[10.0, 13.0]], [0], ["action_0"])
+    write_shards(str(tmp_path / "shards"), "validation", [record.SerializeToString()], num_shards=1)
+    ds = make_dataset(subset_pattern(str(tmp_path / "shards"), "validation"), cfg, training=False,
+                      with_metadata=True)
+    offline, _ = detect_dataset(model, ds)
+
+    served = tf.saved_model.load(str(path)).signatures[signatures.DETECT](
+        features=tf.constant(feats[None]), duration=tf.constant([duration]))
+    n = int(served[signatures.NUM_DETECTIONS][0])
+    assert n == len(offline["long"]["scores"]) == 50
+    np.testing.assert_array_equal(served[signatures.DETECTION_CLASSES][0, :n], offline["long"]["classes"])
+    np.testing.assert_allclose(served[signatures.DETECTION_SCORES][0, :n], offline["long"]["scores"], rtol=1e-5)
+    np.testing.assert_allclose(served[signatures.DETECTION_SEGMENTS][0, :n], offline["long"]["segments"],
+                               rtol=1e-5, atol=1e-3)
+    segs = offline["long"]["segments"]
+    assert segs.min() >= 0 and segs.max() <= duration
+    assert segs[:, 0].max() - segs[:, 0].min() > duration / 4  # detections from windows across the video

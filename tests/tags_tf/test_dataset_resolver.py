@@ -73,3 +73,38 @@ def test_a_manifest_missing_a_field_is_a_one_line_error_naming_the_file_and_fiel
         dataset_resolver.resolve(str(tmp_path))
     assert str(e.value).startswith(f"{tmp_path / 'manifest.json'}: field 'feature_dim' is missing")
     assert "\n" not in str(e.value)
+
+
+def test_windows_are_the_training_samples_the_recipe_is_fitted_to(tmp_path, caplog):
+    import logging
+
+    import tensorflow as tf
+
+    from tags_tf.data.windows import num_windows
+    from tags_tf.testing import write_tiny_shards
+
+    shard_dir = str(write_tiny_shards(tmp_path / "shards", num_train=40))  # 12-23 snippets a video
+    resolved = dataset_resolver.resolve(shard_dir, preset="thumos")
+    lengths = [int(tf.train.SequenceExample.FromString(r.numpy()).context.feature["num_snippets"].int64_list.value[0])
+               for r in tf.data.TFRecordDataset(tf.io.gfile.glob(f"{shard_dir}/training-*"))]
+    windows = sum(num_windows(t, 8, 4) for t in lengths)  # W = 8, stride 4
+    assert windows > 2 * len(lengths)
+    with caplog.at_level(logging.INFO, logger="tags_tf.dataset_resolver"):
+        cfg = dataset_resolver.config_for(resolved, {"data.window_snippets": 8, "data.window_overlap": 0.5})
+    assert f"recipe fitted to {windows} training samples" in caplog.text
+    assert dataset_resolver.training_samples(resolved, "training", cfg.data) == windows
+    whole = dataset_resolver.config_for(resolved, {"data.window_snippets": 0}).data
+    assert dataset_resolver.training_samples(resolved, "training", whole) == 40
+
+
+def test_thumos_own_layout_trains_on_validation_and_validates_on_test():
+    from tags_tf.schema import Manifest
+    from tags_tf.trainer import choose_subsets
+
+    def manifest(*names):
+        return Manifest.from_dict({"class_names": ["a"], "feature_dim": 4,
+                                   "subsets": {n: {"videos": 1} for n in names}})
+
+    assert choose_subsets(manifest("validation", "test"), "training", "validation") == ("validation", "test")
+    assert choose_subsets(manifest("training", "validation", "test"), "training", "validation") == (
+        "training", "validation")

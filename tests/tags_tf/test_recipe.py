@@ -55,7 +55,7 @@ def test_fit_sizes_the_recipe_of_a_small_dataset():
     # ceil(280 / 35) = 8 epochs; 3 x 1e-4 peak under warm-up + cosine.
     assert overrides == {"train.batch_size": 16, "train.epochs": 8, "train.schedule": "cosine",
                          "train.learning_rate": 3e-4}
-    assert "560 training videos" in why and "train.recipe=preset" in why
+    assert "560 training samples" in why and "train.recipe=preset" in why
     # 100 videos: 100 / 32 = 3.1 -> the floor of 8; 12 steps per epoch -> 24 epochs.
     small, _ = recipe.fit(anet, 100)
     assert small["train.batch_size"] == 8 and small["train.epochs"] == 24
@@ -67,9 +67,26 @@ def test_fit_sizes_the_recipe_of_a_small_dataset():
     assert recipe.fit(anet, 2000)[0]["train.batch_size"] == 50
 
 
-def test_fit_leaves_the_preset_alone_when_asked_or_when_the_dataset_is_large():
+def test_fit_leaves_the_preset_alone_only_when_asked():
     anet = get_config("anet").train
-    assert recipe.fit(anet, 10024) == ({}, "")
     assert recipe.fit(dataclasses.replace(anet, recipe="preset"), 560) == ({}, "")
     with pytest.raises(ConfigError, match="train.recipe"):
         get_config("anet", {"train.recipe": "paper"})
+    assert get_config("demo").train.recipe == "preset"  # the demo's recipe is fitted to its 600 videos
+
+
+def test_fit_covers_sets_as_large_as_the_presets_own():
+    anet = get_config("anet").train
+    # ActivityNet itself (10,024 videos): batch 50 (313 capped), 200 steps per epoch; the
+    # budget is the paper's own 15 x 200 = 3,000 steps -> 15 epochs, warm-up + cosine to 3e-4.
+    full, why = recipe.fit(anet, 10024)
+    assert full == {"train.batch_size": 50, "train.epochs": 15, "train.schedule": "cosine",
+                    "train.learning_rate": 3e-4, "train.validate_every": 2}
+    # Half of it: 3,000 x 0.5 = 1,500 steps at 100 steps per epoch -> 15 epochs.
+    assert recipe.fit(anet, 5012)[0]["train.epochs"] == 15
+    # 2,000 videos: max(280, 3,000 x 2,000 / 10,024 = 599) = 599 steps at 40 a epoch -> 15 epochs.
+    assert recipe.fit(anet, 2000)[0]["train.epochs"] == 15
+    # THUMOS-like windows (1,223 samples, the preset's 200 videos x 15 epochs / 25 = 120
+    # steps): 1,223 / 32 = 38 -> 32, capped at 25; 48 steps per epoch; 280 steps -> 6 epochs.
+    thumos, _ = recipe.fit(get_config("thumos").train, 1223)
+    assert thumos["train.batch_size"] == 25 and thumos["train.epochs"] == 6

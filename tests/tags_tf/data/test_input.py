@@ -287,3 +287,44 @@ def test_keras_fit_and_evaluate_consume_the_datasets(shards):
     # Evaluation batches (metadata in x, smaller last batch) go through evaluate.
     loss = model.evaluate(make_dataset(subset_pattern(d, "training"), cfg, training=False, batch_size=3, with_metadata=True), verbose=0)
     assert np.isfinite(loss).all()
+
+
+@pytest.mark.parametrize("t", [16, 10])  # one window: the whole video, or the video zero-padded
+def test_windowed_training_sample_of_a_short_video_by_hand(tmp_path, t):
+    from tags_tf.features import make_example
+    from tags_tf.labels import build_targets
+    from tags_tf.testing import tiny_config
+    from tags_tf.tfrecord import write_shards
+
+    cfg = tiny_config(**{"data.window_snippets": 16})  # = input_snippets: no resampling
+    feats = np.random.default_rng(0).normal(size=(t, 8)).astype(np.float32)
+    rec = make_example("v", "training", 5.0, feats, [[1.0, 2.5]], [2], ["c2"]).SerializeToString()
+    write_shards(str(tmp_path), "training", [rec], num_shards=1)
+    (x, y), = list(make_dataset(str(tmp_path / "training-*"), cfg, training=True, batch_size=1, seed=0))
+    want = np.zeros((16, 8), np.float32)
+    want[:t] = feats
+    np.testing.assert_array_equal(x["features"].numpy()[0], want)
+    # The window lasts 16 snippets of 5 / t s each; the segment keeps its seconds.
+    ref = build_targets(tf.constant([[[1.0, 2.5]]]), tf.constant([[2]]), tf.constant([16 * 5.0 / t]), cfg.model)
+    for k in ref:
+        np.testing.assert_array_equal(y[k].numpy(), ref[k].numpy(), err_msg=k)
+    assert y["cls_target_s1"].numpy().min() == 2  # the instance is in the targets
+
+
+def test_windowed_epoch_counts_windows_and_evaluation_keeps_native_videos(tmp_path):
+    from tags_tf.data.windows import num_windows
+    from tags_tf.testing import tiny_config, write_tiny_shards
+
+    shard_dir = write_tiny_shards(tmp_path, num_train=30, num_val=4)  # 12-23 snippets a video
+    cfg = tiny_config(**{"data.window_snippets": 8, "data.window_overlap": 0.5})  # 8 -> resampled to 16
+    records = [F.example_to_numpy(r.numpy()) for r in tf.data.TFRecordDataset(
+        tf.io.gfile.glob(str(shard_dir / "training-*")))]
+    windows = sum(num_windows(len(r[F.FEATURES]), 8, 4) for r in records)
+    batches = list(make_dataset(str(shard_dir / "training-*"), cfg, training=True, batch_size=5, seed=1))
+    assert len(batches) == windows // 5
+    assert all(x["features"].shape == (5, 16, 8) for x, _ in batches)
+    assert all(y["mask_target_s2"].shape == (5, 16, 16) for _, y in batches)
+    val = list(make_dataset(str(shard_dir / "validation-*"), cfg, training=False, with_metadata=True))
+    assert len(val) == 4
+    for x, _ in val:
+        assert x["features"].shape[0] == 1 and x["features"].shape[1] == int(x["num_snippets"][0])
