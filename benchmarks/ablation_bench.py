@@ -52,9 +52,14 @@ ROWS = {
         "model.mask_head": "bilinear", "loss.pp_weight": 0.0}),
     "actionness": ("w/o mask branch (actionness decoding)", {
         "loss.mask_weight": 0.0, "postprocess.mask_source": "actionness", "model.mask_trunk_gradient": 1.0}),
+    # Long videos (thumos preset): the paper's whole-video input instead of windows.
+    "whole_video": ("TAGS, whole videos resampled to the model's T (data.window_snippets=0)", {
+        "data.window_snippets": 0}),
+    "paper_thumos": ("TAGS, the paper's THUMOS reading: whole videos at T = 1024, the printed recipe", {
+        "data.window_snippets": 0, "model.base_snippets": 512, "train.recipe": "preset"}),
     "baseline": ("per-snippet logistic regression + smoothing", None),
 }
-BASELINE_SMOOTHING = (0.04, 0.1, 0.2, 0.3)  # moving-average window, fraction of the video
+BASELINE_SMOOTHING = (0.0025, 0.01, 0.04, 0.1, 0.2, 0.3)  # moving-average window, fraction of the video (long videos: the small ones)
 # Decoding name -> (postprocess.mask_source or None for the row's own, postprocess.mask_score).
 DECODINGS = {
     "mean": (None, "mean"),

@@ -172,10 +172,11 @@ def summary_line(stats: dict[str, Any]) -> str:
 
 
 def render_selection(selection: Selection, feature_dim: int, seed: int, snippet_rate=SNIPPET_RATE,
-                     snippet_range=SNIPPET_RANGE) -> dict[str, np.ndarray]:
+                     snippet_range=SNIPPET_RANGE, **spec_overrides) -> dict[str, np.ndarray]:
     """{id: (T_native, D) float32} for every chosen video (its own RNG stream, seed-derived):
-    ``clip(round(duration * rate), *snippet_range)`` snippets, ``rate ~ U(*snippet_rate)``."""
-    spec = DemoSpec(feature_dim=feature_dim, seed=seed)
+    ``clip(round(duration * rate), *snippet_range)`` snippets, ``rate ~ U(*snippet_rate)``;
+    ``spec_overrides``: DemoSpec fields other than the defaults."""
+    spec = DemoSpec(feature_dim=feature_dim, seed=seed, **spec_overrides)
     rng = np.random.default_rng([seed, 1])  # independent of the selection stream
     prototypes, action_dir = class_directions(rng, len(selection.classes), feature_dim)
     class_id = {c: i for i, c in enumerate(selection.classes)}

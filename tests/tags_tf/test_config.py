@@ -8,7 +8,11 @@ from tags_tf.config import ConfigError, apply_overrides, from_dict, get_config, 
 def test_presets_and_their_protocols():
     anet, thumos, demo = get_config("anet"), get_config("thumos"), get_config("demo")
     assert (anet.model.num_classes, anet.model.input_snippets, anet.data.protocol) == (200, 200, "anet")
-    assert (thumos.model.num_classes, thumos.model.input_snippets, thumos.data.protocol) == (20, 1024, "thumos")
+    assert (thumos.model.num_classes, thumos.model.input_snippets, thumos.data.protocol) == (20, 256, "thumos")
+    assert (thumos.data.window_snippets, thumos.data.window_overlap) == (256, 0.5)  # windows of native snippets
+    assert anet.data.window_snippets == demo.data.window_snippets == 0  # whole videos resampled
+    paper = get_config("thumos", {"data.window_snippets": 0, "model.base_snippets": 512})
+    assert paper.model.input_snippets == 1024  # the paper's THUMOS input
     assert (demo.model.num_classes, demo.data.protocol) == (4, "anet")
     with pytest.raises(ConfigError, match="unknown preset 'kinetics'"):
         get_config("kinetics")
@@ -25,6 +29,8 @@ def test_set_strings_are_coerced_to_the_fields_type():
 @pytest.mark.parametrize("overrides, message", [
     ({"model.embed_dim": "2.5"}, "model.embed_dim: expected an int, got 2.5"),
     ({"model.embeddim": 3}, "unknown config key 'model.embeddim'; model has: "),
+    ({"data.window_snippets": -1}, "data.window_snippets must be >= 0"),
+    ({"data.window_overlap": 1.0}, "data.window_overlap in \\[0, 1\\)"),
     ({"data.protocol": "coco"}, "data.protocol must be one of \\('anet', 'thumos'\\), got 'coco'"),
     ({"model.embed_dim": 30}, "model.embed_dim 30 is not divisible by num_heads 4"),
     ({"train.schedule": "step"}, "train.schedule must be 'constant' or 'cosine'"),
