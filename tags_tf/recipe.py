@@ -11,8 +11,8 @@ then decays with a cosine to ``final_lr_fraction`` of the peak
 :func:`fit` sizes the recipe to a user's dataset (``train.recipe = "auto"``, applied by
 ``tags_tf.dataset_resolver.config_for``): a batch of about 1/32 of the training samples,
 at least ``train.fit_steps`` optimizer steps (as many as the preset's own recipe for a
-set as large as the preset's ``train.reference_videos``), warm-up + cosine and 3x the
-preset's learning rate.
+set as large as the preset's ``train.reference_videos``), warm-up + cosine to
+``train.fit_learning_rate``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ def planned_epochs(train: TrainConfig, steps: int) -> int:
     return max(train.epochs, math.ceil(train.min_steps / max(steps, 1)))
 
 
-FIT_LR_SCALE = 3.0  # peak of the fitted cosine schedule over the preset's constant rate
 FIT_MIN_BATCH = 8
 FIT_BATCHES_PER_EPOCH = 32
 FIT_VALIDATIONS = 10
@@ -50,7 +49,7 @@ def fit(train: TrainConfig, num_train_samples: int) -> tuple[dict[str, object], 
     reference_videos))``, where the preset's own steps are its epochs over
     ``reference_videos`` at its batch (ActivityNet: 15 x 200 = 3,000; so a set as large as
     the preset's trains as long as the paper's, a small one ``fit_steps``); linear
-    warm-up + cosine decay; peak learning rate = 3 x the preset's; validation every
+    warm-up + cosine decay; peak learning rate ``fit_learning_rate``; validation every
     ``ceil(epochs / 10)`` epochs when that is more than one.
     """
     n = int(num_train_samples)
@@ -63,7 +62,7 @@ def fit(train: TrainConfig, num_train_samples: int) -> tuple[dict[str, object], 
     preset_steps = train.epochs * steps_per_epoch(train.reference_videos, train.batch_size)
     budget = max(train.fit_steps, round(preset_steps * min(1.0, n / train.reference_videos)))
     epochs = max(1, math.ceil(budget / steps))
-    lr = float(f"{train.learning_rate * FIT_LR_SCALE:.6g}")
+    lr = float(train.fit_learning_rate)
     overrides = {"train.batch_size": batch, "train.epochs": epochs, "train.schedule": "cosine",
                  "train.learning_rate": lr}
     if epochs > FIT_VALIDATIONS:  # tiny datasets: about 10 validations, not one per epoch

@@ -52,7 +52,7 @@ def test_fit_sizes_the_recipe_of_a_small_dataset():
     anet = get_config("anet").train  # batch 50, lr 1e-4, 15 epochs, constant, reference 10,024
     overrides, why = recipe.fit(anet, 560)
     # 560 / 32 = 17.5 -> batch 16 (nearest power of two); 560 // 16 = 35 steps per epoch;
-    # ceil(280 / 35) = 8 epochs; 3 x 1e-4 peak under warm-up + cosine.
+    # ceil(280 / 35) = 8 epochs; train.fit_learning_rate (3e-4) peak under warm-up + cosine.
     assert overrides == {"train.batch_size": 16, "train.epochs": 8, "train.schedule": "cosine",
                          "train.learning_rate": 3e-4}
     assert "560 training samples" in why and "train.recipe=preset" in why
