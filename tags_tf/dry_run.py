@@ -38,12 +38,15 @@ class Plan:
 
     batch_size: int = 1
     val_batch_videos: int = 0  # videos per validation batch; 0 = batch_size (windows: 1)
+    train_windows: int = 0  # training samples when videos are cut into windows (0: whole videos)
 
     def describe(self) -> str:
         minutes = self.estimated_seconds / 60.0
         return "\n".join([
             f"dataset: {self.reason or 'preset ' + self.preset}",
-            f"subsets: {self.train_videos} {self.train_subset} videos, {self.val_videos} {self.val_subset} videos",
+            f"subsets: {self.train_videos} {self.train_subset} videos"
+            + (f" ({self.train_windows} windows)" if self.train_windows else "")
+            + f", {self.val_videos} {self.val_subset} videos",
             f"steps: {self.steps_per_epoch} per epoch (batch {self.batch_size}) x {self.epochs} epochs "
             f"= {self.total_steps}",
             f"timed on this machine: {self.seconds_per_step:.3f} s per training step, "
@@ -57,6 +60,7 @@ def plan_run(cfg, resolved, timed_steps: int = 3) -> Plan:
     import keras
 
     from tags_tf import recipe, trainer
+    from tags_tf.dataset_resolver import training_samples
     from tags_tf.data.input import make_dataset, subset_pattern
     from tags_tf.inference import make_detect_fn
     from tags_tf.model import TagsModel
@@ -93,4 +97,5 @@ def plan_run(cfg, resolved, timed_steps: int = 3) -> Plan:
         val_videos=int(resolved.manifest.subset_videos(val_subset) or 0),
         steps_per_epoch=steps, epochs=cfg.train.epochs, seconds_per_step=per_step,
         seconds_per_val_batch=per_val, batch_size=batch, val_batch_videos=int(vx["features"].shape[0]),
+        train_windows=training_samples(resolved, train_subset, cfg.data) if cfg.data.window_snippets > 0 else 0,
     )

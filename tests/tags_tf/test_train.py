@@ -138,6 +138,31 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path):
     assert not work.exists()
 
 
+def test_dry_run_counts_windows_of_long_videos(tmp_path):
+    from tags_tf.data.windows import num_windows
+
+    shards = write_tiny_shards(tmp_path / "shards")
+    lengths = [len(v["features"]) for v in _shard_records(shards, "training")]
+    windows = sum(num_windows(t, 8, 4) for t in lengths)
+    args = ["--dataset", str(shards), "--workdir", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "4",
+            "--dry-run"]
+    for s in tiny_set_args(**{"data.window_snippets": 8}):
+        args += ["--set", s]
+    proc = run_train(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"16 training videos ({windows} windows)" in proc.stdout, proc.stdout
+    assert f"steps: {windows // 4} per epoch (batch 4)" in proc.stdout, proc.stdout
+
+
+def _shard_records(shard_dir, subset):
+    import tensorflow as tf
+
+    from tags_tf.features import example_to_numpy
+
+    files = tf.io.gfile.glob(f"{shard_dir}/{subset}-*")
+    return [example_to_numpy(r.numpy()) for r in tf.data.TFRecordDataset(files)]
+
+
 @pytest.mark.slow
 def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
     # Learning rate 0: validation mAP cannot improve after epoch 1, so patience 1 stops
@@ -196,7 +221,7 @@ def test_a_model_trained_on_windows_learns_long_videos_with_short_actions(tmp_pa
     scores = {}
     for name, window in (("windows", 16), ("whole", 0)):
         work = tmp_path / name
-        args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "12", "--batch-size", "8",
+        args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "6", "--batch-size", "8",
                 "--verbose", "0", "--no-export", "--preset", "thumos"]
         for s in tiny_set_args(**{"data.window_snippets": window, "model.scales": (1,),
                                   "postprocess.max_detections": 50}):
