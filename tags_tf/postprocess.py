@@ -283,6 +283,14 @@ def fuse_external_scores(
     )
 
 
+def best_candidates(segments: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor,
+                    k: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Each row's ``k`` best-scoring candidates (all when it has fewer), best first:
+    segments (B, C', 2), scores (B, C'), classes (B, C')."""
+    scores, keep = tf.math.top_k(scores, k=tf.minimum(k, tf.shape(scores)[1]))  # (B, C')
+    return tf.gather(segments, keep, batch_dims=1), scores, tf.gather(classes, keep, batch_dims=1)
+
+
 def soft_nms(
     segments: tf.Tensor,
     scores: tf.Tensor,
@@ -315,10 +323,7 @@ def soft_nms(
     scores = tf.cast(scores, tf.float32)
     classes = tf.cast(classes, tf.int32)
     if pre_nms_top_k is not None:
-        k = tf.minimum(pre_nms_top_k, tf.shape(scores)[1])
-        scores, keep = tf.math.top_k(scores, k=k)  # (B, C')
-        segments = tf.gather(segments, keep, batch_dims=1)  # (B, C', 2)
-        classes = tf.gather(classes, keep, batch_dims=1)  # (B, C')
+        segments, scores, classes = best_candidates(segments, scores, classes, pre_nms_top_k)
     y0 = tf.cast(classes, tf.float32) * _NMS_BOX_HEIGHT if per_class else tf.zeros_like(scores)
     # Boxes [y1, x1, y2, x2] = [c, start, c + 1, end]: box IoU == 1-D tIoU within a class.
     boxes = tf.stack([y0, segments[..., 0], y0 + _NMS_BOX_HEIGHT, segments[..., 1]], axis=-1)  # (B, C', 4)
@@ -619,9 +624,7 @@ class DetectionDecoder(keras.layers.Layer):
             outputs, self.scales, self.mask_thresholds, self.top_snippets, external_scores, self.fusion_top_k,
             self.mask_score, self.contrast_delta, self.mask_source,
         )
-        k = tf.minimum(self.pre_nms_top_k, tf.shape(scores)[1])
-        scores, keep = tf.math.top_k(scores, k=k)
-        return tf.gather(segments, keep, batch_dims=1), scores, tf.gather(classes, keep, batch_dims=1)
+        return best_candidates(segments, scores, classes, self.pre_nms_top_k)
 
     def select(self, segments, scores, classes) -> dict[str, tf.Tensor]:
         """Soft-NMS over pooled candidates whose ``segments`` (B, C, 2) are already in
