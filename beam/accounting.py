@@ -33,8 +33,8 @@ from apache_beam.io.filesystems import FileSystems
 from beam.manifest import ManifestError, SummaryStatsFn, build_manifest
 from beam.output_dir import write_text_atomic
 from beam.shard_io import TMP_DIR, count_records, shard_name
-from tags_tf.schema import DEAD_LETTER_NAME, MANIFEST_NAME, Manifest  # stdlib only
-from tags_tf.tfrecord import TFRecordError  # stdlib only
+from tags_tf.data.schema import DEAD_LETTER_NAME, MANIFEST_NAME, Manifest  # stdlib only
+from tags_tf.data.tfrecord import TFRecordError  # stdlib only
 
 ACCOUNTING_NAME = "accounting.json"  # under TMP_DIR; read by finalize_output
 

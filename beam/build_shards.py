@@ -12,7 +12,7 @@ beam.pipeline_options.make_pipeline_options). Unrecognized flags go to Beam unch
 package to remote workers use ``--setup_file /path/to/repo/pyproject.toml`` (Beam
 builds an sdist with ``python -m build``, which must be installed where you launch).
 
-Outputs in DIR: ``{subset}-NNNNN-of-NNNNN.tfrecord[.gz]`` (tags_tf.features schema),
+Outputs in DIR: ``{subset}-NNNNN-of-NNNNN.tfrecord[.gz]`` (tags_tf.data.features schema),
 ``manifest.json`` and ``rejected.jsonl`` (see beam.accounting). Library entry point:
 :func:`run_build_shards`. Every selected annotated video is either written or listed in
 ``rejected.jsonl`` with its reason; feature files without annotations are ignored (their
@@ -47,7 +47,7 @@ from beam.manifest import ManifestError, base_manifest, format_summary
 from beam.output_dir import prepare_output
 from beam.pipeline_options import make_pipeline_options, options_for_manifest, run_pipeline
 from tags_tf import kernels
-from tags_tf.schema import DEAD_LETTER_NAME, MANIFEST_NAME, Manifest
+from tags_tf.data.schema import DEAD_LETTER_NAME, MANIFEST_NAME, Manifest
 from tags_tf.data.annotations import AnnotationError, AnnotationSet, load_annotations
 
 _LOG = logging.getLogger(__name__)

@@ -48,7 +48,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam import feature_readers as fr
 from beam import shard_io, sinks
-from tags_tf.schema import BAD_ANNOTATION, DUPLICATE_VIDEO_ID  # also the annotation reader's reasons
+from tags_tf.data.schema import BAD_ANNOTATION, DUPLICATE_VIDEO_ID  # also the annotation reader's reasons
 
 # Dead-letter reasons (feature_readers adds empty_file, unreadable_file, bad_shape,
 # stream_length_mismatch).
@@ -351,7 +351,7 @@ class BuildShardFn(beam.DoFn):
         self._reject_bad_segments = reject_bad_segments
 
     def setup(self):
-        from tags_tf import features  # TensorFlow, only where examples are made
+        from tags_tf.data import features  # TensorFlow, only where examples are made
 
         self._features = features
         self._reader = fr.FeatureReader()

@@ -1,4 +1,4 @@
-"""Raw videos -> snippet features -> TFRecord shards (the tags_tf.features schema).
+"""Raw videos -> snippet features -> TFRecord shards (the tags_tf.data.features schema).
 
     python -m beam.extract_features --videos DIR_OR_GLOB [--annotations FILE] \\
         --encoder SPEC --output DIR [--snippet_frames 16 --snippet_stride 16 --fps F \\
@@ -48,7 +48,7 @@ from beam.encoders import ClipSpec, EncoderError, EncoderSpec, clip_spec
 from beam.extract_features_dofns import META, AssembleVideoFn, DecodeBatchesFn, list_videos, plan_tasks
 from beam.model_handler import EncoderModelHandler
 from beam.video_decode import RESIZE_MODES, DecodeOptions
-from tags_tf.schema import Manifest
+from tags_tf.data.schema import Manifest
 
 log = logging.getLogger(__name__)
 

@@ -219,7 +219,7 @@ class AssembleVideoFn(beam.DoFn):
     """(video_id, {"meta": [meta], "features": [(index, (D,))...]}) -> ((subset, video_id), bytes).
 
     Sorts snippet features by index into (T, D), clips segments to the duration and
-    writes ``tags_tf.features.make_example``; also a ``sinks.summary`` on SUMMARY.
+    writes ``tags_tf.data.features.make_example``; also a ``sinks.summary`` on SUMMARY.
     """
 
     def __init__(self, class_names: Sequence[str] = ()):
@@ -227,7 +227,7 @@ class AssembleVideoFn(beam.DoFn):
         self._class_index: dict[str, int] = {}
 
     def setup(self):
-        from tags_tf import features  # TensorFlow, only where examples are made
+        from tags_tf.data import features  # TensorFlow, only where examples are made
 
         self._features = features
         self._class_index = {n: i for i, n in enumerate(self._class_names)}

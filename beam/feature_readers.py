@@ -43,8 +43,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from tags_tf.schema import canonical_video_id as canonical_id  # noqa: F401  (fr.canonical_id)
-from tags_tf.schema import video_id_variants as candidate_keys
+from tags_tf.data.schema import canonical_video_id as canonical_id  # noqa: F401  (fr.canonical_id)
+from tags_tf.data.schema import video_id_variants as candidate_keys
 
 _LOG = logging.getLogger(__name__)
 

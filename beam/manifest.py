@@ -1,6 +1,6 @@
 """The manifest both shard jobs write: what they know up front (:func:`base_manifest`),
 the statistics summed from their per-video summaries (:class:`SummaryStatsFn`), the
-whole :class:`tags_tf.schema.Manifest` (:func:`build_manifest`) and its CLI table.
+whole :class:`tags_tf.data.schema.Manifest` (:func:`build_manifest`) and its CLI table.
 
 ``manifest.json`` (schema.MANIFEST_NAME) holds counts, classes, feature dim, sources,
 options and ``statistics``: {subset: tags_tf.data.statistics.temporal_statistics of its
@@ -19,11 +19,11 @@ from typing import Any, Mapping, Sequence
 import apache_beam as beam
 
 from tags_tf.data.statistics import temporal_statistics  # numpy only
-from tags_tf.schema import MANIFEST_VERSION, Manifest  # stdlib only
+from tags_tf.data.schema import MANIFEST_VERSION, Manifest  # stdlib only
 
 _LOG = logging.getLogger(__name__)
 
-RECORD_SCHEMA = "tags_tf.features (tf.train.SequenceExample per video)"  # the manifest's "schema"
+RECORD_SCHEMA = "tags_tf.data.features (tf.train.SequenceExample per video)"  # the manifest's "schema"
 
 
 class ManifestError(RuntimeError):

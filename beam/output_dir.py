@@ -10,7 +10,7 @@ import os
 from apache_beam.io.filesystems import FileSystems
 
 from beam.shard_io import TMP_DIR
-from tags_tf.schema import DEAD_LETTER_NAME, MANIFEST_NAME, SHARD_SUFFIX  # stdlib only
+from tags_tf.data.schema import DEAD_LETTER_NAME, MANIFEST_NAME, SHARD_SUFFIX  # stdlib only
 
 
 def prepare_output(output: str, overwrite: bool) -> None:

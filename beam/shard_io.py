@@ -1,7 +1,7 @@
 """Shard files of the Beam jobs: how many, the streamed writer, the per-shard writing
 transform, and the record count that checks them afterwards (local paths or gs://,
 through Beam's FileSystems; no TensorFlow). Names and TFRecord framing are
-:mod:`tags_tf.tfrecord`'s, shared with every other shard writer.
+:mod:`tags_tf.data.tfrecord`'s, shared with every other shard writer.
 
     with TFRecordFileWriter(temp_path(out, name), "GZIP") as w:   # one shard, streamed
         w.write(serialized)
@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from tags_tf.tfrecord import (  # noqa: F401  (compression_type, shard_suffix: for the jobs too)
+from tags_tf.data.tfrecord import (  # noqa: F401  (compression_type, shard_suffix: for the jobs too)
     RecordWriter,
     compression_type,
     read_records,
@@ -153,7 +153,7 @@ class WriteShards(beam.PTransform):
 
 
 def count_records(path: str, compression: str = "") -> int:
-    """Number of TFRecords in ``path`` (framing only; raises tags_tf.tfrecord.TFRecordError
+    """Number of TFRecords in ``path`` (framing only; raises tags_tf.data.tfrecord.TFRecordError
     if truncated or not TFRecords)."""
     with FileSystems.open(path, compression_type=_beam_compression(compression)) as f:
         return sum(1 for _ in read_records(f, path))

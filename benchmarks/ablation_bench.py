@@ -81,8 +81,8 @@ def _datasets(cfg, resolved, subsets):
 
 
 def _score(model, decoder, datasets, resolved, protocol) -> dict:
-    from tags_tf.evaluator import evaluate_arrays
-    from tags_tf.inference import detect_dataset
+    from tags_tf.evaluation.evaluator import evaluate_arrays
+    from tags_tf.evaluation.inference import detect_dataset
 
     out = {}
     for name, ds in datasets.items():
@@ -97,10 +97,10 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
     import keras
 
     from tags_tf import config as config_lib
-    from tags_tf import dataset_resolver as datasets_lib
-    from tags_tf import trainer
-    from tags_tf.model import TagsModel  # noqa: F401  (registers the class for load_model)
-    from tags_tf.postprocess import DetectionDecoder
+    from tags_tf.training import dataset_resolver as datasets_lib
+    from tags_tf.training import trainer
+    from tags_tf.model.tags_model import TagsModel  # noqa: F401  (registers the class for load_model)
+    from tags_tf.decode.postprocess import DetectionDecoder
 
     run_dir = os.path.join(args.workdir, row, f"seed{seed}")
     result_path = os.path.join(run_dir, "ablation.json")
@@ -151,9 +151,9 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
 
 
 def run_baseline(args, resolved, subsets) -> dict:
-    from tags_tf import dataset_resolver as datasets
+    from tags_tf.training import dataset_resolver as datasets
     from tags_tf.baseline import detect_snippet_baseline, fit_snippet_baseline, read_shard_videos
-    from tags_tf.evaluator import evaluate_arrays
+    from tags_tf.evaluation.evaluator import evaluate_arrays
 
     train_videos = read_shard_videos(resolved.shard_dir, subsets["train"])
     model = fit_snippet_baseline(train_videos, len(resolved.class_names))
@@ -226,7 +226,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from tags_tf import dataset_resolver as datasets_lib
+    from tags_tf.training import dataset_resolver as datasets_lib
     from tags_tf.train import build_shards_locally
 
     resolved = datasets_lib.resolve(args.dataset, shard_writer=build_shards_locally)  # demo: shards on first use

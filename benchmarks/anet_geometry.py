@@ -243,7 +243,7 @@ def build_geometry_set(name: str, output: str, spec: dict, select, render, versi
 
     ``select()`` -> :class:`Selection`; ``render(selection)`` -> {id: (T, D) features}.
     """
-    from tags_tf.schema import MANIFEST_NAME
+    from tags_tf.data.schema import MANIFEST_NAME
 
     shard_dir = os.path.join(output, "shards")
     spec_path = os.path.join(output, SPEC_NAME)

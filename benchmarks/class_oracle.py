@@ -50,10 +50,10 @@ def score_run(run_dir: str, resolved, sources) -> dict:
     import keras
 
     from tags_tf.data.input import make_dataset, subset_pattern
-    from tags_tf.evaluator import Evaluator
-    from tags_tf.inference import detect_dataset
-    from tags_tf.model import TagsModel  # noqa: F401  (registers the class for load_model)
-    from tags_tf.postprocess import DetectionDecoder
+    from tags_tf.evaluation.evaluator import Evaluator
+    from tags_tf.evaluation.inference import detect_dataset
+    from tags_tf.model.tags_model import TagsModel  # noqa: F401  (registers the class for load_model)
+    from tags_tf.decode.postprocess import DetectionDecoder
 
     model = keras.saving.load_model(os.path.join(run_dir, "best.keras"))
     cfg = model.tags_config

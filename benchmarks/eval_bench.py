@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing.
 
 from tags_tf.data.annotations import load_annotations  # noqa: E402
-from tags_tf.metrics import evaluate_detections  # noqa: E402
-from tags_tf.submission import Detections, read_results  # noqa: E402
+from tags_tf.evaluation.metrics import evaluate_detections  # noqa: E402
+from tags_tf.evaluation.submission import Detections, read_results  # noqa: E402
 
 CASES = [
     # name, predictions, ground truth, subset, protocol, official seconds (EXPECTED.md)

@@ -82,7 +82,7 @@ def _plain_loop(files, encoder_spec, out_path):
 
     from beam.encoders import build_encoder
     from beam.video_decode import DecodeOptions, iter_snippets, probe
-    from tags_tf.features import make_example
+    from tags_tf.data.features import make_example
 
     enc = build_encoder(encoder_spec, 16)
     opts = DecodeOptions(16, 16, height=enc.clip.height, width=enc.clip.width)

@@ -31,7 +31,7 @@ def start(description: str, argv=None):
     add_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from tags_tf import dataset_resolver
+    from tags_tf.training import dataset_resolver
 
     resolved = dataset_resolver.resolve(args.dataset)
     return args, resolved, list(finished_runs(args.workdir, args.rows.split(","), args.seeds))

@@ -33,14 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tags_tf import features as F  # noqa: E402
+from tags_tf.data import features as F  # noqa: E402
 from tags_tf.config import get_config  # noqa: E402
 from tags_tf.data import input as input_lib  # noqa: E402
-from tags_tf.tfrecord import write_shards as write_shard_files  # noqa: E402
+from tags_tf.data.tfrecord import write_shards as write_shard_files  # noqa: E402
 
 
 def write_shards(out_dir: str, videos: int, snippets: int, dim: int, classes: int, num_shards: int, seed: int) -> float:
-    """ANet-like shards written with tags_tf.tfrecord.write_shards; returns the seconds it took."""
+    """ANet-like shards written with tags_tf.data.tfrecord.write_shards; returns the seconds it took."""
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
 
@@ -148,7 +148,7 @@ def main(argv=None) -> None:
         print(f"tf.data input, targets='raw'  : {eps:8.1f} examples/s, {cpu:6.0f} CPU-µs/example (targets built by the model)")
 
         try:
-            from tags_tf.model import TagsModel
+            from tags_tf.model.tags_model import TagsModel
         except ImportError as e:  # the model is optional for this benchmark
             print(f"model unavailable ({e}); input throughput only")
             return

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tags_tf.config import get_config  # noqa: E402
-from tags_tf.model import TagsModel  # noqa: E402
+from tags_tf.model.tags_model import TagsModel  # noqa: E402
 
 PAPER = {("anet", (1,)): (2.9, None), ("anet", (1, 2)): (6.2, 17.8), ("anet", (1, 2, 4)): (9.8, None)}
 

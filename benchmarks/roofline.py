@@ -237,9 +237,9 @@ def preset_benches(preset: str, batches, max_train_batch: int) -> tuple[dict, di
     import tensorflow as tf
 
     from tags_tf.config import get_config
-    from tags_tf.labels import build_targets
-    from tags_tf.losses import TagsLoss
-    from tags_tf.model import TagsModel
+    from tags_tf.model.labels import build_targets
+    from tags_tf.model.losses import TagsLoss
+    from tags_tf.model.tags_model import TagsModel
 
     cfg = get_config(preset)
     m = cfg.model

@@ -11,7 +11,7 @@ with 1-3 segments per video, float32 .npy features), then times
          construction, startup, reading, validation, encoding, writing and the manifest
          are all inside the timing);
   loop:  the same work written as one Python loop: np.load -> the same checks ->
-         features.make_example -> tags_tf.tfrecord's writer (the framing beam.shard_io
+         features.make_example -> tags_tf.data.tfrecord's writer (the framing beam.shard_io
          streams too) into the same number of shards;
   dask N: run_build_shards on Beam's DaskRunner (``--runner dask``) against a
          dask.distributed LocalCluster of N worker processes (one thread each, loopback
@@ -73,9 +73,9 @@ def make_inputs(root: str, num_videos: int, t: int, d: int, seed: int = 0) -> tu
 def run_loop(ann_path: str, feat_dir: str, out_dir: str, num_shards: int, compression: str) -> int:
     """The single-process baseline: same checks, same examples, round-robin shards."""
     from beam import build_shards_dofns
-    from tags_tf import features as F
+    from tags_tf.data import features as F
     from tags_tf.data.annotations import load_annotations
-    from tags_tf.tfrecord import open_records, shard_name
+    from tags_tf.data.tfrecord import open_records, shard_name
 
     ann = load_annotations(ann_path)
     class_index = ann.class_index()
@@ -125,7 +125,7 @@ def _child(args) -> None:
     import tensorflow  # noqa: F401
 
     import beam.build_shards  # noqa: F401
-    from tags_tf import features  # noqa: F401
+    from tags_tf.data import features  # noqa: F401
 
     job, ann, feat_dir, out = args.child
     cluster = None

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tags_tf.config import get_config  # noqa: E402
-from tags_tf.model import TagsModel  # noqa: E402
+from tags_tf.model.tags_model import TagsModel  # noqa: E402
 
 
 def synthetic_batch(cfg, batch: int, rng: np.random.Generator):

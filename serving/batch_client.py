@@ -9,7 +9,7 @@ several requests in flight), prints a table and writes ActivityNet-format JSON::
     # batch mode: every .npy in a folder (durations from a CSV/JSON or an annotation file)
     python -m serving.client --server HOST:8500 --features FEATURE_DIR --durations durations.csv --json out.json
     python -m serving.client --server HOST:8500 --features FEATURE_DIR --annotations anet.json
-    # batch mode: TFRecord shards in the tags_tf.features schema (duration from each example)
+    # batch mode: TFRecord shards in the tags_tf.data.features schema (duration from each example)
     python -m serving.client --server HOST:8500 --shards 'shards/validation-*.tfrecord*' --json out.json
     # fixed-shape requests of 16 videos (what TF Serving's --enable_batching needs)
     python -m serving.client --server HOST:8500 --shards '...' --resample --batch-size 16 --concurrency 4
@@ -95,9 +95,9 @@ def durations_from_annotations(path: str | Path) -> dict[str, float]:
 
 
 def _lookup(durations: Mapping[str, float], video_id: str) -> float | None:
-    from tags_tf.schema import alternate_video_id
+    from tags_tf.data.schema import alternate_video_id
 
-    for key in (video_id, alternate_video_id(video_id)):  # the v_ rule of tags_tf.schema
+    for key in (video_id, alternate_video_id(video_id)):  # the v_ rule of tags_tf.data.schema
         if key in durations:
             return durations[key]
     return None
@@ -146,7 +146,7 @@ def iter_shards(pattern: str) -> Iterator[tuple[str, np.ndarray, float]]:
 
 
 def _shard_examples(files):
-    from tags_tf import features as schema
+    from tags_tf.data import features as schema
 
     for f in files:
         compression = "GZIP" if f.endswith(".gz") else ""
@@ -174,12 +174,12 @@ def format_table(results: Mapping[str, VideoDetections], class_names: Sequence[s
 
 
 def write_results_json(path: str | Path, results: Mapping[str, VideoDetections], class_names: Sequence[str] | None) -> None:
-    """ActivityNet-1.3 results file via ``tags_tf.submission.ResultsWriter``.
+    """ActivityNet-1.3 results file via ``tags_tf.evaluation.submission.ResultsWriter``.
 
     Without ``class_names`` the labels are the names the server sent with the detections
     (the exported model's class names), else the class ids as strings.
     """
-    from tags_tf.submission import ResultsWriter
+    from tags_tf.evaluation.submission import ResultsWriter
 
     if class_names is None:
         k = max((int(d.classes.max()) + 1 for d in results.values() if len(d)), default=0)
@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", default="tags", help="model name in the server's model config")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--features", help="a (T, D) .npy file, or a folder of them (batch mode)")
-    src.add_argument("--shards", help="TFRecord shard glob in the tags_tf.features schema (batch mode)")
+    src.add_argument("--shards", help="TFRecord shard glob in the tags_tf.data.features schema (batch mode)")
     p.add_argument("--duration", type=float, help="duration in seconds (single file)")
     p.add_argument("--durations", help="CSV (video_id,duration) or JSON {video_id: seconds} for a folder")
     p.add_argument("--annotations", help="annotation file giving every video's duration (ActivityNet/THUMOS)")

@@ -9,7 +9,7 @@ The SavedModel (Keras 3 ``ExportArchive``) has two signatures whose input and ou
 names are listed in ``serving/signatures.py``: ``serving_default`` (raw model outputs for
 features already resampled to ``cfg.model.input_snippets``) and ``detect`` (features of
 any length + duration in seconds -> padded detections). ``detect`` resamples inside the
-graph, runs the model and ``tags_tf.postprocess.DetectionDecoder`` (mask thresholds,
+graph, runs the model and ``tags_tf.decode.postprocess.DetectionDecoder`` (mask thresholds,
 scoring, Soft-NMS), so clients need nothing but features. Bad inputs fail in the graph
 with ``InvalidArgumentError`` messages that name the input ("assertion failed:
 [detect: duration must be finite and > 0 seconds] ..."). Only core TF ops are used, so the
@@ -54,7 +54,7 @@ class ExportError(ValueError):
 
 def default_decoder(cfg: TagsConfig) -> keras.layers.Layer:
     """The post-processing layer shared with ``TagsModel.predict_step``."""
-    from tags_tf.postprocess import DetectionDecoder
+    from tags_tf.decode.postprocess import DetectionDecoder
 
     return DetectionDecoder.from_tags_config(cfg)
 
@@ -323,7 +323,7 @@ def _resolve_inputs(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
 
 def load_run(checkpoint: Path, config: Path) -> tuple[keras.Model, TagsConfig]:
     """Loads ``config.json`` (TagsConfig.to_dict) and the ``.keras`` checkpoint."""
-    import tags_tf.model  # noqa: F401  (registers TagsModel and its layers)
+    import tags_tf.model.tags_model  # noqa: F401  (registers TagsModel and its layers)
 
     try:
         cfg = from_dict(json.loads(config.read_text()))

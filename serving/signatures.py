@@ -35,7 +35,7 @@ FEATURES = "features"
 DURATION = "duration"
 EXTERNAL_SCORES = "external_scores"
 
-from tags_tf.schema import (  # noqa: E402  (the decoder's output names, defined once)
+from tags_tf.data.schema import (  # noqa: E402  (the decoder's output names, defined once)
     DETECTION_CLASSES,
     DETECTION_OUTPUTS,
     DETECTION_SCORES,

@@ -32,8 +32,8 @@ Detection, per video with probabilities ``P`` (T, K + 1)
       on each side (Eq. 7's outer-inner contrast, floored at 0), once per kept class;
     * sorted by score, at most ``max_detections`` per video.
 
-The output is the detections format of :func:`tags_tf.inference.detect_dataset`, so
-:meth:`tags_tf.evaluator.Evaluator.evaluate` scores it.
+The output is the detections format of :func:`tags_tf.evaluation.inference.detect_dataset`, so
+:meth:`tags_tf.evaluation.evaluator.Evaluator.evaluate` scores it.
 
 Long because it is the whole baseline in one place (its reader of shard videos, its
 trainer and its detector), so that nothing of the model's code path is shared with it.
@@ -324,7 +324,7 @@ def detect_snippet_baseline(model: SnippetBaseline, videos: Iterable[Mapping], s
 
     Returns:
       ``{video_id: {"segments" (n, 2) float64 s, "scores" (n,) float64, "classes" (n,) int64}}``,
-      the format of :func:`tags_tf.inference.detect_dataset`.
+      the format of :func:`tags_tf.evaluation.inference.detect_dataset`.
     """
     detections = {}
     for v in videos:
@@ -349,7 +349,7 @@ def read_shard_videos(shard_dir: str, subset: str) -> list[dict]:
     """
     import tensorflow as tf  # lazy: the rest of the module is numpy only
 
-    from tags_tf import features as F
+    from tags_tf.data import features as F
     from tags_tf.data.input import list_files, subset_pattern
 
     videos = []

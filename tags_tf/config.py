@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 # Allowed values of postprocess.mask_source / mask_score (the decoder checks them too).
 MASK_SOURCES = ("mask", "actionness", "both")
 MASK_SCORES = ("mean", "contrast", "gated", "consensus")
-PROTOCOLS = ("anet", "thumos")  # tags_tf.metrics.tiou_thresholds_for
+PROTOCOLS = ("anet", "thumos")  # tags_tf.evaluation.metrics.tiou_thresholds_for
 
 
 def _default_thresholds() -> tuple[float, ...]:
@@ -173,16 +173,16 @@ class TrainConfig:
     clipnorm: float = 0.0  # 0 disables gradient clipping.
     # > 0: keep an exponential moving average of the weights (Polyak averaging, momentum
     # per optimizer step) and validate, checkpoint and export the averaged weights
-    # (tags_tf.ema). 0 (the paper): the raw weights. README "Design notes".
+    # (tags_tf.training.ema). 0 (the paper): the raw weights. README "Design notes".
     ema_momentum: float = 0.0
     # "constant" (the paper) or "cosine": linear warm-up over warmup_fraction of the
-    # steps, then cosine decay to final_lr_fraction x learning_rate (tags_tf.recipe).
+    # steps, then cosine decay to final_lr_fraction x learning_rate (tags_tf.training.recipe).
     schedule: str = "constant"
     warmup_fraction: float = 0.05
     final_lr_fraction: float = 0.0
     min_steps: int = 0  # > 0: more epochs than `epochs` until this many optimizer steps.
     # "auto": a shard directory whose training subset is smaller than reference_videos
-    # (the preset's own dataset) gets the recipe fitted to its size (tags_tf.recipe.fit);
+    # (the preset's own dataset) gets the recipe fitted to its size (tags_tf.training.recipe.fit);
     # "preset": the preset's recipe as it is (the paper's, for anet and thumos).
     recipe: str = "auto"
     reference_videos: int = 10024  # ActivityNet-1.3 training videos

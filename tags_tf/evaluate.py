@@ -8,9 +8,9 @@ Prints mAP per tIoU and the average (``--per-class`` adds per-class AP). Ground 
 may be in the official ActivityNet, ActionFormer (THUMOS), G-TAD or BSN/BMN layout
 (``--video-info`` for the BSN csv). Bad input prints one line on stderr and exits 2.
 
-It scores with :class:`tags_tf.evaluator.Evaluator`, the evaluator of training-time
+It scores with :class:`tags_tf.evaluation.evaluator.Evaluator`, the evaluator of training-time
 validation and of the final evaluation after training (there on arrays, here on the
-files' contents); :func:`evaluate_detections` (``tags_tf.metrics``) is re-exported.
+files' contents); :func:`evaluate_detections` (``tags_tf.evaluation.metrics``) is re-exported.
 Nothing here imports TensorFlow; matplotlib is imported only for ``--plots``.
 """
 
@@ -26,9 +26,9 @@ from typing import Sequence
 
 from tags_tf.config import PROTOCOLS, DataConfig
 from tags_tf.data.annotations import FORMATS, AnnotationError, load_annotations
-from tags_tf.evaluator import Evaluator
-from tags_tf.metrics import DetectionMetrics, evaluate_detections
-from tags_tf.submission import ResultsError, read_results
+from tags_tf.evaluation.evaluator import Evaluator
+from tags_tf.evaluation.metrics import DetectionMetrics, evaluate_detections
+from tags_tf.evaluation.submission import ResultsError, read_results
 
 __all__ = ["main", "Evaluator", "evaluate_detections", "DetectionMetrics", "build_parser"]
 
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> DetectionMetrics:
         except OSError as err:
             raise OSError(f"{args.json_out}: cannot write metrics ({err.strerror or err})") from None
     if args.plots:
-        from tags_tf import plots  # matplotlib only when asked for
+        from tags_tf.evaluation import plots  # matplotlib only when asked for
 
         written = plots.write_report_plots(args.plots, metrics, detections, gt,
                                            videos=args.plot_videos)

@@ -25,8 +25,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from tags_tf.config import TagsConfig, get_config
-from tags_tf.schema import MANIFEST_NAME, Manifest
-from tags_tf.tfrecord import write_shards
+from tags_tf.data.schema import MANIFEST_NAME, Manifest
+from tags_tf.data.tfrecord import write_shards
 
 # The checkout holding this package (the training CLI runs from there).
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ TINY_OVERRIDES: Mapping[str, Any] = {
 TINY_TRAIN_OVERRIDES: Mapping[str, Any] = {
     "postprocess.pre_nms_top_k": 100,
     "train.learning_rate": 3e-3,
-    "train.recipe": "preset",  # tests/tags_tf/test_recipe.py covers the fitted recipe
+    "train.recipe": "preset",  # tests/tags_tf/training/test_recipe.py covers the fitted recipe
 }
 # Given by the shards' manifest when training on shards, so not passed as --set.
 _FROM_MANIFEST = ("model.feature_dim", "model.num_classes")
@@ -76,7 +76,7 @@ def build_model(cfg: TagsConfig, seed: int = 0):
     import keras
     import tensorflow as tf
 
-    from tags_tf.model import TagsModel
+    from tags_tf.model.tags_model import TagsModel
 
     keras.utils.set_random_seed(seed)
     model = TagsModel(cfg)
@@ -124,7 +124,7 @@ def write_tiny_shards(shard_dir: Path, num_train: int = 16, num_val: int = 6,
     """Shards in the ``beam.build_shards`` layout (one file per subset, manifest.json):
     ``TINY_OVERRIDES["model.num_classes"]`` classes ``class0 ..``, one instance per
     video, whose features carry its class's prototype."""
-    from tags_tf.features import make_example
+    from tags_tf.data.features import make_example
 
     num_classes = TINY_OVERRIDES["model.num_classes"]
     names = [f"class{c}" for c in range(num_classes)]

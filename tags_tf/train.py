@@ -1,6 +1,6 @@
 """``python -m tags_tf.train --dataset anet|thumos|demo|SHARD_DIR``: the paper's recipe.
 
-Thin CLI over :func:`tags_tf.trainer.train`. Exit codes: 0 done, 2 bad arguments or
+Thin CLI over :func:`tags_tf.training.trainer.train`. Exit codes: 0 done, 2 bad arguments or
 missing data (one readable message, no traceback).
 
 This is where the packages meet: the library (``tags_tf``) neither builds shards nor
@@ -18,7 +18,7 @@ from typing import Sequence
 
 from tags_tf import kernels
 from tags_tf.config import ConfigError, parse_set_args
-from tags_tf.dataset_resolver import MissingDataError
+from tags_tf.training.dataset_resolver import MissingDataError
 
 log = logging.getLogger("tags_tf.train")  # not "__main__" under python -m
 
@@ -44,7 +44,7 @@ def build_shards_locally(ann_path: str, feat_dir: str, shard_dir: str, num_shard
 
 
 def export_servable(model, cfg, export_dir: str, class_names: Sequence[str]) -> None:
-    """``serving.export`` of the trained model (replacing ``export_dir``); a :data:`tags_tf.trainer.Exporter`."""
+    """``serving.export`` of the trained model (replacing ``export_dir``); a :data:`tags_tf.training.trainer.Exporter`."""
     from serving.export import export_saved_model
 
     export_saved_model(model, cfg, export_dir, class_names=list(class_names), overwrite=True)
@@ -52,10 +52,11 @@ def export_servable(model, cfg, export_dir: str, class_names: Sequence[str]) -> 
 
 def train_from_args(args, overrides: dict) -> dict:
     # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
-    from tags_tf.distribute import build_strategy
+    from tags_tf.training.distribute import build_strategy
 
     strategy = build_strategy(args.strategy)
-    from tags_tf import dataset_resolver, trainer
+    from tags_tf.training import dataset_resolver
+    from tags_tf.training import trainer
 
     resolved = dataset_resolver.resolve(args.dataset, args.data_dir, getattr(args, "preset", None),
                                         shard_writer=build_shards_locally)
@@ -70,8 +71,8 @@ def train_from_args(args, overrides: dict) -> dict:
 
 def dry_run_from_args(args, overrides: dict) -> str:
     """The plan of ``train_from_args`` (dataset, config, steps, timed estimate) as text; trains nothing."""
-    from tags_tf import dataset_resolver
-    from tags_tf.dry_run import plan_run
+    from tags_tf.training import dataset_resolver
+    from tags_tf.training.dry_run import plan_run
 
     resolved = dataset_resolver.resolve(args.dataset, args.data_dir, getattr(args, "preset", None),
                                         shard_writer=build_shards_locally)

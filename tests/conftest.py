@@ -18,8 +18,8 @@ TESTS = REPO / "tests"
 # Eigen, TF_ENABLE_ONEDNN_OPTS): marked "kernels", run by .ci/run under both. Paths under
 # tests/, which mirrors the package.
 KERNEL_SENSITIVE = {
-    "tags_tf/layers/test_layers.py", "tags_tf/test_losses.py", "tags_tf/test_postprocess.py",
-    "tags_tf/test_model.py", "tags_tf/test_actionness.py", "tags_tf/test_labels.py", "tags_tf/test_mask_ops.py",
+    "tags_tf/model/test_layers.py", "tags_tf/model/test_losses.py", "tags_tf/decode/test_postprocess.py",
+    "tags_tf/model/test_tags_model.py", "tags_tf/decode/test_actionness.py", "tags_tf/model/test_labels.py", "tags_tf/test_ops.py",
     "tags_tf/data/test_resample.py", "beam/encoders/test_movinet_cpu_conv3d.py", "serving/test_export.py",
     "benchmarks/test_roofline.py",
 }

@@ -122,14 +122,14 @@ def test_test_modules_never_import_each_other():
 def test_the_cli_exemptions_name_real_modules():
     # A renamed CLI must not leave a stale exemption (or silently lose its own check).
     assert all((REPO / rel).is_file() for rel in CLI_MODULES)
-    assert (REPO / "tags_tf" / "trainer.py").is_file() and "tags_tf/trainer.py" not in CLI_MODULES
+    assert (REPO / "tags_tf" / "training" / "trainer.py").is_file() and "tags_tf/training/trainer.py" not in CLI_MODULES
 
 
 BAD_MODULE = '''\
 """Docstrings that say "from beam import dofns" are not imports."""
 import os
 import beamer                           # another package that only starts alike
-from tags_tf import serving_utils       # a tags_tf module, not the serving package
+from tags_tf import serving_utils  # a tags_tf module, not the serving package
 from serving.export import export_saved_model
 
 import benchmarks.shards_bench as sb
@@ -172,7 +172,7 @@ def test_checker_resolves_relative_imports():
 
     # Test modules importing test modules, in any folder of tests/ and in any form.
     source = ("import tests.conftest\nfrom tests.conftest import REPO\n"
-              "from tests.tags_tf.layers.layer_testing import run_layer_test\n"
+              "from tests.tags_tf.model.layer_testing import run_layer_test\n"
               "import tests.beam.test_faults_beam\nfrom tests.beam import test_dask_runner\n"
               "from tests.serving.test_export import SERVING_DIR\nfrom .test_model import x\nfrom . import test_losses\n")
     assert imports_of_test_modules(source, "tests/tags_tf/test_y.py", "tests.tags_tf") == [

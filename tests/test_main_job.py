@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tags_tf.data import demo
-from tags_tf.dataset_resolver import DEMO_VIDEOS
-from tags_tf.evaluator import Evaluator
+from tags_tf.training.dataset_resolver import DEMO_VIDEOS
+from tags_tf.evaluation.evaluator import Evaluator
 from tags_tf.testing import run_train
 
 # Measured on the demo validation set: an untrained model (``--epochs 0``) scores 0.002

@@ -51,8 +51,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from tags_tf.jsonio import read_json, repeated_keys
-from tags_tf.schema import BAD_ANNOTATION, DUPLICATE_VIDEO_ID, canonical_video_id
+from tags_tf.data.jsonio import read_json, repeated_keys
+from tags_tf.data.schema import BAD_ANNOTATION, DUPLICATE_VIDEO_ID, canonical_video_id
 
 logger = logging.getLogger(__name__)
 

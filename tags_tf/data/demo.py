@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tags_tf.schema import MANIFEST_NAME, read_manifest
+from tags_tf.data.schema import MANIFEST_NAME, read_manifest
 
 logger = logging.getLogger(__name__)
 

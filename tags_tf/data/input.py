@@ -7,9 +7,9 @@ Pipeline (README "Design notes")::
       -> shuffle serialized records (training)  # before decoding: records are smaller
       -> batch serialized records (drop_remainder only when training)
       -> decode the batch in one vectorized map: tf.io.parse_sequence_example with the
-         tags_tf.features schema, resample every video to cfg.model.input_snippets
+         tags_tf.data.features schema, resample every video to cfg.model.input_snippets
          (linear, align_corners=False, per-video lengths), targets for every scale
-         (tags_tf.labels.build_targets, batched)
+         (tags_tf.model.labels.build_targets, batched)
       -> prefetch(AUTOTUNE)
 
 Decoding after batching costs about half the CPU per video of a per-video map at the
@@ -45,11 +45,11 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from tags_tf import features as F
+from tags_tf.data import features as F
 from tags_tf.config import TagsConfig
 from tags_tf.data import windows as win
 from tags_tf.data.resample import resample_features
-from tags_tf.labels import build_targets
+from tags_tf.model.labels import build_targets
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def decode_batch(serialized: tf.Tensor, cfg: TagsConfig) -> dict[str, tf.Tensor]
     """A batch of serialized shard records -> resampled features and metadata (graph op).
 
     Args:
-      serialized: (B,) string, records of the tags_tf.features schema.
+      serialized: (B,) string, records of the tags_tf.data.features schema.
 
     Returns:
       features.parse_batch's dict with features resampled to (B, T_in, D) float32:

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from beam import build_shards
-from tags_tf import features as F
+from tags_tf.data import features as F
 from tests.conftest import shared_dir
 
 

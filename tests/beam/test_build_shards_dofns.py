@@ -245,7 +245,7 @@ def test_validate_bad_duration(duration):
 def test_build_shard_fn_writes_one_shard_and_rejects(tmp_path):
     import tensorflow as tf
 
-    from tags_tf import features
+    from tags_tf.data import features
 
     feats = np.arange(8, dtype=np.float32).reshape(4, 2)
     np.save(tmp_path / "a.npy", feats)
@@ -286,7 +286,7 @@ def test_make_example_wire_bytes_match_the_proto_api(shape):
     # in one go); it must give exactly the message the proto API builds row by row.
     import tensorflow as tf
 
-    from tags_tf import features
+    from tags_tf.data import features
 
     x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     ref = tf.train.SequenceExample()

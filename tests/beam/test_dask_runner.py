@@ -25,7 +25,7 @@ def cluster():
 
 def read_records(out, manifest):
     """{video_id: (features, segments, labels, subset)} of every record in the shards."""
-    from tags_tf import features as F
+    from tags_tf.data import features as F
     import tensorflow as tf
 
     got = {}

@@ -43,10 +43,10 @@ def data(tmp_path_factory):
 
 
 def read_shards(out_dir, feature_dim, compression=""):
-    """{video_id: parsed dict} through tf.data and tags_tf.features.parse_example."""
+    """{video_id: parsed dict} through tf.data and tags_tf.data.features.parse_example."""
     import tensorflow as tf
 
-    from tags_tf.features import parse_example
+    from tags_tf.data.features import parse_example
 
     files = sorted(glob.glob(os.path.join(out_dir, "*.tfrecord*")))
     ds = tf.data.TFRecordDataset(files, compression_type=compression).map(lambda s: parse_example(s, feature_dim))

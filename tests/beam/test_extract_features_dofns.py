@@ -143,7 +143,7 @@ def _meta(vid="v", t=3, duration=3.0, segments=(), labels=()):
 
 
 def test_assemble_sorts_snippets_and_clips_segments():
-    from tags_tf.features import example_to_numpy
+    from tags_tf.data.features import example_to_numpy
 
     meta = _meta(segments=[(0.5, 1.5), (2.0, 4.0), (3.5, 5.0)], labels=["run", "jump", "run"])
     feats = [(2, np.full(4, 2.0)), (0, np.zeros(4)), (1, np.ones(4))]  # arrive out of order
@@ -164,7 +164,7 @@ def test_assemble_sorts_snippets_and_clips_segments():
 
 
 def test_assemble_without_annotations_has_no_segments():
-    from tags_tf.features import example_to_numpy
+    from tags_tf.data.features import example_to_numpy
 
     meta = _meta(t=2)
     meta["subset"] = "inference"

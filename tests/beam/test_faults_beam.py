@@ -73,7 +73,7 @@ def test_manifest_write_interrupted_leaves_no_partial_manifest(tmp_path, monkeyp
     from apache_beam.io.filesystems import FileSystems
 
     from beam import accounting
-    from tags_tf.schema import Manifest
+    from tags_tf.data.schema import Manifest
 
     real_create = FileSystems.create
 

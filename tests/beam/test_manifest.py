@@ -1,5 +1,5 @@
 """beam/manifest.py: the manifest both shard jobs write (statistics, counts, the whole
-tags_tf.schema.Manifest), called directly."""
+tags_tf.data.schema.Manifest), called directly."""
 
 import json
 
@@ -7,7 +7,7 @@ import pytest
 
 from beam import sinks
 from beam.manifest import ManifestError, SummaryStatsFn, base_manifest, build_manifest, format_summary
-from tags_tf.schema import Manifest
+from tags_tf.data.schema import Manifest
 
 
 def _stats(summaries):
@@ -77,7 +77,7 @@ def test_a_job_writes_the_keys_it_wrote_before_the_manifest_class():
         "pipeline_options", "subsets", "statistics", "num_snippets", "counts",
     ])
     assert (written["format_version"], written["class_ids"], written["num_classes"]) == (1, {"jump": 0, "run": 1}, 2)
-    assert written["schema"] == "tags_tf.features (tf.train.SequenceExample per video)"
+    assert written["schema"] == "tags_tf.data.features (tf.train.SequenceExample per video)"
     assert Manifest.from_dict(written).to_dict() == written
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from beam import shard_io
 from beam.output_dir import prepare_output
-from tags_tf.schema import DEAD_LETTER_NAME, MANIFEST_NAME
+from tags_tf.data.schema import DEAD_LETTER_NAME, MANIFEST_NAME
 
 
 def test_prepare_output_refuses_or_replaces_an_earlier_run(tmp_path):

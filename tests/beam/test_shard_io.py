@@ -5,7 +5,7 @@ import gzip
 import pytest
 
 from beam import shard_io
-from tags_tf.tfrecord import TFRecordError
+from tags_tf.data.tfrecord import TFRecordError
 
 
 def test_option_helpers():

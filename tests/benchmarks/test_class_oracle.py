@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from tags_tf.evaluator import Evaluator
+from tags_tf.evaluation.evaluator import Evaluator
 from tests.conftest import REPO
 
 _spec = importlib.util.spec_from_file_location("class_oracle", REPO / "benchmarks" / "class_oracle.py")

@@ -15,7 +15,7 @@ from serving import batch_client
 from serving import client as client_lib
 from serving.client import DetectionClient, VideoDetections, ClientInputError, ServingError, split_detections
 from serving.dev_server import DevServer
-from tags_tf import features as schema
+from tags_tf.data import features as schema
 from tags_tf.testing import in_process_detect
 
 

@@ -276,9 +276,9 @@ def test_detect_on_a_28_minute_video_equals_offline_inference(tmp_path):
     """Long videos (data.window_snippets > 0): the served ``detect`` cuts the same windows,
     pools and Soft-NMSes them as validation / batch inference over shards does."""
     from tags_tf.data.input import make_dataset, subset_pattern
-    from tags_tf.features import make_example
-    from tags_tf.inference import detect_dataset
-    from tags_tf.tfrecord import write_shards
+    from tags_tf.data.features import make_example
+    from tags_tf.evaluation.inference import detect_dataset
+    from tags_tf.data.tfrecord import write_shards
 
     # Windows of 32 native snippets (resampled to the tiny model's 16), half overlapping.
     cfg = testing.tiny_config(**{"data.window_snippets": 32, "data.window_overlap": 0.5,

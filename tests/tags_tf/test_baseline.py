@@ -46,7 +46,7 @@ def _ground_truth(videos):
 
 
 def _average_map(model, videos) -> float:
-    from tags_tf.evaluator import Evaluator
+    from tags_tf.evaluation.evaluator import Evaluator
 
     detections = B.detect_snippet_baseline(model, videos)
     return Evaluator(CLASS_NAMES, "anet").evaluate(detections, _ground_truth(videos)).average_mAP
@@ -188,7 +188,7 @@ def test_no_candidates_gives_empty_arrays():
 def test_read_shard_videos_round_trip(tmp_path):
     import tensorflow as tf
 
-    from tags_tf.features import make_example
+    from tags_tf.data.features import make_example
 
     rng = np.random.default_rng(0)
     written = [

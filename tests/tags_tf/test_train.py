@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from tags_tf import dataset_resolver
+from tags_tf.training import dataset_resolver
 from tags_tf.config import get_config
 from tags_tf.testing import run_train, tiny_set_args, write_tiny_shards
 from tests.conftest import REPO
@@ -92,7 +92,7 @@ def test_sigkill_mid_run_then_same_command_finishes_continuously(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    # Rows are written before the epoch's backup commits it (tags_tf.checkpointing), so
+    # Rows are written before the epoch's backup commits it (tags_tf.training.checkpointing), so
     # the committed epoch is the backup's: 1 or 2 here, whichever instant the kill hit.
     done_before = json.loads((work / "backup" / "training_metadata.json").read_text())["epoch"]
     assert 1 <= done_before < 6 and done_before <= len(metrics.read_text().splitlines())
@@ -110,9 +110,9 @@ def test_sigkill_mid_run_then_same_command_finishes_continuously(tmp_path):
 
 
 def test_held_out_subset_is_separate_from_training_and_validation():
-    from tags_tf.trainer import held_out_subset
+    from tags_tf.training.trainer import held_out_subset
 
-    from tags_tf.schema import Manifest
+    from tags_tf.data.schema import Manifest
 
     manifest = Manifest([], None, subsets={"training": {}, "validation": {}, "Test": {}})
     assert held_out_subset(manifest, "test", ("training", "validation")) == "Test"
@@ -157,7 +157,7 @@ def test_dry_run_counts_windows_of_long_videos(tmp_path):
 def _shard_records(shard_dir, subset):
     import tensorflow as tf
 
-    from tags_tf.features import example_to_numpy
+    from tags_tf.data.features import example_to_numpy
 
     files = tf.io.gfile.glob(f"{shard_dir}/{subset}-*")
     return [example_to_numpy(r.numpy()) for r in tf.data.TFRecordDataset(files)]
@@ -183,9 +183,9 @@ def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
 def _long_video_shards(shard_dir, num_train=48, num_val=12, dim=8, seed=0):
     """Videos of 60-120 snippets (2 s each) with 3-6 short instances (3-6 snippets) of 3
     classes whose features carry the class prototype: many short actions per video."""
-    from tags_tf.features import make_example
-    from tags_tf.schema import MANIFEST_NAME, Manifest
-    from tags_tf.tfrecord import write_shards
+    from tags_tf.data.features import make_example
+    from tags_tf.data.schema import MANIFEST_NAME, Manifest
+    from tags_tf.data.tfrecord import write_shards
 
     rng = np.random.default_rng(seed)
     protos = rng.normal(size=(3, dim)) * 2.0

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tags_tf import features as F
+from tags_tf.data import features as F
 from tags_tf.config import get_config
 from tags_tf.data import demo
 from tags_tf.data.annotations import load_annotations

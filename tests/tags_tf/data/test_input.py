@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tags_tf import features as F
+from tags_tf.data import features as F
 from tags_tf.config import get_config
 from tags_tf.data.input import InputError, list_files, make_dataset, subset_pattern
-from tags_tf.labels import build_targets
-from tags_tf.tfrecord import open_records
-from tags_tf.tfrecord import write_shards as write_shard_files
+from tags_tf.model.labels import build_targets
+from tags_tf.data.tfrecord import open_records
+from tags_tf.data.tfrecord import write_shards as write_shard_files
 from tests.conftest import REPO
 
 
@@ -276,7 +276,7 @@ def test_mirrored_strategy_two_logical_cpus(tmp_path):
 def test_keras_fit_and_evaluate_consume_the_datasets(shards):
     import keras
 
-    from tags_tf.model import TagsModel
+    from tags_tf.model.tags_model import TagsModel
 
     d, _ = shards
     cfg = get_config("demo", {"model.feature_dim": 3, "model.base_snippets": 4, "model.num_classes": 2, "model.embed_dim": 8})
@@ -291,10 +291,10 @@ def test_keras_fit_and_evaluate_consume_the_datasets(shards):
 
 @pytest.mark.parametrize("t", [16, 10])  # one window: the whole video, or the video zero-padded
 def test_windowed_training_sample_of_a_short_video_by_hand(tmp_path, t):
-    from tags_tf.features import make_example
-    from tags_tf.labels import build_targets
+    from tags_tf.data.features import make_example
+    from tags_tf.model.labels import build_targets
     from tags_tf.testing import tiny_config
-    from tags_tf.tfrecord import write_shards
+    from tags_tf.data.tfrecord import write_shards
 
     cfg = tiny_config(**{"data.window_snippets": 16})  # = input_snippets: no resampling
     feats = np.random.default_rng(0).normal(size=(t, 8)).astype(np.float32)
