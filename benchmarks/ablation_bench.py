@@ -100,7 +100,7 @@ def run_tags(row: str, seed: int, args, resolved, subsets) -> dict:
     from tags_tf.training import dataset_resolver as datasets_lib
     from tags_tf.training import trainer
     from tags_tf.model.tags_model import TagsModel  # noqa: F401  (registers the class for load_model)
-    from tags_tf.decode.postprocess import DetectionDecoder
+    from tags_tf.decode.decoder import DetectionDecoder
 
     run_dir = os.path.join(args.workdir, row, f"seed{seed}")
     result_path = os.path.join(run_dir, "ablation.json")

@@ -53,7 +53,7 @@ def score_run(run_dir: str, resolved) -> dict:
     from tags_tf.evaluation.evaluator import Evaluator
     from tags_tf.evaluation.inference import detect_dataset
     from tags_tf.model.tags_model import TagsModel  # noqa: F401  (registers the class for load_model)
-    from tags_tf.decode.postprocess import DetectionDecoder
+    from tags_tf.decode.decoder import DetectionDecoder
 
     model = keras.saving.load_model(os.path.join(run_dir, "best.keras"))
     cfg = model.tags_config

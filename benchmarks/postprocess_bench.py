@@ -27,7 +27,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tags_tf.config import get_config  # noqa: E402
-from tags_tf.decode.postprocess import DetectionDecoder, decode_scale, soft_nms  # noqa: E402
+from tags_tf.decode.decoder import DetectionDecoder  # noqa: E402
+from tags_tf.decode.nms import soft_nms
+from tags_tf.decode.runs import decode_scale
 
 
 def synthetic_outputs(rng, batch, num_classes, scales, base, kind):

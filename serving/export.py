@@ -9,7 +9,7 @@ The SavedModel (Keras 3 ``ExportArchive``) has two signatures whose input and ou
 names are listed in ``serving/signatures.py``: ``serving_default`` (raw model outputs for
 features already resampled to ``cfg.model.input_snippets``) and ``detect`` (features of
 any length + duration in seconds -> padded detections). ``detect`` resamples inside the
-graph, runs the model and ``tags_tf.decode.postprocess.DetectionDecoder`` (mask thresholds,
+graph, runs the model and ``tags_tf.decode.decoder.DetectionDecoder`` (mask thresholds,
 scoring, Soft-NMS), so clients need nothing but features. Bad inputs fail in the graph
 with ``InvalidArgumentError`` messages that name the input ("assertion failed:
 [detect: duration must be finite and > 0 seconds] ..."). Only core TF ops are used, so the
@@ -54,7 +54,7 @@ class ExportError(ValueError):
 
 def default_decoder(cfg: TagsConfig) -> keras.layers.Layer:
     """The post-processing layer shared with ``TagsModel.predict_step``."""
-    from tags_tf.decode.postprocess import DetectionDecoder
+    from tags_tf.decode.decoder import DetectionDecoder
 
     return DetectionDecoder.from_tags_config(cfg)
 

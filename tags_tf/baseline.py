@@ -265,12 +265,24 @@ def video_class_scores(probs: np.ndarray) -> np.ndarray:
     return (a[:, None] * action).sum(axis=0) / total
 
 
-def _margin_mean(curve: np.ndarray, start: int, end: int, delta: float) -> float:
-    """Mean of ``curve`` over the ``ceil(delta * length)`` cells on each side of run
-    ``[start, end]``, clipped to the video (0 when none remain)."""
-    n = int(np.ceil(delta * (end - start + 1)))
-    outside = np.concatenate([curve[max(start - n, 0):start], curve[end + 1:end + 1 + n]])
-    return float(outside.mean()) if len(outside) else 0.0
+def run_scores(curve: np.ndarray, runs: Sequence[tuple[int, int]], score: str, delta: float) -> np.ndarray:
+    """Each run's mean of ``curve`` ("mean"), or Eq. 7's outer-inner contrast floored at 0
+    ("contrast", :func:`tags_tf.ops.outer_inner_contrast`, the decoder's)."""
+    if not runs:
+        return np.zeros((0,), np.float64)
+    import tensorflow as tf  # deferred: fitting and reading the baseline stay TensorFlow-free
+
+    from tags_tf import ops
+
+    prefix = tf.constant(np.concatenate([[0.0], np.cumsum(curve, dtype=np.float64)]))
+    start, end = (tf.constant(np.asarray(x, np.int32)) for x in zip(*runs))
+
+    def span(a, b):
+        return tf.gather(prefix, b) - tf.gather(prefix, a)
+
+    if score == "contrast":
+        return np.maximum(ops.outer_inner_contrast(span, start, end, len(curve), delta).numpy(), 0.0)
+    return (span(start, end + 1) / tf.cast(end - start + 1, tf.float64)).numpy()
 
 
 def detect_from_probabilities(probs: np.ndarray, duration: float, smooth_fraction: float = 0.04,
@@ -300,10 +312,7 @@ def detect_from_probabilities(probs: np.ndarray, duration: float, smooth_fractio
     runs = candidate_runs(a_smooth, thresholds)
     step = duration / max(t, 1)
     segs, scores, labels = [], [], []
-    for s, e in runs:
-        run_score = float(a_smooth[s:e + 1].mean())
-        if score == "contrast":
-            run_score = max(run_score - _margin_mean(a_smooth, s, e, contrast_delta), 0.0)
+    for (s, e), run_score in zip(runs, run_scores(a_smooth, runs, score, contrast_delta)):
         for c in classes:
             segs.append((s * step, (e + 1) * step))
             scores.append(run_score * float(class_scores[c]))

@@ -34,6 +34,7 @@ class ConfigError(ValueError):
 # Allowed values of postprocess.mask_source / mask_score (the decoder checks them too).
 MASK_SOURCES = ("mask", "actionness", "both")
 MASK_SCORES = ("mean", "contrast", "gated", "consensus")
+CLASS_FUSIONS = ("none", "external")
 PROTOCOLS = ("anet", "thumos")  # tags_tf.evaluation.metrics.tiou_thresholds_for
 
 
@@ -140,6 +141,8 @@ class PostprocessConfig:
     # Default "contrast": best on the demo's validation split (README "Design notes").
     mask_score: str = "contrast"
     contrast_delta: float = 0.25
+    fusion_top_k: int = 1  # class_fusion="external": each candidate labelled with this many best classes.
+    nms_per_class: bool = True  # Soft-NMS within a class (False: across classes).
 
 
 @dataclass(frozen=True)
@@ -299,17 +302,7 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError("data.window_snippets must be >= 0 (0: whole videos) and data.window_overlap in [0, 1)")
     if cfg.data.protocol not in PROTOCOLS:
         raise ConfigError(f"data.protocol must be one of {PROTOCOLS}, got {cfg.data.protocol!r}")
-    th = cfg.postprocess.mask_thresholds
-    if not th or any(not 0.0 < t < 1.0 for t in th):
-        raise ConfigError(f"postprocess.mask_thresholds must lie in (0, 1), got {th}")
-    if cfg.postprocess.mask_source not in MASK_SOURCES:
-        raise ConfigError(f"postprocess.mask_source must be one of {MASK_SOURCES}, got {cfg.postprocess.mask_source!r}")
-    if cfg.postprocess.mask_score not in MASK_SCORES:
-        raise ConfigError(f"postprocess.mask_score must be one of {MASK_SCORES}, got {cfg.postprocess.mask_score!r}")
-    if not 0.0 < cfg.postprocess.contrast_delta <= 1.0:
-        raise ConfigError("postprocess.contrast_delta must be in (0, 1]")
-    if cfg.postprocess.class_fusion not in ("none", "external"):
-        raise ConfigError("postprocess.class_fusion must be 'none' or 'external'")
+    validate_postprocess(cfg.postprocess, m.num_classes)
     t = cfg.train
     if t.schedule not in ("constant", "cosine"):
         raise ConfigError(f"train.schedule must be 'constant' or 'cosine', got {t.schedule!r}")
@@ -327,6 +320,29 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError("train.min_steps and train.early_stopping_patience must be >= 0")
     if cfg.train.batch_size < 1 or cfg.train.epochs < 0:
         raise ConfigError("train.batch_size must be >= 1 and train.epochs >= 0")
+
+
+def validate_postprocess(p: PostprocessConfig, num_classes: int) -> None:
+    """The decoder's settings (also checked by ``DetectionDecoder`` itself)."""
+    th = p.mask_thresholds
+    if not th or any(not 0.0 < t < 1.0 for t in th):
+        raise ConfigError(f"postprocess.mask_thresholds must lie in (0, 1), got {tuple(th)}")
+    if p.mask_source not in MASK_SOURCES:
+        raise ConfigError(f"postprocess.mask_source must be one of {MASK_SOURCES}, got {p.mask_source!r}")
+    if p.mask_score not in MASK_SCORES:
+        raise ConfigError(f"postprocess.mask_score must be one of {MASK_SCORES}, got {p.mask_score!r}")
+    if not 0.0 < p.contrast_delta <= 1.0:
+        raise ConfigError(f"postprocess.contrast_delta must be in (0, 1], got {p.contrast_delta}")
+    if p.class_fusion not in CLASS_FUSIONS:
+        raise ConfigError(f"postprocess.class_fusion must be one of {CLASS_FUSIONS}, got {p.class_fusion!r}")
+    if p.soft_nms_sigma <= 0:
+        raise ConfigError(f"postprocess.soft_nms_sigma must be > 0 (Gaussian Soft-NMS), got {p.soft_nms_sigma}")
+    for name in ("top_snippets", "pre_nms_top_k", "max_detections", "fusion_top_k"):
+        if int(getattr(p, name)) < 1:
+            raise ConfigError(f"postprocess.{name} must be >= 1, got {getattr(p, name)}")
+    if num_classes < 1 or p.fusion_top_k > num_classes:
+        raise ConfigError(f"num_classes must be >= 1 and >= postprocess.fusion_top_k {p.fusion_top_k}, "
+                          f"got {num_classes}")
 
 
 def _coerce(key: str, current: Any, value: Any) -> Any:

@@ -3,7 +3,7 @@
 ActivityNet detectors usually label their (class-agnostic) segments with a separate
 video classifier. This module reads such scores into ``{video_id: (K,) float32}`` in the
 order of ``class_names``; ``DetectionDecoder(class_fusion="external")`` consumes a
-``(B, K)`` batch of them (see tags_tf/decode/postprocess.py for the fusion rule).
+``(B, K)`` batch of them (see tags_tf/decode/ for the fusion rule).
 
 Accepted files (JSON):
 - top-1 per video, as TAGS' ``tags_best_score.json``:

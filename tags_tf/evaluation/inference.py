@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def make_detect_fn(model, decoder=None) -> "tf.types.experimental.PolymorphicFunction":
     """``(features (B, T_in, D), duration (B,)) -> detections dict`` as one tf.function.
 
-    ``decoder``: a :class:`tags_tf.decode.postprocess.DetectionDecoder` to use instead of the
+    ``decoder``: a :class:`tags_tf.decode.decoder.DetectionDecoder` to use instead of the
     model's own (e.g. to compare decoding settings on one checkpoint)."""
 
     @tf.function(reduce_retracing=True)

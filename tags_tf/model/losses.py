@@ -29,7 +29,8 @@ import keras
 import tensorflow as tf
 
 from tags_tf.config import LossConfig, TagsConfig
-from tags_tf.ops import above, outer_window
+from tags_tf import ops
+from tags_tf.ops import above
 
 _REDUCTIONS = ("mean_with_sample_weight", None, "none")
 
@@ -284,7 +285,7 @@ class BackgroundMaskLoss(_WeightedLoss):
         return tf.reduce_mean(tf.nn.softplus(tf.cast(y_pred, tf.float32)), axis=-1)  # (B, T, T) -> (B, T)
 
 
-def outer_inner_contrast(m, thresholds: Sequence[float] | tf.Tensor, delta: float = 0.25) -> tf.Tensor:
+def binarisation_contrast(m, thresholds: Sequence[float] | tf.Tensor, delta: float = 0.25) -> tf.Tensor:
     """Eq. 7 outer-inner-contrast score ``R(pi[j])`` of every binarisation of ``m``.
 
     Args:
@@ -325,20 +326,15 @@ def outer_inner_contrast(m, thresholds: Sequence[float] | tf.Tensor, delta: floa
     n_of = start_at[:, 0]
     z = above(tf.gather(tf.reshape(rows, [-1]), n_of * t_len + s), tf.gather(th, start_at[:, 1]))  # run value
 
-    left, right = outer_window(s, e, t_len, delta)  # outer cells [left, s) and [e + 1, right)
     prefix = tf.concat([tf.zeros_like(rows[:, :1]), tf.cumsum(rows, axis=-1)], axis=-1)  # (N, T+1)
-    # prefix[n, x] at x = left, s, e + 1, right, in one flat gather: (4, G).
-    at = tf.gather(tf.reshape(prefix, [-1]), tf.stack([left, s, e + 1, right]) + n_of * (t_len + 1))
-    p_left, p_s, p_e1, p_right = at[0], at[1], at[2], at[3]
+    flat_prefix = tf.reshape(prefix, [-1])
+    base = n_of * (t_len + 1)  # (G,) row offsets into the flat prefix sums
 
-    length_f = tf.cast(e - s + 1, tf.float32)
-    in_m = p_e1 - p_s  # sum of m over the run [s, e]
-    in_u = tf.where(z, in_m, length_f - in_m)
-    out_count = tf.cast((s - left) + (right - e - 1), tf.float32)
-    out_m = (p_s - p_left) + (p_right - p_e1)  # over [left, s) and [e + 1, right)
-    out_u = tf.where(z, out_m, out_count - out_m)
-    outside = tf.where(out_count > 0, out_u / tf.maximum(out_count, 1.0), tf.zeros_like(out_u))
-    score = in_u / length_f - outside  # (G,)
+    def span_u(a, b):  # sum of u over [a, b): m on foreground runs, 1 - m on background runs
+        sum_m = tf.gather(flat_prefix, b + base) - tf.gather(flat_prefix, a + base)
+        return tf.where(z, sum_m, tf.cast(b - a, tf.float32) - sum_m)
+
+    score = ops.outer_inner_contrast(span_u, s, e, t_len, delta)  # (G,)
     num_groups = tf.shape(rows)[0] * num_th
     total = tf.math.unsorted_segment_sum(score, group, num_groups)  # (N*J,)
     runs = tf.math.unsorted_segment_sum(tf.ones_like(score), group, num_groups)  # (N*J,), >= 1
@@ -350,7 +346,7 @@ def outer_inner_contrast(m, thresholds: Sequence[float] | tf.Tensor, delta: floa
 class PredictionPromotionLoss(_WeightedLoss):
     """Eq. 7-8: ``L_pp = (1 - R(pi[j*]))^beta * ||m - g||_2`` per foreground snippet.
 
-    ``R`` (``outer_inner_contrast``) scores the binarisation of ``m = sigmoid(logits)``
+    ``R`` (``binarisation_contrast``) scores the binarisation of ``m = sigmoid(logits)``
     at each threshold; ``j* = argmax_j R``. ``R`` is a selection score and weight, so it
     is computed under ``stop_gradient``, and only on rows with ``sample_weight > 0``
     (gathered first; the rest get ``R = 0`` and are weighted out).
@@ -380,12 +376,12 @@ class PredictionPromotionLoss(_WeightedLoss):
         shape = tf.shape(m)
         rows = tf.reshape(m, [-1, shape[-1]])  # (B, T, T) -> (B*T, T)
         if sample_weight is None:
-            best = tf.reduce_max(outer_inner_contrast(rows, self.thresholds, self.delta), axis=-1)
+            best = tf.reduce_max(binarisation_contrast(rows, self.thresholds, self.delta), axis=-1)
             return tf.reshape(best, shape[:-1])  # (B*T,) -> (B, T)
         w = tf.reshape(tf.cast(sample_weight, tf.float32), [-1])  # (B, T) -> (B*T,)
         idx = tf.where(w > 0)  # (N, 1), N may be 0
         picked = tf.gather_nd(rows, idx)  # (N, T)
-        best = tf.reduce_max(outer_inner_contrast(picked, self.thresholds, self.delta), axis=-1)  # (N,)
+        best = tf.reduce_max(binarisation_contrast(picked, self.thresholds, self.delta), axis=-1)  # (N,)
         full = tf.scatter_nd(idx, best, tf.shape(w, out_type=tf.int64))  # (B*T,)
         return tf.reshape(full, shape[:-1])  # (B*T,) -> (B, T)
 

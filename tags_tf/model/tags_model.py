@@ -2,7 +2,7 @@
 
 ``call()`` always returns the same raw outputs (see :class:`TagsModel`). Targets are
 built by the weight-free label assignment inside ``compute_loss``; decoding (masks to
-action instances, Soft-NMS) is :class:`tags_tf.decode.postprocess.DetectionDecoder`, which
+action instances, Soft-NMS) is :class:`tags_tf.decode.decoder.DetectionDecoder`, which
 ``predict_step``, evaluation and the serving export all reuse.
 """
 
@@ -18,6 +18,7 @@ from tags_tf import config as config_lib
 from tags_tf.model.labels import build_targets
 from tags_tf.model.encoder import ScaleEncoder, SinusoidalPositionEncoding
 from tags_tf.model.heads import ClassificationHead, make_mask_head
+from tags_tf.decode.decoder import DetectionDecoder
 
 LOSS_TERMS = ("cls", "mask", "pp", "fc")
 
@@ -97,8 +98,6 @@ class TagsModel(keras.Model):
             for s in self.scales
         ]
         self.loss_trackers = {t: keras.metrics.Mean(name=f"{t}_loss") for t in LOSS_TERMS}
-        from tags_tf.decode.postprocess import DetectionDecoder  # late import: postprocess imports nothing of ours but config
-
         self.decoder = DetectionDecoder.from_tags_config(cfg, name="decoder")
 
     # ------------------------------------------------------------------ forward
@@ -168,7 +167,7 @@ class TagsModel(keras.Model):
         batch); ``duration`` (B,) seconds. With ``data.window_snippets = 0`` each video is
         resampled whole to ``input_snippets`` (unless it already has that static length);
         with W > 0 it is cut into windows of W native snippets (:meth:`detect_windows`).
-        ``decoder``: a :class:`tags_tf.decode.postprocess.DetectionDecoder` instead of
+        ``decoder``: a :class:`tags_tf.decode.decoder.DetectionDecoder` instead of
         ``self.decoder`` (to compare decodings of one checkpoint); ``external_scores``
         (B, K) for ``class_fusion="external"``. Used by ``predict_step``,
         ``tags_tf.evaluation.inference`` (training-time validation, batch inference) and the serving

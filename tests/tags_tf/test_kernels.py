@@ -62,7 +62,7 @@ kernels.select(sys.argv[1])
 import keras, tensorflow as tf
 from tags_tf.config import get_config
 from tags_tf.model.tags_model import TagsModel
-from tags_tf.decode.postprocess import DetectionDecoder
+from tags_tf.decode.decoder import DetectionDecoder
 cfg = get_config("demo", {"model.num_classes": 3, "model.feature_dim": 8, "model.base_snippets": 16,
                           "model.embed_dim": 32, "model.dropout": 0.0})
 keras.utils.set_random_seed(0)

@@ -3,9 +3,9 @@
 import numpy as np
 import tensorflow as tf
 
-from tags_tf.model.losses import outer_inner_contrast
+from tags_tf.model.losses import binarisation_contrast
 from tags_tf.ops import above, outer_window
-from tags_tf.decode.postprocess import run_contrast
+from tags_tf.decode.runs import run_contrast
 
 
 def test_above_is_strict():
@@ -34,5 +34,5 @@ def test_loss_and_decoder_contrast_agree_on_a_single_run():
     assert abs(float(decoder[0, 0, 0]) - 0.8) < 1e-6
     # Background runs [0, 4] and [15, 19]: inside 1 - 0.1 = 0.9, outer cell 1 - 0.9 = 0.1.
     expected = (0.8 + (0.9 - 0.1) + (0.9 - 0.1)) / 3
-    loss = outer_inner_contrast(tf.constant(m[None]), (0.5,), delta=0.1)
+    loss = binarisation_contrast(tf.constant(m[None]), (0.5,), delta=0.1)
     assert abs(float(loss[0, 0]) - expected) < 1e-6

@@ -3,7 +3,10 @@
 import numpy as np
 import tensorflow as tf
 
-from tags_tf.decode.postprocess import DetectionDecoder, actionness_logits
+from tags_tf.config import PostprocessConfig
+from tags_tf.decode.decoder import DetectionDecoder
+
+from tags_tf.decode.runs import actionness_logits
 
 
 def test_actionness_logits_are_the_logit_of_one_minus_background():
@@ -20,12 +23,12 @@ def test_decoder_with_actionness_ignores_the_mask_logits():
     logits[0, :, 1] = 6.0  # background
     logits[0, 1:3, 0], logits[0, 1:3, 1] = 6.0, -6.0
     outputs = {"cls_logits_s1": tf.constant(logits), "mask_logits_s1": tf.fill([1, 4, 4], 9.0)}
-    dec = DetectionDecoder(num_classes=1, scales=(1,), top_snippets=2, mask_source="actionness")
+    dec = DetectionDecoder(1, (1,), PostprocessConfig(top_snippets=2, mask_source="actionness"))
     det = dec(outputs, tf.constant([8.0]))
     n = int(det["num_detections"][0])
     assert n >= 1
     np.testing.assert_allclose(det["detection_segments"][0, 0].numpy(), [2.0, 6.0], atol=1e-5)
-    assert DetectionDecoder.from_config(dec.get_config()).mask_source == "actionness"
+    assert DetectionDecoder.from_config(dec.get_config()).postprocess.mask_source == "actionness"
 
 
 def _two_source_outputs():
@@ -40,8 +43,8 @@ def _two_source_outputs():
 
 
 def _segments(source):
-    dec = DetectionDecoder(num_classes=1, scales=(1,), top_snippets=2, mask_source=source,
-                           mask_thresholds=(0.5,), score_threshold=1e-6)
+    dec = DetectionDecoder(1, (1,), PostprocessConfig(top_snippets=2, mask_source=source,
+                                                      mask_thresholds=(0.5,), score_threshold=1e-6))
     det = dec(_two_source_outputs(), tf.constant([8.0]))
     n = int(det["num_detections"][0])
     return {tuple(np.round(seg, 3)) for seg in det["detection_segments"][0, :n].numpy().tolist()}

@@ -1,4 +1,4 @@
-"""Tests for tags_tf/decode/postprocess.py and tags_tf/decode/class_fusion.py (hand-built P and M)."""
+"""Tests for tags_tf/decode/ and tags_tf/decode/class_fusion.py (hand-built P and M)."""
 
 import json
 import math
@@ -9,8 +9,10 @@ import pytest
 import tensorflow as tf
 
 from tags_tf.decode.class_fusion import ExternalScoresError, external_scores_batch, load_external_scores
-from tags_tf.config import ConfigError, get_config
-from tags_tf.decode.postprocess import DetectionDecoder, decode_detections, mask_runs, run_contrast, soft_nms
+from tags_tf.config import ConfigError, PostprocessConfig, get_config
+from tags_tf.decode.decoder import DetectionDecoder
+from tags_tf.decode.nms import soft_nms
+from tags_tf.decode.runs import mask_runs, run_contrast
 
 SIGMA = 0.5  # Bodla's sigma: decay exp(-tIoU^2 / SIGMA).
 
@@ -56,10 +58,8 @@ def _two_instance_video():
     return _cls_logits(fg, k), _mask_logits(masks, t)
 
 
-def _decoder(**kw):
+def _decoder(num_classes=3, scales=(1,), **kw):
     args = dict(
-        num_classes=3,
-        scales=(1,),
         mask_thresholds=(0.5, 0.65),
         top_snippets=2,
         soft_nms_sigma=SIGMA,
@@ -69,7 +69,7 @@ def _decoder(**kw):
         mask_score="mean",  # the paper's score: the hand-computed values below use it
     )
     args.update(kw)
-    return DetectionDecoder(**args)
+    return DetectionDecoder(num_classes, scales, PostprocessConfig(**args))
 
 
 def _run(decoder, outputs, duration, external=None, mode="eager"):
@@ -158,7 +158,7 @@ def test_gated_score_cuts_runs_where_the_classifier_sees_background():
 
 
 def test_consensus_contrast_averages_the_rows_of_the_run():
-    from tags_tf.decode.postprocess import consensus_contrast
+    from tags_tf.decode.runs import consensus_contrast
 
     masks = tf.constant([[[0.9, 0.8, 0.1, 0.1], [0.7, 0.9, 0.2, 0.1], [0.1, 0.2, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1]]])
     start = tf.constant([[[0, 2, 1]]])
@@ -401,15 +401,15 @@ def test_saved_model_signature_reproduces_eager(tmp_path):
 
 def test_decoder_config_round_trip_and_preset_construction():
     dec = DetectionDecoder.from_tags_config(get_config("demo"))
-    assert dec.num_classes == 4 and dec.top_snippets == 16 and dec.max_detections == 50
+    assert dec.num_classes == 4 and dec.postprocess.top_snippets == 16 and dec.postprocess.max_detections == 50
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(dec))
     assert isinstance(clone, DetectionDecoder)
     assert clone.get_config() == dec.get_config()
-    assert clone.mask_thresholds == get_config("demo").postprocess.mask_thresholds
+    assert clone.postprocess.mask_thresholds == get_config("demo").postprocess.mask_thresholds
     contrast = DetectionDecoder.from_tags_config(
         get_config("demo", {"postprocess.mask_score": "contrast", "postprocess.contrast_delta": 0.5}))
     assert DetectionDecoder.from_config(contrast.get_config()).get_config() == contrast.get_config()
-    assert (contrast.mask_score, contrast.contrast_delta) == ("contrast", 0.5)
+    assert (contrast.postprocess.mask_score, contrast.postprocess.contrast_delta) == ("contrast", 0.5)
 
 
 def test_decoder_bad_inputs_give_clear_errors():
@@ -439,12 +439,24 @@ def test_half_precision_logits_decode_in_float32():
     np.testing.assert_allclose(res["detection_scores"].numpy()[0, 0], 0.8 * 0.95, rtol=2e-3)
 
 
-def test_decode_detections_function_matches_layer():
+def test_a_checkpoint_with_the_flat_decoder_config_still_loads():
+    # Saved before the decoder took its PostprocessConfig: every field at the top level.
     cls, mask = _two_instance_video()
-    outputs = {"cls_logits_s1": tf.constant(cls[None]), "mask_logits_s1": tf.constant(mask[None])}
-    res = decode_detections(outputs, tf.constant([20.0]), (1,), (0.5, 0.65), 2, SIGMA, 100, 5, 1e-4, mask_score="mean")
-    want = _run(_decoder(), {"cls_logits_s1": cls[None], "mask_logits_s1": mask[None]}, [20.0])
-    np.testing.assert_allclose(res["detection_scores"].numpy(), want["detection_scores"])
+    flat = {"num_classes": 3, "scales": [1], "mask_thresholds": [0.5, 0.65], "top_snippets": 2,
+            "soft_nms_sigma": SIGMA, "pre_nms_top_k": 100, "max_detections": 5, "score_threshold": 1e-4,
+            "class_fusion": "none", "fusion_top_k": 1, "nms_per_class": True, "mask_source": "mask",
+            "mask_score": "mean", "contrast_delta": 0.25, "name": "decoder"}
+    old = DetectionDecoder.from_config(flat)
+    assert old.postprocess == _decoder().postprocess
+    outputs = {"cls_logits_s1": cls[None], "mask_logits_s1": mask[None]}
+    np.testing.assert_allclose(_run(old, outputs, [20.0])["detection_scores"],
+                               _run(_decoder(), outputs, [20.0])["detection_scores"])
+
+
+def test_get_config_round_trips_the_dataclass():
+    dec = _decoder(mask_score="consensus", nms_per_class=False)
+    again = DetectionDecoder.from_config(dec.get_config())
+    assert again.postprocess == dec.postprocess and again.scales == (1,) and again.num_classes == 3
 
 
 # ---------------------------------------------------------------- class fusion

@@ -15,7 +15,7 @@ from tags_tf.model.losses import (
     PredictionPromotionLoss,
     TagsLoss,
     erode,
-    outer_inner_contrast,
+    binarisation_contrast,
     total_loss,
 )
 
@@ -214,7 +214,7 @@ def test_outer_inner_contrast_golden_t6():
     # theta .8: runs bg[0,1] fg[2,3] bg[4,5]:
     #   .65 - .1 = .55;  .9 - (.6+.4)/2 = .4;  .75 - .1 = .65  -> R = 1.6/3 = 0.533333
     m = tf.constant([0.1, 0.6, 0.9, 0.9, 0.4, 0.1])
-    r = outer_inner_contrast(m, [0.5, 0.8], 0.25)
+    r = binarisation_contrast(m, [0.5, 0.8], 0.25)
     np.testing.assert_allclose(r.numpy(), [1.7 / 3, 1.6 / 3], rtol=1e-5)
 
 
@@ -238,7 +238,7 @@ def test_outer_inner_contrast_matches_loop_reference(t_len, delta):
     # Smooth-ish random masks so that runs of many lengths appear.
     m = rng.uniform(size=(2, 3, t_len)).astype(np.float32)
     m[1] = np.sort(m[1], axis=-1)
-    got = outer_inner_contrast(m, thresholds, delta).numpy()
+    got = binarisation_contrast(m, thresholds, delta).numpy()
     assert got.shape == (2, 3, len(thresholds))
     np.testing.assert_allclose(got, _contrast_reference(m, thresholds, delta), atol=1e-5)
 
