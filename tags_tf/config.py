@@ -35,6 +35,7 @@ class ConfigError(ValueError):
 MASK_SOURCES = ("mask", "actionness", "both")
 MASK_SCORES = ("mean", "contrast", "gated", "consensus")
 CLASS_FUSIONS = ("none", "external")
+BOUNDARY_REGIONS = ("interior", "band")  # loss.boundary
 PROTOCOLS = ("anet", "thumos")  # tags_tf.evaluation.metrics.tiou_thresholds_for
 
 
@@ -292,8 +293,8 @@ def validate(cfg: TagsConfig) -> None:
     for name in ("num_classes", "feature_dim", "base_snippets", "embed_dim", "num_heads", "mask_key_dim"):
         if getattr(m, name) < 1:
             raise ConfigError(f"model.{name} must be >= 1, got {getattr(m, name)}")
-    if cfg.loss.boundary not in ("interior", "band"):
-        raise ConfigError(f"loss.boundary must be 'interior' or 'band', got {cfg.loss.boundary!r}")
+    if cfg.loss.boundary not in BOUNDARY_REGIONS:
+        raise ConfigError(f"loss.boundary must be one of {BOUNDARY_REGIONS}, got {cfg.loss.boundary!r}")
     if not 0.0 < cfg.loss.boundary_width < 0.5:
         raise ConfigError(f"loss.boundary_width must be in (0, 0.5), got {cfg.loss.boundary_width}")
     if cfg.loss.mask_background < 0:

@@ -3,9 +3,9 @@
 import numpy as np
 import tensorflow as tf
 
-from tags_tf.model.losses import binarisation_contrast
-from tags_tf.ops import above, outer_window
 from tags_tf.decode.runs import run_contrast
+from tags_tf.model.promotion import binarisation_contrast
+from tags_tf.ops import above, outer_window
 
 
 def test_above_is_strict():

@@ -8,16 +8,9 @@ import pytest
 import tensorflow as tf
 
 from tags_tf.config import get_config
-from tags_tf.model.losses import (
-    ClassificationLoss,
-    ConsistencyLoss,
-    MaskLoss,
-    PredictionPromotionLoss,
-    TagsLoss,
-    erode,
-    binarisation_contrast,
-    total_loss,
-)
+from tags_tf.model.loss_base import erode
+from tags_tf.model.losses import ClassificationLoss, MaskLoss, TagsLoss, total_loss
+from tags_tf.model.promotion import ConsistencyLoss, PredictionPromotionLoss, binarisation_contrast
 
 LN4 = math.log(4.0)  # sigmoid(ln 4) = 0.8, sigmoid(-ln 4) = 0.2
 
@@ -463,7 +456,7 @@ def test_bad_reduction_is_a_clear_error():
 
 
 def test_band_kernel_is_relative_to_t():
-    from tags_tf.model.losses import band_kernel
+    from tags_tf.model.loss_base import band_kernel
 
     # d = max(1, round(width * T)), kernel 2 d + 1.
     assert [band_kernel(0.05, t) for t in (8, 32, 64, 100, 200)] == [3, 5, 7, 11, 21]
