@@ -1,10 +1,11 @@
-"""Reading user-supplied JSON files with one-line errors that name the file (no
-TensorFlow import: the evaluator uses it)."""
+"""JSON files: reading user-supplied ones with one-line errors that name the file, and
+the one atomic write (no TensorFlow import: the evaluator uses it)."""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Any
 
 
@@ -83,3 +84,29 @@ def read_json(path: str | os.PathLike, error: type[Exception], duplicates: str =
                     "thousands of levels deep)") from None
     except ValueError as err:  # e.g. an integer literal with more digits than Python allows
         raise error(f"{path}: invalid JSON ({' '.join(str(err).split())})") from None
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, lines: bool = False, indent: int | None = None,
+               sort_keys: bool = True, allow_nan: bool = True) -> None:
+    """Writes ``obj`` as JSON (``lines=True``: an iterable of objects, one per line) so that
+    ``path`` holds either its old content or the whole new one: a temporary file in the
+    same directory, flushed and fsynced, then ``os.replace``d (atomic on POSIX and
+    Windows). ``allow_nan=False`` refuses NaN and infinity (not JSON; submissions). The one atomic JSON write
+    of the package (runs, checkpoints' bookkeeping, submissions)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            if lines:
+                f.writelines(json.dumps(row, sort_keys=sort_keys, allow_nan=allow_nan) + "\n" for row in obj)
+            else:
+                json.dump(obj, f, indent=indent, sort_keys=sort_keys, allow_nan=allow_nan)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

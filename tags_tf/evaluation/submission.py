@@ -18,17 +18,16 @@ Long because it reads, validates, writes and converts one file format.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from tags_tf.data.jsonio import read_json, write_json
 from tags_tf.data import schema
-from tags_tf.data.jsonio import read_json
+
 
 logger = logging.getLogger(__name__)
 
@@ -325,22 +324,8 @@ def write_submission(path: str | os.PathLike, results: Mapping[str, Any],
         obj = {"version": version, "results": dict(results),
                "external_data": dict(external_data or {"used": False, "details": ""})}
     parse_results(obj, source=path)  # validation only
-    _atomic_json_dump(obj, path)
+    write_json(path, obj, sort_keys=False, allow_nan=False)
     logger.info("Wrote submission for %d videos to %s", len(obj["results"]), path)
-
-
-def _atomic_json_dump(obj: Any, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fobj:
-            json.dump(obj, fobj, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class ResultsWriter:
@@ -411,5 +396,5 @@ class ResultsWriter:
     def write(self, path: str | os.PathLike) -> None:
         """Writes the file atomically (temp file + rename)."""
         path = os.fspath(path)
-        _atomic_json_dump(self.to_dict(), path)
+        write_json(path, self.to_dict(), sort_keys=False, allow_nan=False)
         logger.info("Wrote %d detections for %d videos to %s", len(self), len(self._results), path)

@@ -23,13 +23,13 @@ what they share in :mod:`tags_tf.model.loss_base`.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import keras
 import tensorflow as tf
 
 from tags_tf.config import BOUNDARY_REGIONS, LossConfig, TagsConfig
-from tags_tf.model.loss_base import WeightedLoss, band_kernel, erode, masked_mean, safe_l2
+from tags_tf.model.loss_base import WeightedLoss, band_kernel, erode, safe_l2
 from tags_tf.model.promotion import ConsistencyLoss, PredictionPromotionLoss
 
 

@@ -10,6 +10,7 @@ import os
 
 import keras
 
+from tags_tf.data.jsonio import write_json
 from tags_tf.training.checkpointing import pending_best_path
 from tags_tf.evaluation.evaluator import Evaluator
 from tags_tf.evaluation.inference import detect_dataset
@@ -98,7 +99,4 @@ class JsonLinesLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         rows = [r for r in self.read(self.path) if r["epoch"] < epoch + 1]
         rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-        os.replace(tmp, self.path)
+        write_json(self.path, rows, lines=True)

@@ -29,6 +29,8 @@ import re
 
 import keras
 
+from tags_tf.data.jsonio import write_json
+
 log = logging.getLogger(__name__)
 
 METADATA_NAME = "training_metadata.json"  # the name Keras' BackupAndRestore uses
@@ -53,15 +55,6 @@ def _pending(best_path: str) -> dict[int, str]:
     return out
 
 
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def read_metadata(backup_dir: str) -> dict:
     """The committed backup: ``{"epoch": n, "weights": file name}`` ({} if none)."""
     path = os.path.join(backup_dir, METADATA_NAME)
@@ -82,7 +75,7 @@ def promote_best(best_path: str, epoch: int, val_map: float | None = None) -> bo
     if not os.path.exists(pending):
         return False
     info = {"epoch": epoch, "val_mAP": val_map}
-    _write_json(os.path.join(os.path.dirname(best_path), BEST_INFO_NAME + ".next"), info)
+    write_json(os.path.join(os.path.dirname(best_path), BEST_INFO_NAME + ".next"), info)
     os.replace(pending, best_path)
     os.replace(os.path.join(os.path.dirname(best_path), BEST_INFO_NAME + ".next"),
                os.path.join(os.path.dirname(best_path), BEST_INFO_NAME))
@@ -106,10 +99,7 @@ def reconcile(backup_dir: str, metrics_path: str, best_path: str) -> int:
     if len(kept) != len(rows):
         log.info("dropping metrics rows of epochs %s (not committed; they are trained again)",
                  [r.get("epoch") for r in rows if r not in kept])
-        tmp = metrics_path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in kept)
-        os.replace(tmp, metrics_path)
+        write_json(metrics_path, kept, lines=True)
     maps = {r["epoch"]: r.get("val_mAP") for r in kept}
     for epoch, path in sorted(_pending(best_path).items()):
         if epoch <= done:
@@ -142,7 +132,7 @@ class EpochBackup(keras.callbacks.BackupAndRestore):
         epoch = self._current_epoch  # 1-based: epochs done
         name = f"epoch-{epoch:05d}.weights.h5"
         self.model.save_weights(os.path.join(self.backup_dir, name), overwrite=True)
-        _write_json(os.path.join(self.backup_dir, METADATA_NAME), {"epoch": epoch, "batch": 0, "weights": name})
+        write_json(os.path.join(self.backup_dir, METADATA_NAME), {"epoch": epoch, "batch": 0, "weights": name})
         self._promote(epoch)
         for path in glob.glob(os.path.join(glob.escape(self.backup_dir), "*.weights.h5")):
             m = _WEIGHTS.search(os.path.basename(path))

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 
+from tags_tf.data.jsonio import write_json
 from tags_tf.data.schema import Manifest
 
 FINGERPRINT_NAME = "dataset.json"
@@ -93,7 +94,4 @@ def check_fingerprint(workdir: str, fingerprint: dict) -> bool:
 
 def save_fingerprint(workdir: str, fingerprint: dict) -> None:
     path = os.path.join(workdir, FINGERPRINT_NAME)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(fingerprint, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    write_json(path, fingerprint, indent=2)

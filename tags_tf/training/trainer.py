@@ -33,6 +33,7 @@ import os
 import time
 from typing import Any, Callable, Sequence
 
+from tags_tf.data.jsonio import write_json
 from tags_tf.data.schema import Manifest
 
 log = logging.getLogger(__name__)
@@ -92,13 +93,6 @@ def _check_enough_samples(cfg, resolved, subset: str) -> None:
         )
 
 
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def _read_json(path: str, default=None):
     if not os.path.exists(path):
         return default
@@ -125,7 +119,7 @@ def _check_config(cfg, workdir: str) -> None:
 def _check_or_save_config(cfg, workdir: str, chief: bool) -> None:
     _check_config(cfg, workdir)
     if chief:
-        _write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
+        write_json(os.path.join(workdir, "config.json"), cfg.to_dict())
 
 
 def steps_per_epoch_of(cfg, resolved) -> int:
@@ -190,7 +184,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
     _check_or_save_config(cfg, workdir, chief)
     class_names = resolved.class_names
     if chief:
-        _write_json(os.path.join(workdir, "class_names.json"), class_names)
+        write_json(os.path.join(workdir, "class_names.json"), class_names)
 
     train_subset, val_subset = choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
     _check_enough_samples(cfg, resolved, train_subset)
@@ -266,7 +260,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
     train_seconds = time.time() - start
     if chief:
         model.save(os.path.join(workdir, "last.keras"))
-        _write_json(state_path, {"finished": True, "epochs": cfg.train.epochs})
+        write_json(state_path, {"finished": True, "epochs": cfg.train.epochs})
     log.info("training took %.1f s", train_seconds)
     if not chief:
         return {"finished": True, "epochs": cfg.train.epochs}
@@ -339,5 +333,5 @@ def finish(workdir, cfg, resolved, val_ds, model, exporter: Exporter | None = No
         "plots": plot_files,
         "export": export_dir,
     }
-    _write_json(os.path.join(workdir, "summary.json"), summary)
+    write_json(os.path.join(workdir, "summary.json"), summary)
     return {**summary, "table": table}
