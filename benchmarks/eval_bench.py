@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing.
 
 from tags_tf.data.annotations import load_annotations  # noqa: E402
 from tags_tf.evaluation.metrics import evaluate_detections  # noqa: E402
-from tags_tf.evaluation.submission import Detections, read_results  # noqa: E402
+from tags_tf.evaluation.detections import Detections  # noqa: E402
+from tags_tf.evaluation.results_reader import read_results
 
 CASES = [
     # name, predictions, ground truth, subset, protocol, official seconds (EXPECTED.md)

@@ -33,7 +33,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving import signatures
-from tags_tf.evaluation.submission import result_entry, unpad_detections
+from tags_tf.evaluation.detections import result_entry, unpad_detections
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from tags_tf.config import PROTOCOLS, DataConfig
 from tags_tf.data.annotations import FORMATS, AnnotationError, load_annotations
 from tags_tf.evaluation.evaluator import Evaluator
 from tags_tf.evaluation.metrics import DetectionMetrics, evaluate_detections
-from tags_tf.evaluation.submission import ResultsError, read_results
+from tags_tf.evaluation.detections import ResultsError
+from tags_tf.evaluation.results_reader import read_results
 
 __all__ = ["main", "Evaluator", "evaluate_detections", "DetectionMetrics", "build_parser"]
 

@@ -27,7 +27,7 @@ from typing import Mapping, Sequence
 
 from tags_tf.data.annotations import AnnotationSet
 from tags_tf.evaluation.metrics import DetectionMetrics, evaluate_detections, tiou_thresholds_for
-from tags_tf.evaluation.submission import Detections
+from tags_tf.evaluation.detections import Detections
 
 
 class Evaluator:

@@ -5,12 +5,12 @@ serving ``detect`` signature also traces."""
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import tensorflow as tf
 
-from tags_tf.evaluation.submission import result_entry, unpad_detections
+from tags_tf.evaluation.detections import unpad_detections
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +61,3 @@ def detect_dataset(model, dataset: tf.data.Dataset, progress: bool = False, deco
                 "duration": float(durs[i]),
             }
     return detections, ground_truth
-
-
-def to_submission(detections: dict, class_names: Sequence[str]) -> dict:
-    """Detections -> the ActivityNet submission ``results`` mapping."""
-    results = {}
-    for vid, d in detections.items():
-        results[vid] = [
-            result_entry(class_names[int(c)], float(s), float(a), float(b))
-            for (a, b), s, c in zip(d["segments"], d["scores"], d["classes"])
-        ]
-    return results

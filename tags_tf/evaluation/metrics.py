@@ -48,7 +48,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tags_tf.data.annotations import AnnotationSet
-from tags_tf.evaluation.submission import Detections, parse_results
+from tags_tf.evaluation.detections import Detections
+from tags_tf.evaluation.results_reader import parse_results
 from tags_tf.data.schema import alternate_video_id
 
 logger = logging.getLogger(__name__)

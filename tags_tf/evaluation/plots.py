@@ -26,7 +26,7 @@ import numpy as np
 
 from tags_tf.data.annotations import AnnotationSet, VideoAnnotation
 from tags_tf.evaluation.metrics import DetectionMetrics, Matches, evaluate_detections, segment_iou
-from tags_tf.evaluation.submission import Detections
+from tags_tf.evaluation.detections import Detections
 
 logger = logging.getLogger(__name__)
 

@@ -279,13 +279,13 @@ def held_out_subset(manifest: Manifest, wanted: str, used: tuple[str, ...]) -> s
 
 def _evaluate_subset(workdir, model, dataset, evaluator, label: str):
     """Detections, ground truth and mAP report of one subset; writes ``{label}_detections.json``."""
-    from tags_tf.evaluation.inference import detect_dataset, to_submission
-    from tags_tf.evaluation.submission import write_submission
+    from tags_tf.evaluation.inference import detect_dataset
+    from tags_tf.evaluation.submission import ResultsWriter
 
     detections, ground_truth = detect_dataset(model, dataset, progress=True)
-    report = evaluator.evaluate(detections, ground_truth)
-    write_submission(os.path.join(workdir, f"{label}_detections.json"),
-                     to_submission(detections, evaluator.class_names))
+    report = evaluator.evaluate(detections, ground_truth, keep_matches=True)  # the plots reuse the matching
+    ResultsWriter(evaluator.class_names).add_detections(detections).write(
+        os.path.join(workdir, f"{label}_detections.json"))
     return detections, ground_truth, report
 
 

@@ -8,8 +8,9 @@ import pytest
 from tags_tf.config import get_config
 from tags_tf.data.annotations import load_annotations
 from tags_tf.evaluation.evaluator import Evaluator
-from tags_tf.evaluation.inference import to_submission
-from tags_tf.evaluation.submission import ResultsError, read_results, write_submission
+from tags_tf.evaluation.detections import ResultsError
+from tags_tf.evaluation.results_reader import read_results
+from tags_tf.evaluation.submission import ResultsWriter
 
 NAMES = ("A", "B", "C")  # C has no ground truth
 GROUND_TRUTH = {
@@ -39,7 +40,7 @@ def test_arrays_and_the_files_written_from_them_score_the_same(tmp_path):
     """Training scores arrays; tags_tf.evaluate scores the files: one evaluator, one result."""
     evaluator = Evaluator(NAMES, "thumos")
     in_memory = evaluator.evaluate(DETECTIONS, GROUND_TRUTH)
-    write_submission(tmp_path / "pred.json", to_submission(DETECTIONS, NAMES))
+    ResultsWriter(NAMES).add_detections(DETECTIONS).write(tmp_path / "pred.json")  # what training writes
     database = {vid: {"subset": "validation", "duration": g["duration"],
                       "annotations": [{"segment": s.tolist(), "label": NAMES[c]} for s, c in zip(g["segments"], g["labels"])]}
                 for vid, g in GROUND_TRUTH.items()}

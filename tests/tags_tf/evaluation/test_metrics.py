@@ -12,7 +12,7 @@ from tags_tf.evaluation.metrics import (
     segment_iou,
     tiou_thresholds_for,
 )
-from tags_tf.evaluation.submission import read_results
+from tags_tf.evaluation.results_reader import read_results
 
 
 def make_gt(rows):

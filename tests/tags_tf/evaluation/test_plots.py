@@ -15,7 +15,7 @@ from tags_tf.evaluation.plots import (
     prediction_types,
     write_report_plots,
 )
-from tags_tf.evaluation.submission import parse_results
+from tags_tf.evaluation.results_reader import parse_results
 
 
 def _gt():

@@ -6,7 +6,11 @@ import logging
 import numpy as np
 import pytest
 
-from tags_tf.evaluation.submission import Detections, ResultsError, ResultsWriter, parse_results, read_results
+from tags_tf.evaluation.detections import Detections, ResultsError
+
+from tags_tf.evaluation.results_reader import parse_results, read_results
+
+from tags_tf.evaluation.submission import ResultsWriter
 
 CLASSES = ("Archery", "Bowling", "Zumba")
 
