@@ -25,7 +25,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from tags_tf.data.annotations import AnnotationSet, VideoAnnotation
-from tags_tf.evaluation.metrics import DetectionMetrics, Matches, evaluate_detections, segment_iou
+from tags_tf.evaluation.matching import Matches, segment_iou
+from tags_tf.evaluation.metrics import DetectionMetrics, evaluate_detections
 from tags_tf.evaluation.detections import Detections
 
 logger = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ def plot_false_positive_profile(breakdown: FalsePositiveBreakdown, path: str | o
 
 def precision_recall_curves(matches: Matches, mode: str = "pooled",
                             recall_points: int = 101) -> tuple[np.ndarray, np.ndarray]:
-    """Precision/recall per threshold from :class:`~tags_tf.evaluation.metrics.Matches`.
+    """Precision/recall per threshold from :class:`~tags_tf.evaluation.matching.Matches`.
 
     Args:
       matches: from ``evaluate_detections(..., keep_matches=True).matches``.

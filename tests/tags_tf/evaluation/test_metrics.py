@@ -6,12 +6,8 @@ import numpy as np
 import pytest
 
 from tags_tf.data.annotations import AnnotationSet, Instance, VideoAnnotation, load_annotations
-from tags_tf.evaluation.metrics import (
-    evaluate_detections,
-    interpolated_average_precision,
-    segment_iou,
-    tiou_thresholds_for,
-)
+from tags_tf.evaluation.matching import interpolated_average_precision, segment_iou
+from tags_tf.evaluation.metrics import evaluate_detections, tiou_thresholds_for
 from tags_tf.evaluation.results_reader import read_results
 
 
