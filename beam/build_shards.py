@@ -48,7 +48,8 @@ from beam.output_dir import prepare_output
 from beam.pipeline_options import make_pipeline_options, options_for_manifest, run_pipeline
 from tags_tf import kernels
 from tags_tf.data.schema import DEAD_LETTER_NAME, MANIFEST_NAME, Manifest
-from tags_tf.data.annotations import AnnotationError, AnnotationSet, load_annotations
+from tags_tf.data.annotation_files import load_annotations
+from tags_tf.data.annotations import AnnotationError, AnnotationSet
 
 _LOG = logging.getLogger(__name__)
 

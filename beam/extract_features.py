@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_annotations(args):
-    from tags_tf.data.annotations import load_annotations
+    from tags_tf.data.annotation_files import load_annotations
 
     subset = [s for s in args.subset.split(",") if s] if args.subset else None
     return load_annotations(args.annotations, video_info=args.video_info, subset=subset)

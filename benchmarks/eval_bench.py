@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing.
 
-from tags_tf.data.annotations import load_annotations  # noqa: E402
+from tags_tf.data.annotation_files import load_annotations  # noqa: E402
 from tags_tf.evaluation.metrics import evaluate_detections  # noqa: E402
 from tags_tf.evaluation.detections import Detections  # noqa: E402
 from tags_tf.evaluation.results_reader import read_results

@@ -74,7 +74,7 @@ def run_loop(ann_path: str, feat_dir: str, out_dir: str, num_shards: int, compre
     """The single-process baseline: same checks, same examples, round-robin shards."""
     from beam import build_shards_dofns
     from tags_tf.data import features as F
-    from tags_tf.data.annotations import load_annotations
+    from tags_tf.data.annotation_files import load_annotations
     from tags_tf.data.tfrecord import open_records, shard_name
 
     ann = load_annotations(ann_path)

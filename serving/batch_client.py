@@ -85,7 +85,8 @@ def load_durations(path: str | Path) -> dict[str, float]:
 
 def durations_from_annotations(path: str | Path) -> dict[str, float]:
     """Durations of every video of an annotation file (``tags_tf.data.annotations`` formats)."""
-    from tags_tf.data.annotations import AnnotationError, load_annotations
+    from tags_tf.data.annotation_files import load_annotations
+    from tags_tf.data.annotations import AnnotationError
 
     try:
         videos = load_annotations(str(path)).videos

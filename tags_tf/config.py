@@ -14,8 +14,7 @@ resolution down").
 This module imports nothing heavy (no TensorFlow) so the evaluator and the Beam
 pipelines can use it.
 
-Long because every field of every section is defined, commented and validated here,
-once.
+Presets: :mod:`tags_tf.presets`.
 """
 
 from __future__ import annotations
@@ -25,6 +24,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
+
+from tags_tf.presets import PRESETS
 
 
 class ConfigError(ValueError):
@@ -216,51 +217,6 @@ class TagsConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # ActivityNet-1.3: 200 classes, TSN two-stream 400-d features, 100/200 snippets.
-    "anet": {},
-    # THUMOS14: 20 classes, I3D 2048-d features, N = 200 detections, lr 1e-5, batch 25.
-    # Long videos with short actions: windows of 256 native snippets (50 % overlap), each
-    # the model's T = 256 (README "Design notes"). The paper resamples whole videos to
-    # T = 1024: --set data.window_snippets=0 --set model.base_snippets=512.
-    "thumos": {
-        "model.num_classes": 20,
-        "model.feature_dim": 2048,
-        "model.base_snippets": 128,
-        "data.window_snippets": 256,
-        "postprocess.max_detections": 200,
-        "data.protocol": "thumos",
-        "train.learning_rate": 1e-5,
-        "train.batch_size": 25,
-        "train.reference_videos": 200,  # THUMOS14 validation videos (its training set)
-        # Fitted recipe's peak on windows: validation 54.4 vs 40.0 (3e-4) after 4 of 6 epochs,
-        # THUMOS-geometry set, seed 0 (README "Design notes").
-        "train.fit_learning_rate": 1e-3,
-    },
-    # Tiny and CPU-fast: the embedded demo dataset (see tags_tf.data.demo).
-    "demo": {
-        "model.num_classes": 4,
-        "model.feature_dim": 32,
-        "model.base_snippets": 32,
-        "model.embed_dim": 64,
-        "model.mask_key_dim": 64,
-        "loss.topk": 8,
-        "postprocess.top_snippets": 16,
-        "postprocess.pre_nms_top_k": 400,
-        "postprocess.max_detections": 50,
-        "train.learning_rate": 3e-3,
-        # Warm-up + cosine, as the recipe fitted to a user's own data: validation 60.6 vs
-        # 59.9 (TAGS) and 58.5 vs 57.9 (ablation) with the constant rate, 6 seeds (README
-        # "Design notes").
-        "train.schedule": "cosine",
-        "train.batch_size": 16,
-        "train.epochs": 15,
-        "train.reference_videos": 600,  # the demo's training videos
-        "train.recipe": "preset",  # the recipe above is already fitted to the demo's 600 videos
-    },
-}
 
 
 def validate(cfg: TagsConfig) -> None:

@@ -25,7 +25,8 @@ import time
 from typing import Sequence
 
 from tags_tf.config import PROTOCOLS, DataConfig
-from tags_tf.data.annotations import FORMATS, AnnotationError, load_annotations
+from tags_tf.data.annotation_files import load_annotations
+from tags_tf.data.annotations import FORMATS, AnnotationError
 from tags_tf.evaluation.evaluator import Evaluator
 from tags_tf.evaluation.metrics import DetectionMetrics, evaluate_detections
 from tags_tf.evaluation.detections import ResultsError

@@ -236,7 +236,7 @@ def test_load_class_map_formats(tmp_path):
 
 @pytest.mark.skipif(not ANET_BSN.exists(), reason=f"shared data not found: {ANET_BSN}")
 def test_bsn_action_names_cover_the_classes_in_another_order():
-    from tags_tf.data.annotations import load_annotations
+    from tags_tf.data.annotation_files import load_annotations
 
     ann = load_annotations(ANET_BSN / "anet_anno_action.json", ANET_BSN / "video_info_new.csv", subset="validation")
     names = build_shards.load_class_map(str(ANET_BSN / "action_name.csv"))

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from tags_tf.data.annotations import AnnotationError, AnnotationSet, Instance, load_annotations
+from tags_tf.data.annotation_files import load_annotations
+
+from tags_tf.data.annotations import AnnotationError, AnnotationSet, Instance
 
 
 def _write(tmp_path, name, obj):

@@ -10,7 +10,7 @@ import tensorflow as tf
 from tags_tf.data import features as F
 from tags_tf.config import get_config
 from tags_tf.data import demo
-from tags_tf.data.annotations import load_annotations
+from tags_tf.data.annotation_files import load_annotations
 from tags_tf.data.input import make_dataset, subset_pattern
 
 

@@ -27,7 +27,7 @@ def test_record_keys_and_file_names_are_distinct():
 
 
 def test_the_annotation_reader_gives_the_dead_letter_reasons_of_the_schema():
-    from tags_tf.data import annotations
+    from tags_tf.data import annotation_files as annotations
 
     for name in REASONS:
         assert getattr(annotations, name) is getattr(schema, name), name

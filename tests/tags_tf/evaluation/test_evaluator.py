@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tags_tf.config import get_config
-from tags_tf.data.annotations import load_annotations
+from tags_tf.data.annotation_files import load_annotations
 from tags_tf.evaluation.evaluator import Evaluator
 from tags_tf.evaluation.detections import ResultsError
 from tags_tf.evaluation.results_reader import read_results

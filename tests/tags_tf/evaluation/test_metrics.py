@@ -5,7 +5,9 @@ import re
 import numpy as np
 import pytest
 
-from tags_tf.data.annotations import AnnotationSet, Instance, VideoAnnotation, load_annotations
+from tags_tf.data.annotation_files import load_annotations
+
+from tags_tf.data.annotations import AnnotationSet, Instance, VideoAnnotation
 from tags_tf.evaluation.matching import interpolated_average_precision, segment_iou
 from tags_tf.evaluation.metrics import evaluate_detections, tiou_thresholds_for
 from tags_tf.evaluation.results_reader import read_results
