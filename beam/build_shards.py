@@ -29,20 +29,18 @@ the CLI.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import logging
 import os
 import sys
 from typing import Mapping, Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
 from beam import build_shards_dofns, dataflow
 from beam import feature_readers as fr
 from beam import shard_io, sinks
 from beam.accounting import WriteAccounting, finalize_output
+from beam.class_map import load_class_map
 from beam.manifest import ManifestError, base_manifest, format_summary
 from beam.output_dir import prepare_output
 from beam.pipeline_options import make_pipeline_options, options_for_manifest, run_pipeline
@@ -52,47 +50,6 @@ from tags_tf.data.annotation_files import load_annotations
 from tags_tf.data.annotations import AnnotationError, AnnotationSet
 
 _LOG = logging.getLogger(__name__)
-
-
-def load_class_map(path: str) -> list[str]:
-    """Class names in id order from ``path``.
-
-    Accepted: a manifest.json of earlier shards (its ``class_names``), a JSON list of
-    names, a JSON object ``{name: id}`` (ids 0..K-1), a BSN ``action_name.csv`` (header
-    ``action``) or a text file with one name per line. The file's order defines the ids:
-    to keep the evaluator's ids (sorted names of the annotation file) pass the training
-    shards' manifest.json, not BSN's action_name.csv (which is not sorted).
-    Raises ValueError naming the file.
-    """
-    try:
-        with FileSystems.open(path) as f:
-            text = f.read().decode("utf-8")
-    except Exception as e:
-        raise ValueError(f"--class_map {path}: cannot read ({e})") from e
-    if path.lower().endswith(".json"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--class_map {path}: invalid JSON ({e})") from e
-        if isinstance(data, dict) and "class_names" in data:
-            data = data["class_names"]
-        if isinstance(data, dict):
-            ids = sorted(data.values())
-            if ids != list(range(len(ids))):
-                raise ValueError(f"--class_map {path}: ids must be 0..{len(ids) - 1}, got {ids[:5]}...")
-            names = [n for n, _ in sorted(data.items(), key=lambda kv: kv[1])]
-        elif isinstance(data, list) and all(isinstance(n, str) for n in data):
-            names = list(data)
-        else:
-            raise ValueError(f"--class_map {path}: expected a list of names or {{name: id}}")
-    else:
-        rows = [r[0].strip() for r in csv.reader(text.splitlines()) if r and r[0].strip()]
-        if path.lower().endswith(".csv") and rows and rows[0].lower() in ("action", "name", "class", "label"):
-            rows = rows[1:]
-        names = rows
-    if not names or len(set(names)) != len(names):
-        raise ValueError(f"--class_map {path}: expected unique, non-empty class names")
-    return names
 
 
 def _shard_counts(subsets: Sequence[str], per_subset: Mapping[str, int], num_shards) -> dict[str, int]:

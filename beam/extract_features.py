@@ -40,14 +40,16 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from beam import dataflow, shard_io, sinks
 from beam.accounting import WriteAccounting, finalize_output
-from beam.manifest import ManifestError, base_manifest, format_summary
-from beam.output_dir import prepare_output
-from beam.pipeline_options import make_pipeline_options, options_for_manifest, run_pipeline
-from tags_tf import kernels
 from beam.encoders import ClipSpec, EncoderError, EncoderSpec, clip_spec
 from beam.extract_features_dofns import META, AssembleVideoFn, DecodeBatchesFn, list_videos, plan_tasks
+from beam.manifest import ManifestError, base_manifest, format_summary
 from beam.model_handler import EncoderModelHandler
+from beam.output_dir import prepare_output
+from beam.pipeline_options import make_pipeline_options, options_for_manifest, run_pipeline
 from beam.video_decode import RESIZE_MODES, DecodeOptions
+from tags_tf import kernels
+from tags_tf.data.annotation_files import load_annotations
+from tags_tf.data.annotations import AnnotationError
 from tags_tf.data.schema import Manifest
 
 log = logging.getLogger(__name__)
@@ -100,8 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_annotations(args):
-    from tags_tf.data.annotation_files import load_annotations
-
     subset = [s for s in args.subset.split(",") if s] if args.subset else None
     return load_annotations(args.annotations, video_info=args.video_info, subset=subset)
 
@@ -280,7 +280,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # Before the encoder imports TensorFlow; DoFns on remote workers keep their image's setting.
     logging.getLogger(__name__).info("%s", kernels.select_from_argv(sys.argv[1:] if argv is None else argv))
-    from tags_tf.data.annotations import AnnotationError
 
     try:
         manifest = run(argv)

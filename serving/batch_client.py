@@ -1,7 +1,7 @@
 """Command line of the gRPC client (``python -m serving.client``): inputs, batching, outputs.
 
 Reads (video_id, features, duration) from .npy files, folders or TFRecord shards, sends
-them through :class:`serving.client.DetectionClient` (optionally resampled and batched,
+them through :class:`serving.grpc_client.DetectionClient` (optionally resampled and batched,
 several requests in flight), prints a table and writes ActivityNet-format JSON::
 
     python -m serving.client --server HOST:8500 --model tags --features video.npy --duration 120.5 \\
@@ -38,7 +38,12 @@ import numpy as np
 import tensorflow as tf
 
 from serving import signatures
-from serving.client import ClientInputError, DetectionClient, ServingError, VideoDetections, resample
+from serving.grpc_client import ClientInputError, DetectionClient, ServingError, VideoDetections, resample
+from tags_tf.data import features as schema
+from tags_tf.data.annotation_files import load_annotations
+from tags_tf.data.annotations import AnnotationError
+from tags_tf.data.schema import alternate_video_id
+from tags_tf.evaluation.submission import ResultsWriter
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +90,6 @@ def load_durations(path: str | Path) -> dict[str, float]:
 
 def durations_from_annotations(path: str | Path) -> dict[str, float]:
     """Durations of every video of an annotation file (``tags_tf.data.annotations`` formats)."""
-    from tags_tf.data.annotation_files import load_annotations
-    from tags_tf.data.annotations import AnnotationError
-
     try:
         videos = load_annotations(str(path)).videos
     except AnnotationError as e:
@@ -96,8 +98,6 @@ def durations_from_annotations(path: str | Path) -> dict[str, float]:
 
 
 def _lookup(durations: Mapping[str, float], video_id: str) -> float | None:
-    from tags_tf.data.schema import alternate_video_id
-
     for key in (video_id, alternate_video_id(video_id)):  # the v_ rule of tags_tf.data.schema
         if key in durations:
             return durations[key]
@@ -147,8 +147,6 @@ def iter_shards(pattern: str) -> Iterator[tuple[str, np.ndarray, float]]:
 
 
 def _shard_examples(files):
-    from tags_tf.data import features as schema
-
     for f in files:
         compression = "GZIP" if f.endswith(".gz") else ""
         try:
@@ -180,8 +178,6 @@ def write_results_json(path: str | Path, results: Mapping[str, VideoDetections],
     Without ``class_names`` the labels are the names the server sent with the detections
     (the exported model's class names), else the class ids as strings.
     """
-    from tags_tf.evaluation.submission import ResultsWriter
-
     if class_names is None:
         k = max((int(d.classes.max()) + 1 for d in results.values() if len(d)), default=0)
         sent = {int(c): lab for d in results.values() if d.labels is not None for c, lab in zip(d.classes, d.labels)}

@@ -60,6 +60,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.servable import Limits, RequestError, Servable, newest_version
+from tags_tf import kernels
 
 logger = logging.getLogger(__name__)
 
@@ -328,8 +329,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _kernels_argument(parser) -> None:
     """``--kernels``: applied before TensorFlow loads when run as ``python -m``; logged."""
-    from tags_tf import kernels
-
     kernels.add_argument(parser)
 
 

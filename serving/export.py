@@ -44,9 +44,13 @@ import keras
 import tensorflow as tf
 
 from serving import signatures
+from tags_tf import kernels
 from tags_tf.config import ConfigError, TagsConfig, from_dict
+from tags_tf.decode.decoder import DetectionDecoder
+from tags_tf.model.tags_model import TagsModel  # noqa: F401  (registers TagsModel and its layers)
 
 logger = logging.getLogger(__name__)
+
 
 class ExportError(ValueError):
     """The run directory, checkpoint, config or class names are unusable."""
@@ -54,8 +58,6 @@ class ExportError(ValueError):
 
 def default_decoder(cfg: TagsConfig) -> keras.layers.Layer:
     """The post-processing layer shared with ``TagsModel.predict_step``."""
-    from tags_tf.decode.decoder import DetectionDecoder
-
     return DetectionDecoder.from_tags_config(cfg)
 
 
@@ -323,8 +325,6 @@ def _resolve_inputs(args: argparse.Namespace) -> tuple[Path, Path, Path | None]:
 
 def load_run(checkpoint: Path, config: Path) -> tuple[keras.Model, TagsConfig]:
     """Loads ``config.json`` (TagsConfig.to_dict) and the ``.keras`` checkpoint."""
-    import tags_tf.model.tags_model  # noqa: F401  (registers TagsModel and its layers)
-
     try:
         cfg = from_dict(json.loads(config.read_text()))
     except (json.JSONDecodeError, ConfigError) as e:
@@ -371,8 +371,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _kernels_argument(parser) -> None:
     """``--kernels``: applied before TensorFlow loads when run as ``python -m``; logged."""
-    from tags_tf import kernels
-
     kernels.add_argument(parser)
 
 

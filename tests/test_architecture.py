@@ -193,3 +193,89 @@ def test_checker_walks_a_package_and_skips_only_the_exempt_clis(tmp_path):
     found = violations(tmp_path, "tags_tf", ABOVE_THE_LIBRARY, exempt=frozenset({"tags_tf/train.py"}))
     assert found == ["tags_tf/data/demo.py:2 imports beam.build_shards"]
     assert len(violations(tmp_path, "tags_tf", ABOVE_THE_LIBRARY)) == 2  # without the exemption
+
+
+def import_graph(root: Path, packages: tuple[str, ...]) -> dict[str, set[str]]:
+    """``{module: modules of ours it imports}`` (nested imports included) for every module
+    under ``root/package``; ``from a import b`` counts as importing ``a.b`` when that is
+    a module, else ``a``."""
+    modules = {}
+    for package in packages:
+        for path in (root / package).rglob("*.py"):
+            if "__pycache__" in path.parts:
+                continue
+            parts = path.relative_to(root).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        package = ".".join(path.relative_to(root).parent.parts)
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = imported_modules(ast.unparse(node), str(path), package)[0][1]
+                found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan), sorted."""
+    index, low, stack, on_stack, groups = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(groups)
+
+
+def test_no_import_cycle_anywhere():
+    graph = import_graph(REPO, ("tags_tf", "beam", "serving"))
+    assert len(graph) > 60 and graph["tags_tf.training.trainer"]  # every module, with its edges
+    cycles = import_cycles(graph)
+    assert not cycles, "modules that import each other (also through others):\n  " + "\n  ".join(map(str, cycles))
+
+
+def test_the_cycle_finder_finds_a_cycle_through_a_nested_import(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from pkg import b\n")
+    (tmp_path / "pkg" / "b.py").write_text("def f():\n    from pkg.c import g\n")
+    (tmp_path / "pkg" / "c.py").write_text("import pkg.a\n")
+    (tmp_path / "pkg" / "d.py").write_text("from pkg.a import x\n")
+    graph = import_graph(tmp_path, ("pkg",))
+    assert graph["pkg.d"] == {"pkg.a"}
+    assert import_cycles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+def test_the_library_layout_stays_small():
+    """Issue 23: no library module over 400 lines, at most 12 modules at tags_tf's top level."""
+    long_files = [f"{p.relative_to(REPO)} ({n} lines)" for pkg in ("tags_tf", "beam", "serving")
+                  for p in sorted((REPO / pkg).rglob("*.py"))
+                  if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400]
+    assert not long_files, "split these by job:\n  " + "\n  ".join(long_files)
+    top = sorted(p.name for p in (REPO / "tags_tf").glob("*.py"))
+    assert len(top) <= 12, f"tags_tf/ has {len(top)} top-level modules: {top}; group them into a stage package"

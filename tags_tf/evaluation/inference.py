@@ -9,6 +9,7 @@ from typing import Iterable
 
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from tags_tf.evaluation.detections import unpad_detections
 
@@ -41,8 +42,6 @@ def detect_dataset(model, dataset: tf.data.Dataset, progress: bool = False, deco
     detections, ground_truth = {}, {}
     batches: Iterable = dataset
     if progress:
-        from tqdm import tqdm
-
         batches = tqdm(dataset, desc="detect", unit="batch", leave=False)
     for x, _ in batches:
         per_video = unpad_detections({k: v.numpy() for k, v in detect(x["features"], x["duration"]).items()})

@@ -15,10 +15,13 @@ import tensorflow as tf
 from keras import layers
 
 from tags_tf import config as config_lib
-from tags_tf.model.labels import build_targets
+from tags_tf.data import windows as win
+from tags_tf.data.resample import resample_features
+from tags_tf.decode.decoder import DetectionDecoder
 from tags_tf.model.encoder import ScaleEncoder, SinusoidalPositionEncoding
 from tags_tf.model.heads import ClassificationHead, make_mask_head
-from tags_tf.decode.decoder import DetectionDecoder
+from tags_tf.model.labels import build_targets
+from tags_tf.model.losses import total_loss
 
 LOSS_TERMS = ("cls", "mask", "pp", "fc")
 
@@ -133,8 +136,6 @@ class TagsModel(keras.Model):
         return build_targets(y["segments"], y["labels"], y["duration"], self.tags_config.model)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        from tags_tf.model.losses import total_loss
-
         terms = total_loss(y_pred, self.targets_from(y), self.tags_config)
         for name, tracker in self.loss_trackers.items():
             tracker.update_state(terms[name])
@@ -173,8 +174,6 @@ class TagsModel(keras.Model):
         ``tags_tf.evaluation.inference`` (training-time validation, batch inference) and the serving
         ``detect`` signature.
         """
-        from tags_tf.data.resample import resample_features
-
         decoder = decoder if decoder is not None else self.decoder
         if self.tags_config.data.window_snippets > 0:
             return self.detect_windows(features, duration, decoder, external_scores)
@@ -190,9 +189,6 @@ class TagsModel(keras.Model):
         """:meth:`detect` for ``data.window_snippets = W > 0`` (tags_tf.data.windows):
         windows of every video -> model (one batch of B x n windows) -> each window's
         candidates mapped to seconds -> pooled per video -> one Soft-NMS."""
-        from tags_tf.data import windows as win
-        from tags_tf.data.resample import resample_features
-
         data = self.tags_config.data
         w = data.window_snippets
         features = tf.convert_to_tensor(features)

@@ -166,8 +166,6 @@ def config_for(resolved: ResolvedDataset, overrides: dict) -> config_lib.TagsCon
     }
     cfg = config_lib.get_config(resolved.preset, {**from_manifest, **overrides})
     if cfg.train.recipe == "auto":
-        from tags_tf.training.trainer import choose_subsets
-
         subset, _ = choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
         fitted, why = recipe.fit(cfg.train, training_samples(resolved, subset, cfg.data))
         fitted = {k: v for k, v in fitted.items() if k not in overrides}
@@ -207,3 +205,39 @@ def window_counts(shard_dir: str, subset: str, window: int, overlap: float) -> t
                 t = SequenceExample.FromString(record).context.feature[NUM_SNIPPETS].int64_list.value[0]
                 counts.append(num_windows(int(t), window, stride))
     return tuple(counts)
+
+
+_SUBSET_FALLBACKS = {
+    # THUMOS14's own layout has no training subset: detectors train on its "validation"
+    # videos and validate on "test".
+    "train": ("training", "train", "validation"),
+    "val": ("validation", "val", "test", "testing"),
+}
+
+
+def choose_subsets(manifest: Manifest, train_wanted: str, val_wanted: str) -> tuple[str, str]:
+    """(train, validation) subset names present in the shards (case-insensitive).
+
+    The config's names when both exist; otherwise conventional names for each role, so
+    a user's shard directory with e.g. train/val subsets works without --set
+    data.*_subset, and THUMOS14's own validation/test layout trains on "validation" and
+    validates on "test".
+    """
+    names = manifest.subset_names()
+    train, val = manifest.find_subset(train_wanted), manifest.find_subset(val_wanted)
+    if train is not None and val is not None:
+        return train, val
+    picked = []
+    for role, wanted in (("train", train_wanted), ("val", val_wanted)):
+        for alt in (*_SUBSET_FALLBACKS[role], wanted.lower()):
+            name = manifest.find_subset(alt)
+            if name is not None and name not in picked:
+                picked.append(name)
+                break
+        else:
+            raise MissingDataError(
+                f"no {role} subset in the shards (wanted {wanted!r}; they have {names}); "
+                "set data.train_subset / data.val_subset"
+            )
+    log.info("using subsets %r (train) and %r (validation) of %s", picked[0], picked[1], names)
+    return picked[0], picked[1]

@@ -11,6 +11,15 @@ import dataclasses
 import logging
 import time
 
+import keras
+
+from tags_tf.data.input import make_dataset, subset_pattern
+from tags_tf.evaluation.inference import make_detect_fn
+from tags_tf.model.tags_model import TagsModel
+from tags_tf.training import recipe
+from tags_tf.training import trainer
+from tags_tf.training.dataset_resolver import choose_subsets, training_samples
+
 log = logging.getLogger(__name__)
 
 
@@ -57,17 +66,9 @@ class Plan:
 
 def plan_run(cfg, resolved, timed_steps: int = 3) -> Plan:
     """Times ``timed_steps`` training steps (after one warm-up step) and one validation batch."""
-    import keras
-
-    from tags_tf.training import recipe
-    from tags_tf.training import trainer
-    from tags_tf.training.dataset_resolver import training_samples
-    from tags_tf.data.input import make_dataset, subset_pattern
-    from tags_tf.evaluation.inference import make_detect_fn
-    from tags_tf.model.tags_model import TagsModel
 
     cfg = trainer.planned_config(cfg, resolved)
-    train_subset, val_subset = trainer.choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
+    train_subset, val_subset = choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
     compression = cfg.data.compression or None
     batch = cfg.train.batch_size
     train_ds = make_dataset(subset_pattern(resolved.shard_dir, train_subset), cfg, training=True,

@@ -33,8 +33,24 @@ import os
 import time
 from typing import Any, Callable, Sequence
 
+import keras
+import tensorflow as tf
+
+from tags_tf import config as config_lib
+from tags_tf.data.input import make_dataset, subset_pattern
 from tags_tf.data.jsonio import write_json
 from tags_tf.data.schema import Manifest
+from tags_tf.evaluation.evaluator import Evaluator
+from tags_tf.evaluation.inference import detect_dataset
+from tags_tf.evaluation.submission import ResultsWriter
+from tags_tf.model.tags_model import TagsModel
+from tags_tf.training import recipe
+from tags_tf.training.callbacks import JsonLinesLogger, LearningRateLogger, StartLogger, ValidationCallback
+from tags_tf.training.checkpointing import EpochBackup, reconcile
+from tags_tf.training.dataset_resolver import MissingDataError, choose_subsets, training_samples
+from tags_tf.training.distribute import is_chief, worker_dir
+from tags_tf.training.ema import EmaWeights
+from tags_tf.training.fingerprint import check_fingerprint, dataset_fingerprint, save_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -43,47 +59,7 @@ log = logging.getLogger(__name__)
 Exporter = Callable[[Any, Any, str, Sequence[str]], None]
 
 
-_SUBSET_FALLBACKS = {
-    # THUMOS14's own layout has no training subset: detectors train on its "validation"
-    # videos and validate on "test".
-    "train": ("training", "train", "validation"),
-    "val": ("validation", "val", "test", "testing"),
-}
-
-
-def choose_subsets(manifest: Manifest, train_wanted: str, val_wanted: str) -> tuple[str, str]:
-    """(train, validation) subset names present in the shards (case-insensitive).
-
-    The config's names when both exist; otherwise conventional names for each role, so
-    a user's shard directory with e.g. train/val subsets works without --set
-    data.*_subset, and THUMOS14's own validation/test layout trains on "validation" and
-    validates on "test".
-    """
-    names = manifest.subset_names()
-    train, val = manifest.find_subset(train_wanted), manifest.find_subset(val_wanted)
-    if train is not None and val is not None:
-        return train, val
-    picked = []
-    for role, wanted in (("train", train_wanted), ("val", val_wanted)):
-        for alt in (*_SUBSET_FALLBACKS[role], wanted.lower()):
-            name = manifest.find_subset(alt)
-            if name is not None and name not in picked:
-                picked.append(name)
-                break
-        else:
-            from tags_tf.training.dataset_resolver import MissingDataError
-
-            raise MissingDataError(
-                f"no {role} subset in the shards (wanted {wanted!r}; they have {names}); "
-                "set data.train_subset / data.val_subset"
-            )
-    log.info("using subsets %r (train) and %r (validation) of %s", picked[0], picked[1], names)
-    return picked[0], picked[1]
-
-
 def _check_enough_samples(cfg, resolved, subset: str) -> None:
-    from tags_tf.training.dataset_resolver import MissingDataError, training_samples
-
     n = training_samples(resolved, subset, cfg.data)
     if n < cfg.train.batch_size:
         what = "windows" if cfg.data.window_snippets > 0 else "videos"
@@ -102,8 +78,6 @@ def _read_json(path: str, default=None):
 
 def _check_config(cfg, workdir: str) -> None:
     """Raises FileExistsError when ``workdir`` holds a run of a different config."""
-    from tags_tf import config as config_lib
-
     path = os.path.join(workdir, "config.json")
     saved = _read_json(path)
     if saved is not None:
@@ -124,9 +98,6 @@ def _check_or_save_config(cfg, workdir: str, chief: bool) -> None:
 
 def steps_per_epoch_of(cfg, resolved) -> int:
     """Optimizer steps of one epoch over the training samples (videos or windows)."""
-    from tags_tf.training import recipe
-    from tags_tf.training.dataset_resolver import training_samples
-
     train_subset, _ = choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
     samples = training_samples(resolved, train_subset, cfg.data) or cfg.train.batch_size
     return recipe.steps_per_epoch(int(samples), cfg.train.batch_size)
@@ -134,8 +105,6 @@ def steps_per_epoch_of(cfg, resolved) -> int:
 
 def planned_config(cfg, resolved):
     """``cfg`` with ``train.epochs`` stretched to make ``train.min_steps`` optimizer steps."""
-    from tags_tf.training import recipe
-
     steps = steps_per_epoch_of(cfg, resolved)
     epochs = recipe.planned_epochs(cfg.train, steps)
     if epochs != cfg.train.epochs:
@@ -151,18 +120,6 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
 
     ``exporter`` (when given) writes the best model to ``workdir/export/tags/1`` at the end.
     """
-    import keras
-    import tensorflow as tf
-
-    from tags_tf.training.callbacks import JsonLinesLogger, LearningRateLogger, StartLogger, ValidationCallback
-    from tags_tf.training.checkpointing import EpochBackup, reconcile
-    from tags_tf.training.ema import EmaWeights
-    from tags_tf.data.input import make_dataset, subset_pattern
-    from tags_tf.training.distribute import is_chief, worker_dir
-    from tags_tf.evaluation.evaluator import Evaluator
-    from tags_tf.training.fingerprint import check_fingerprint, dataset_fingerprint, save_fingerprint
-    from tags_tf.training import recipe
-    from tags_tf.model.tags_model import TagsModel
 
     chief = is_chief()
     os.makedirs(workdir, exist_ok=True)
@@ -279,9 +236,6 @@ def held_out_subset(manifest: Manifest, wanted: str, used: tuple[str, ...]) -> s
 
 def _evaluate_subset(workdir, model, dataset, evaluator, label: str):
     """Detections, ground truth and mAP report of one subset; writes ``{label}_detections.json``."""
-    from tags_tf.evaluation.inference import detect_dataset
-    from tags_tf.evaluation.submission import ResultsWriter
-
     detections, ground_truth = detect_dataset(model, dataset, progress=True)
     report = evaluator.evaluate(detections, ground_truth, keep_matches=True)  # the plots reuse the matching
     ResultsWriter(evaluator.class_names).add_detections(detections).write(
@@ -301,9 +255,6 @@ def finish(workdir, cfg, resolved, val_ds, model, exporter: Exporter | None = No
     """Final evaluation with the best checkpoint (selected on validation): validation and,
     when the shards have one, held-out test tables, detection files, plots, and the
     export by ``exporter`` when given."""
-    import keras
-
-    from tags_tf.evaluation.evaluator import Evaluator
 
     best_path = os.path.join(workdir, "best.keras")
     if os.path.exists(best_path):

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from beam import build_shards
+from beam.class_map import load_class_map
 from tags_tf.data import features as F
 from tests.conftest import shared_dir
 
@@ -226,12 +227,12 @@ def test_load_class_map_formats(tmp_path):
     (tmp_path / "action_name.csv").write_text("action\na\nb\nc\n")
     (tmp_path / "names.txt").write_text("a\nb\n\nc\n")
     for f in ("manifest.json", "list.json", "ids.json", "action_name.csv", "names.txt"):
-        assert build_shards.load_class_map(str(tmp_path / f)) == names, f
+        assert load_class_map(str(tmp_path / f)) == names, f
     (tmp_path / "gap.json").write_text(json.dumps({"a": 0, "b": 2}))
     (tmp_path / "dup.txt").write_text("a\na\n")
     for f, msg in (("gap.json", "ids must be"), ("dup.txt", "unique"), ("nope.json", "cannot read")):
         with pytest.raises(ValueError, match=msg):
-            build_shards.load_class_map(str(tmp_path / f))
+            load_class_map(str(tmp_path / f))
 
 
 @pytest.mark.skipif(not ANET_BSN.exists(), reason=f"shared data not found: {ANET_BSN}")
@@ -239,7 +240,7 @@ def test_bsn_action_names_cover_the_classes_in_another_order():
     from tags_tf.data.annotation_files import load_annotations
 
     ann = load_annotations(ANET_BSN / "anet_anno_action.json", ANET_BSN / "video_info_new.csv", subset="validation")
-    names = build_shards.load_class_map(str(ANET_BSN / "action_name.csv"))
+    names = load_class_map(str(ANET_BSN / "action_name.csv"))
     assert len(names) == 200 and sorted(names) == list(ann.class_names)
     assert names != list(ann.class_names)  # BSN's order: its ids differ from the evaluator's
 

@@ -9,10 +9,11 @@ import grpc
 import numpy as np
 import pytest
 
-from serving import signatures
-from serving import testing
 from serving import batch_client
 from serving import client as client_lib
+from serving import grpc_client
+from serving import signatures
+from serving import testing
 from serving.client import DetectionClient, VideoDetections, ClientInputError, ServingError, split_detections
 from serving.dev_server import DevServer
 from tags_tf.data import features as schema
@@ -47,7 +48,7 @@ class _FlakyMethod:
 @pytest.fixture
 def sleeps(monkeypatch):
     recorded = []
-    monkeypatch.setattr(client_lib.time, "sleep", recorded.append)
+    monkeypatch.setattr(grpc_client.time, "sleep", recorded.append)
     return recorded
 
 

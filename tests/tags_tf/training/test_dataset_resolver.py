@@ -99,7 +99,7 @@ def test_windows_are_the_training_samples_the_recipe_is_fitted_to(tmp_path, capl
 
 def test_thumos_own_layout_trains_on_validation_and_validates_on_test():
     from tags_tf.data.schema import Manifest
-    from tags_tf.training.trainer import choose_subsets
+    from tags_tf.training.dataset_resolver import choose_subsets
 
     def manifest(*names):
         return Manifest.from_dict({"class_names": ["a"], "feature_dim": 4,
