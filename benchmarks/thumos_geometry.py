@@ -56,7 +56,7 @@ RESAMPLED_LENGTHS = (256, 1024)
 # Strength of the class prototype in the features (the demo's DemoSpec has 1.8, sized for
 # ActivityNet's 28 training videos a class). THUMOS has 10 a class, and at 1.8 the
 # per-video offsets swamp the class: the per-snippet baseline scored 8 % (validation);
-# the issue's own THUMOS-geometry set, 29 %. Chosen so the baseline lands there (README).
+# the issue's own THUMOS-geometry set, 29 %. Chosen so the baseline lands there (docs/benchmarks.md).
 CLASS_AMPLITUDE = 4.0  # whole-video T: the default model's window length, the paper's T
 
 

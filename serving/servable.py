@@ -40,7 +40,7 @@ class RequestError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """Request size limits, the one documented set (README "Serving", dev_server).
+    """Request size limits, the one documented set (docs/serving.md, dev_server).
 
     max_batch: largest B (first dim) of any input (64).
     max_snippets: largest T (second dim) of a rank-3 ``features`` input (20000).

@@ -3,7 +3,7 @@
 Defaults live here. A preset is a set of overrides on the defaults, and the command
 line (``--set section.key=value``) overrides a preset. Unknown keys are errors.
 
-Scales and snippet counts (see README "Design notes"): ``model.base_snippets`` is the
+Scales and snippet counts (see docs/design.md): ``model.base_snippets`` is the
 number of snippets at scale 1, and scale ``s`` works on ``s * base_snippets`` snippets,
 which reproduces Table 5 of the paper (scales {1}, {1,2}, {1,2,4} -> 100 / 100,200 /
 100,200,400 snippets on ActivityNet). Every video is resampled to the finest
@@ -65,14 +65,14 @@ class ModelConfig:
     mask_kernel: int = 3  # H_b: kernel of the first two of its three 1-D convs.
     # H_b's read-out: "paper" (Eq. 4 as printed, a 1x1 conv to T^s channels: a free
     # weight vector per absolute position) or "bilinear" (query of the predicting
-    # snippet . key of the masked position; translation-equivariant). README "Design notes".
+    # snippet . key of the masked position; translation-equivariant). docs/design.md.
     mask_head: str = "bilinear"
     mask_key_dim: int = 128  # d of the bilinear head's query and key.
     mask_hidden_dim: int = 0  # width of H_b's first two convs; 0 = embed_dim (C).
     # Scale of the gradient the mask branch sends into the shared encoder: 0 (default: the
     # mask head learns on the encoder that the classification branch trains; its own
     # weights still learn), 1 (the paper: one network trained end to end). Chosen on
-    # validation (README "Design notes").
+    # validation (docs/design.md).
     mask_trunk_gradient: float = 0.0
 
     @property
@@ -101,12 +101,12 @@ class LossConfig:
     delta: float = 0.25  # outer-inner contrast margin (Eq. 7).
     erosion_kernel: int = 7  # Phi, morphological erosion (Eq. 6) of boundary="interior".
     # Region of Eq. 6's boundary IoU: "interior" (the eroded mask, as printed; default,
-    # README "Design notes") or "band" (Boundary IoU, the cited metric: the cells within
+    # docs/design.md) or "band" (Boundary IoU, the cited metric: the cells within
     # boundary_width * T^s of a boundary).
     boundary: str = "interior"
     boundary_width: float = 0.05
     # Weight of a BCE toward an all-zero mask on background snippets' rows (0, default =
-    # the paper: only foreground rows are trained; README "Design notes").
+    # the paper: only foreground rows are trained; docs/design.md).
     mask_background: float = 0.0
     mask_bce: float = 1.0  # weight of a BCE on the mask logits added to Eq. 6; 0 = the paper's Eq. 6.
     theta_m: float = 0.5  # mask binarisation threshold (Eq. 9).
@@ -140,7 +140,7 @@ class PostprocessConfig:
     # each side, Eq. 7's outer-inner contrast, which does not favour runs cut too short;
     # "gated": runs and mean of the mask gated by local actionness, m[t, k] * (1 - P_bg[k]);
     # "consensus": the contrast averaged over the masks of every snippet in the run.
-    # Default "contrast": best on the demo's validation split (README "Design notes").
+    # Default "contrast": best on the demo's validation split (docs/design.md).
     mask_score: str = "contrast"
     contrast_delta: float = 0.25
     fusion_top_k: int = 1  # class_fusion="external": each candidate labelled with this many best classes.
@@ -159,7 +159,7 @@ class DataConfig:
     # Scoring protocol of validation, test and tags_tf.evaluate's default: "anet" (tIoU
     # 0.5:0.05:0.95) or "thumos" (0.3:0.1:0.7). Written to the run's config.json.
     protocol: str = "anet"
-    # Long videos (tags_tf.data.windows, README "Design notes"): 0 = every video resampled
+    # Long videos (tags_tf.data.windows, docs/design.md): 0 = every video resampled
     # whole to model.input_snippets (the paper); W > 0 = windows of W native snippets,
     # overlapping by window_overlap, for training, validation and inference, each resampled
     # to model.input_snippets; a video's detections are pooled and Soft-NMS'd once.
@@ -178,7 +178,7 @@ class TrainConfig:
     clipnorm: float = 0.0  # 0 disables gradient clipping.
     # > 0: keep an exponential moving average of the weights (Polyak averaging, momentum
     # per optimizer step) and validate, checkpoint and export the averaged weights
-    # (tags_tf.training.ema). 0 (the paper): the raw weights. README "Design notes".
+    # (tags_tf.training.ema). 0 (the paper): the raw weights. docs/design.md.
     ema_momentum: float = 0.0
     # "constant" (the paper) or "cosine": linear warm-up over warmup_fraction of the
     # steps, then cosine decay to final_lr_fraction x learning_rate (tags_tf.training.recipe).
@@ -191,7 +191,7 @@ class TrainConfig:
     # "preset": the preset's recipe as it is (the paper's, for anet and thumos).
     recipe: str = "auto"
     reference_videos: int = 10024  # ActivityNet-1.3 training videos
-    fit_steps: int = 280  # optimizer steps of a fitted recipe (README "Training on your own data")
+    fit_steps: int = 280  # optimizer steps of a fitted recipe (docs/training.md)
     # Peak of the fitted recipe's warm-up + cosine (measured: ActivityNet geometry, and THUMOS
     # geometry on windows, where 3e-5 = 3x the paper's THUMOS rate barely learned).
     fit_learning_rate: float = 3e-4

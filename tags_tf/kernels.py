@@ -6,7 +6,7 @@ on by default only on some CPUs (it stays off on AMD EPYC, for one). Every CLI c
 
 - a value the user exported is kept (``auto``); ``--kernels onednn|eigen`` overrides it;
 - ``auto`` otherwise picks by workload, from ``benchmarks/roofline.py`` on a 2-core AMD
-  EPYC where TensorFlow's default is Eigen (README "Performance"): oneDNN for batched
+  EPYC where TensorFlow's default is Eigen (docs/benchmarks.md): oneDNN for batched
   work on full-size models (training, evaluation, export, Beam feature jobs; ActivityNet
   size: forward at batch 32 and the train step 1.10-1.17x faster), Eigen for batch-1
   latency (the development server: oneDNN 1.17x slower at ActivityNet size, batch 1)
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 ENV = "TF_ENABLE_ONEDNN_OPTS"
 CHOICES = ("auto", "onednn", "eigen")
 _VALUES = {"onednn": "1", "eigen": "0"}
-# Workload -> the kernel set ``auto`` picks (README "Performance").
+# Workload -> the kernel set ``auto`` picks (docs/benchmarks.md).
 AUTO = {"batch": "onednn", "latency": "eigen", "small": "eigen"}
 
 
@@ -78,4 +78,4 @@ def add_argument(parser) -> None:
     """The ``--kernels`` option of every CLI (read by :func:`select_from_argv` before TF loads)."""
     parser.add_argument("--kernels", choices=CHOICES, default="auto",
                         help="CPU kernels: oneDNN or Eigen (auto: the environment's TF_ENABLE_ONEDNN_OPTS "
-                             "if set, else the faster for this command; README 'Performance')")
+                             "if set, else the faster for this command; docs/benchmarks.md)")

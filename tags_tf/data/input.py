@@ -1,6 +1,6 @@
 """tf.data input: TFRecord shards -> batches of (inputs, targets) for ``model.fit``.
 
-Pipeline (README "Design notes")::
+Pipeline (docs/design.md)::
 
     files (sorted; shuffled per epoch when training; sharded per input pipeline)
       -> interleave(TFRecordDataset, parallel; non-deterministic only when training)

@@ -4,7 +4,7 @@ With ``data.window_snippets = W > 0`` a video is not resampled whole to
 ``model.input_snippets`` (the paper, which squeezes a 28-minute video into 1,024
 snippets, 1.6 s each). Instead it is cut into windows of W native snippets that overlap
 by ``data.window_overlap``; each window is resampled to ``input_snippets`` (the identity
-when the two are equal) and is one sample for the model. README "Design notes".
+when the two are equal) and is one sample for the model. docs/design.md.
 
 Window starts of a video of T snippets (:func:`window_starts`): ``0, S, 2S, ...`` with
 stride ``S = round(W (1 - overlap))``, the last one moved back to ``T - W`` so the last

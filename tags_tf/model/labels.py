@@ -3,7 +3,7 @@
 Pure TensorFlow ops with no data-dependent Python control flow, so it runs inside
 ``tf.data``, inside ``compute_loss`` and under ``tf.function`` for any T and scale set.
 
-Rules (README "Design notes"):
+Rules (docs/design.md):
 - Snippet ``t`` of ``T`` covers normalized time ``[t/T, (t+1)/T)``; it belongs to an
   instance when its centre ``(t + 0.5)/T`` lies in ``[start, end]`` (normalized by the
   duration). An instance shorter than one snippet still gets one: the snippet that

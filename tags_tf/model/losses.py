@@ -14,8 +14,8 @@ classes, class ``K`` = background, ``T`` snippets; see tags_tf/model/tags_model.
 ``call()`` returns the unreduced per-snippet loss ``(B, T)`` (per-video ``(B,)`` for
 the consistency loss); ``reduction=None`` makes ``__call__`` return it multiplied by
 the weight. ``total_loss`` / ``TagsLoss`` sum the four over all scales of a model
-output dict. The readings of the paper's printed equations are listed in README
-"Design notes".
+output dict. The readings of the paper's printed equations are listed in
+docs/design.md.
 
 Eq. 5-6 and the sum of the four are here; Eq. 7-9 in :mod:`tags_tf.model.promotion`;
 what they share in :mod:`tags_tf.model.loss_base`.
@@ -121,7 +121,7 @@ class MaskLoss(WeightedLoss):
     Eq. 6 acts on ``sigmoid(logits)`` only, so a logit that saturates on the wrong side
     gets no gradient and stays wrong: on the demo at lr 3e-3, 20 % of the foreground
     mask entries at scale 2 ended wrong with |logit| > 10. The BCE's gradient there is
-    ``(m - g) / T`` (README "Design notes").
+    ``(m - g) / T`` (docs/design.md).
 
     ``Phi`` is the region the "boundary IoU" is taken on. ``boundary="interior"`` (the
     literal reading of the printed Eq. 6): the eroded mask, kernel ``erosion_kernel``

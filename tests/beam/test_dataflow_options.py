@@ -274,13 +274,13 @@ def test_worker_video_requirements_are_setup_cfg_video_extra():
 
 
 def _readme_dataflow_commands():
-    """The ``python -m beam...`` commands of README's "Running the Beam jobs on Dataflow"."""
+    """The ``python -m beam...`` commands of docs/data.md's "Running the Beam jobs on Dataflow"."""
     import shlex
 
     from tests.conftest import REPO
 
-    text = (REPO / "README.md").read_text()
-    section = text.split("### Running the Beam jobs on Dataflow", 1)[1].split("\n### ", 1)[0]
+    text = (REPO / "docs" / "data.md").read_text()
+    section = text.split("## Running the Beam jobs on Dataflow", 1)[1].split("\n## ", 1)[0]
     block = section.split("```bash", 1)[1].split("```", 1)[0]
     commands = []
     for line in block.replace("\\\n", " ").splitlines():
@@ -291,7 +291,7 @@ def _readme_dataflow_commands():
 
 
 def test_readme_dataflow_commands_parse_and_build_their_graphs(annotations, capsys, monkeypatch):
-    """README's Dataflow steps, run as printed with --dry_run (local paths made to exist)."""
+    """docs/data.md's Dataflow steps, run as printed with --dry_run (local paths made to exist)."""
     import importlib
 
     from tests.conftest import REPO

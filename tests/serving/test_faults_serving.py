@@ -120,7 +120,7 @@ def test_83_byte_huge_shape_request_refused_fast_without_memory_growth(server):
 def test_default_element_limit_fires_before_the_grpc_message_cap():
     from serving.dev_server import DEFAULT_MAX_MESSAGE_BYTES
 
-    assert Limits().max_elements == 32 * 2**20  # README and the module docstring say 32 Mi
+    assert Limits().max_elements == 32 * 2**20  # docs/serving.md and the module docstring say 32 Mi
     assert Limits().max_elements * 4 < DEFAULT_MAX_MESSAGE_BYTES
 
 
