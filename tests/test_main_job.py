@@ -1,7 +1,10 @@
 """The README's main job, end to end: ``python -m tags_tf.train --dataset demo``."""
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,3 +72,12 @@ def test_demo_main_job_learns_and_writes_everything(tmp_path):
                                       str(tmp_path / "data" / "annotations.json"), "--subset", "validation"])
     offline = run_evaluate(args).average_map
     assert abs(offline - summary["average_mAP"]) < 1e-6 and abs(best_epoch - summary["average_mAP"]) < 1e-6
+
+    # README's Python API example, as printed, on this run (its runs/demo is this run).
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "demo").symlink_to(run)
+    example = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert example.returncode == 0, example.stderr[-3000:]
+    assert "[[" in example.stdout, example.stdout  # it printed the detected segments
