@@ -140,6 +140,13 @@ def decode_batch(serialized: tf.Tensor, cfg: TagsConfig) -> dict[str, tf.Tensor]
     return {**v, F.FEATURES: feats}
 
 
+def _targets(v, cfg, targets: str) -> dict:
+    """A batch's training targets (``targets="built"``, :func:`build_targets` on the input
+    CPUs) or its raw ground truth (``"raw"``: ``TagsModel.targets_from`` builds them)."""
+    raw = {k: v[k] for k in ("segments", "labels", "duration")}
+    return raw if targets == "raw" else build_targets(raw["segments"], raw["labels"], raw["duration"], cfg.model)
+
+
 def make_dataset(
     file_pattern_or_list: str | Sequence[str],
     cfg: TagsConfig,
@@ -221,10 +228,7 @@ def make_dataset(
 
     def to_inputs_targets(serialized):
         v = decode_batch(serialized, cfg)
-        if targets == "raw":
-            y = {k: v[k] for k in ("segments", "labels", "duration")}
-        else:
-            y = build_targets(v["segments"], v["labels"], v["duration"], cfg.model)  # batched, (B, ...)
+        y = _targets(v, cfg, targets)
         x = {"features": v["features"]}
         if with_metadata:
             x.update({k: v[k] for k in METADATA_KEYS})
@@ -274,9 +278,7 @@ def _windowed(ds: tf.data.Dataset, cfg: TagsConfig, training: bool, batch: int, 
         feats = x["features"]
         if w != cfg.model.input_snippets:
             feats = resample_features(feats, cfg.model.input_snippets)
-        if targets == "built":
-            y = build_targets(y["segments"], y["labels"], y["duration"], cfg.model)
-        return {"features": tf.ensure_shape(feats, [None, cfg.model.input_snippets, dim])}, y
+        return {"features": tf.ensure_shape(feats, [None, cfg.model.input_snippets, dim])}, _targets(y, cfg, targets)
 
     ds = ds.map(to_inputs_targets, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)

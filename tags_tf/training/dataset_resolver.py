@@ -6,6 +6,7 @@ No TensorFlow import: this runs before the distribution strategy is built.
 from __future__ import annotations
 
 import functools
+import glob
 import gzip
 import logging
 import math
@@ -13,7 +14,19 @@ import os
 from dataclasses import dataclass
 
 from tags_tf import config as config_lib
-from tags_tf.data.schema import MANIFEST_NAME, Manifest, ManifestFormatError, read_manifest
+from tags_tf.data import tfrecord
+from tags_tf.data.demo import prepare_demo
+from tags_tf.data.schema import (
+    MANIFEST_NAME,
+    NUM_SNIPPETS,
+    SHARD_SUFFIX,
+    Manifest,
+    ManifestFormatError,
+    read_manifest,
+    shard_prefix,
+)
+from tags_tf.data.statistics import choose_preset
+from tags_tf.training import recipe
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +105,6 @@ def preset_for_manifest(manifest: Manifest, wanted: str | None = None) -> tuple[
         return wanted, f"preset {wanted} as asked (--preset)"
     stats = _training_statistics(manifest)
     if stats and stats.get("instance_length_fraction"):
-        from tags_tf.data.statistics import choose_preset
-
         preset, why = choose_preset(stats)
         return preset, f"preset {preset}: {why}{hint}"
     preset = closest_preset(len(manifest.class_names), int(manifest.feature_dim))
@@ -116,8 +127,6 @@ def resolve(dataset: str, data_dir: str | None = None, preset: str | None = None
     if preset is not None and not os.path.isdir(dataset):
         raise MissingDataError("--preset applies to a shard directory; --dataset anet|thumos|demo is the preset")
     if dataset == "demo":
-        from tags_tf.data.demo import prepare_demo
-
         # 1000 videos (600 training / 200 validation / 200 test): with fewer training
         # videos the tiny model over-fits (180 gave ~8% average mAP).
         shard_dir = prepare_demo(data_dir or default_data_dir("demo"), num_videos=DEMO_VIDEOS,
@@ -158,8 +167,6 @@ def config_for(resolved: ResolvedDataset, overrides: dict) -> config_lib.TagsCon
     the training set's size in samples (:func:`tags_tf.training.recipe.fit`, :func:`training_samples`);
     keys given in ``overrides`` always win.
     """
-    from tags_tf.training import recipe
-
     from_manifest = {
         "model.num_classes": len(resolved.manifest.class_names),
         "model.feature_dim": int(resolved.manifest.feature_dim),
@@ -188,13 +195,9 @@ def training_samples(resolved: ResolvedDataset, subset: str, data: config_lib.Da
 @functools.lru_cache(maxsize=8)
 def window_counts(shard_dir: str, subset: str, window: int, overlap: float) -> tuple[int, ...]:
     """Windows of every video of ``subset`` (one pass over its shards' records)."""
-    import glob
-
     from tensorflow.core.example.example_pb2 import SequenceExample  # the proto only: no TF op
 
-    from tags_tf.data import tfrecord
     from tags_tf.data.windows import num_windows, window_stride
-    from tags_tf.data.schema import NUM_SNIPPETS, SHARD_SUFFIX, shard_prefix
 
     stride = window_stride(window, overlap)
     counts = []
