@@ -37,6 +37,11 @@ MASK_SOURCES = ("mask", "actionness", "both")
 MASK_SCORES = ("mean", "contrast", "gated", "consensus")
 CLASS_FUSIONS = ("none", "external")
 BOUNDARY_REGIONS = ("interior", "band")  # loss.boundary
+MASK_HEADS = ("paper", "bilinear")  # model.mask_head
+POSITION_ENCODINGS = ("sine", "none")  # model.position_encoding
+POOL_TYPES = ("avg", "max")  # model.pool_type
+SCHEDULES = ("constant", "cosine")  # train.schedule
+RECIPES = ("auto", "preset")  # train.recipe
 PROTOCOLS = ("anet", "thumos")  # tags_tf.evaluation.metrics.tiou_thresholds_for
 
 
@@ -236,14 +241,14 @@ def validate(cfg: TagsConfig) -> None:
             )
     if m.embed_dim % m.num_heads:
         raise ConfigError(f"model.embed_dim {m.embed_dim} is not divisible by num_heads {m.num_heads}")
-    if m.position_encoding not in ("sine", "none"):
-        raise ConfigError(f"model.position_encoding must be 'sine' or 'none', got {m.position_encoding!r}")
-    if m.mask_head not in ("paper", "bilinear"):
-        raise ConfigError(f"model.mask_head must be 'paper' or 'bilinear', got {m.mask_head!r}")
+    if m.position_encoding not in POSITION_ENCODINGS:
+        raise ConfigError(f"model.position_encoding must be one of {POSITION_ENCODINGS}, got {m.position_encoding!r}")
+    if m.mask_head not in MASK_HEADS:
+        raise ConfigError(f"model.mask_head must be one of {MASK_HEADS}, got {m.mask_head!r}")
     if not 0.0 <= m.mask_trunk_gradient <= 1.0:
         raise ConfigError(f"model.mask_trunk_gradient must be in [0, 1], got {m.mask_trunk_gradient}")
-    if m.pool_type not in ("avg", "max"):
-        raise ConfigError(f"model.pool_type must be 'avg' or 'max', got {m.pool_type!r}")
+    if m.pool_type not in POOL_TYPES:
+        raise ConfigError(f"model.pool_type must be one of {POOL_TYPES}, got {m.pool_type!r}")
     if m.mask_hidden_dim < 0:
         raise ConfigError(f"model.mask_hidden_dim must be >= 0 (0: embed_dim), got {m.mask_hidden_dim}")
     for name in ("num_classes", "feature_dim", "base_snippets", "embed_dim", "num_heads", "mask_key_dim"):
@@ -261,14 +266,14 @@ def validate(cfg: TagsConfig) -> None:
         raise ConfigError(f"data.protocol must be one of {PROTOCOLS}, got {cfg.data.protocol!r}")
     validate_postprocess(cfg.postprocess, m.num_classes)
     t = cfg.train
-    if t.schedule not in ("constant", "cosine"):
-        raise ConfigError(f"train.schedule must be 'constant' or 'cosine', got {t.schedule!r}")
+    if t.schedule not in SCHEDULES:
+        raise ConfigError(f"train.schedule must be one of {SCHEDULES}, got {t.schedule!r}")
     if not 0.0 <= t.warmup_fraction < 1.0 or not 0.0 <= t.final_lr_fraction <= 1.0:
         raise ConfigError("train.warmup_fraction must be in [0, 1) and train.final_lr_fraction in [0, 1]")
     if not 0.0 <= t.ema_momentum < 1.0:
         raise ConfigError(f"train.ema_momentum must be in [0, 1) (0 = off), got {t.ema_momentum}")
-    if t.recipe not in ("auto", "preset"):
-        raise ConfigError(f"train.recipe must be 'auto' or 'preset', got {t.recipe!r}")
+    if t.recipe not in RECIPES:
+        raise ConfigError(f"train.recipe must be one of {RECIPES}, got {t.recipe!r}")
     if t.fit_learning_rate <= 0:
         raise ConfigError(f"train.fit_learning_rate must be > 0, got {t.fit_learning_rate}")
     if t.reference_videos < 1 or t.fit_steps < 1:
