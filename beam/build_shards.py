@@ -44,7 +44,7 @@ from beam.class_map import load_class_map
 from beam.manifest import ManifestError, base_manifest, format_summary
 from beam.output_dir import prepare_output
 from beam.pipeline_options import make_pipeline_options, options_for_manifest, run_pipeline
-from tags_tf import kernels
+from tags_tf import console, kernels
 from tags_tf.data.schema import DEAD_LETTER_NAME, MANIFEST_NAME, Manifest
 from tags_tf.data.annotation_files import load_annotations
 from tags_tf.data.annotations import AnnotationError, AnnotationSet
@@ -304,6 +304,7 @@ def _parser() -> argparse.ArgumentParser:
         help="check the options, build the graph and print what would be submitted; run nothing",
     )
     ap.add_argument("--log_level", "--log-level", default="INFO")
+    console.add_argument(ap)
     kernels.add_argument(ap)
     return ap
 
@@ -319,7 +320,7 @@ def _video_ids(arg: str | None) -> list[str] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, beam_args = _parser().parse_known_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    console.setup(args.verbose, level=args.log_level.upper(), fmt="%(levelname)s %(name)s: %(message)s")
     _LOG.info("%s", kernels.select(args.kernels))  # before anything imports TensorFlow
     try:
         manifest = run_build_shards(

@@ -47,7 +47,7 @@ from beam.model_handler import EncoderModelHandler
 from beam.output_dir import prepare_output
 from beam.pipeline_options import make_pipeline_options, options_for_manifest, run_pipeline
 from beam.video_decode import RESIZE_MODES, DecodeOptions
-from tags_tf import kernels
+from tags_tf import console, kernels
 from tags_tf.data.annotation_files import load_annotations
 from tags_tf.data.annotations import AnnotationError
 from tags_tf.data.schema import Manifest
@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the options, build the graph and print what would be submitted; run nothing",
     )
     kernels.add_argument(p)
+    console.add_argument(p)
     return p
 
 
@@ -277,9 +278,10 @@ def build_pipeline(p, tasks, decode, min_snippets, batch_size, handler, class_na
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    argv_ = sys.argv[1:] if argv is None else argv
+    console.setup(console.verbose_in(argv_), fmt="%(levelname)s %(name)s: %(message)s")
     # Before the encoder imports TensorFlow; DoFns on remote workers keep their image's setting.
-    logging.getLogger(__name__).info("%s", kernels.select_from_argv(sys.argv[1:] if argv is None else argv))
+    logging.getLogger(__name__).info("%s", kernels.select_from_argv(argv_))
 
     try:
         manifest = run(argv)

@@ -39,6 +39,7 @@ import tensorflow as tf
 
 from serving import signatures
 from serving.grpc_client import ClientInputError, DetectionClient, ServingError, VideoDetections, resample
+from tags_tf import console
 from tags_tf.data import features as schema
 from tags_tf.data.annotation_files import load_annotations
 from tags_tf.data.annotations import AnnotationError
@@ -250,8 +251,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--resample", action="store_true",
                    help="resample features to the model's T on the client (same linear rule as the "
                         "graph): fixed-shape requests, needed for TF Serving --enable_batching")
+    console.add_argument(p)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console.setup(args.verbose, level=logging.WARNING, fmt="%(levelname)s %(name)s: %(message)s")
 
     try:
         class_names = load_class_names(args.labels) if args.labels else None

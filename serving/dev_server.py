@@ -42,9 +42,11 @@ from concurrent import futures
 from pathlib import Path
 from typing import Sequence
 
-if __name__ == "__main__":  # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import
+if __name__ == "__main__":  # TensorFlow reads TF_ENABLE_ONEDNN_OPTS (and its log level) once, at import
+    from tags_tf import console as _console
     from tags_tf import kernels as _kernels
 
+    _console.setup(_console.verbose_in(sys.argv[1:]), fmt="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _KERNELS_LINE = _kernels.select_from_argv(sys.argv[1:], "latency")
 
 import grpc
@@ -60,7 +62,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.servable import Limits, RequestError, Servable, newest_version
-from tags_tf import kernels
+from tags_tf import console, kernels
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         print(f"error: {', '.join(bad)}: expected a positive number", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.setup(args.verbose, fmt="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if globals().get("_KERNELS_LINE"):  # set before TensorFlow loaded (run as python -m)
         logging.getLogger(__name__).info("%s", _KERNELS_LINE)
     try:
@@ -330,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _kernels_argument(parser) -> None:
     """``--kernels``: applied before TensorFlow loads when run as ``python -m``; logged."""
     kernels.add_argument(parser)
+    console.add_argument(parser)
 
 
 if __name__ == "__main__":

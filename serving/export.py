@@ -35,16 +35,18 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-if __name__ == "__main__":  # TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, at import
+if __name__ == "__main__":  # TensorFlow reads TF_ENABLE_ONEDNN_OPTS (and its log level) once, at import
+    from tags_tf import console as _console
     from tags_tf import kernels as _kernels
 
+    _console.setup(_console.verbose_in(sys.argv[1:]), fmt="%(levelname)s %(name)s: %(message)s")
     _KERNELS_LINE = _kernels.select_from_argv(sys.argv[1:], "batch")
 
 import keras
 import tensorflow as tf
 
 from serving import signatures
-from tags_tf import kernels
+from tags_tf import console, kernels
 from tags_tf.config import ConfigError, TagsConfig, from_dict
 from tags_tf.decode.decoder import DetectionDecoder
 from tags_tf.model.tags_model import TagsModel  # noqa: F401  (registers TagsModel and its layers)
@@ -347,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
     _kernels_argument(p)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    console.setup(args.verbose, fmt="%(levelname)s %(name)s: %(message)s")
     if globals().get("_KERNELS_LINE"):  # set before TensorFlow loaded (run as python -m)
         logging.getLogger(__name__).info("%s", _KERNELS_LINE)
     try:
@@ -372,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _kernels_argument(parser) -> None:
     """``--kernels``: applied before TensorFlow loads when run as ``python -m``; logged."""
     kernels.add_argument(parser)
+    console.add_argument(parser)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Sequence
 
+from tags_tf import console
 from tags_tf.config import PROTOCOLS, DataConfig
 from tags_tf.data.annotation_files import load_annotations
 from tags_tf.data.annotations import FORMATS, AnnotationError
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plot-videos", nargs="+", metavar="VIDEO",
                         help="videos for the timeline plots (default: the first 3 with predictions)")
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors on stderr")
+    console.add_argument(parser)
     return parser
 
 
@@ -135,8 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point (``tags-evaluate``). Returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with usage on bad flags
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s: %(message)s", stream=sys.stderr)
+    console.setup(args.verbose, level=logging.WARNING if args.quiet else logging.INFO, fmt="%(levelname)s: %(message)s")
     try:
         run(args)
     except (AnnotationError, ResultsError, ValueError, OSError) as err:

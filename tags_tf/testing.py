@@ -149,10 +149,11 @@ def write_tiny_shards(shard_dir: Path, num_train: int = 16, num_val: int = 6,
     return Path(shard_dir)
 
 
-def run_train(args: list[str], env: Mapping[str, str] | None = None, timeout: float = 600,
+def run_train(args: list[str], env: Mapping[str, str | None] | None = None, timeout: float = 600,
               **kw) -> subprocess.CompletedProcess:
-    """``python -m tags_tf.train *args`` from the checkout; output captured as text."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    """``python -m tags_tf.train *args`` from the checkout; output captured as text. ``env``
+    entries are added to the environment (a value of None removes the variable)."""
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
     return subprocess.run([sys.executable, "-m", "tags_tf.train", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout, **kw)
 

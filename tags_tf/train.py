@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Sequence
 
-from tags_tf import kernels
+from tags_tf import console, kernels
 from tags_tf.config import ConfigError, parse_set_args
 from tags_tf.training.dataset_resolver import MissingDataError
 
@@ -64,7 +64,7 @@ def train_from_args(args, overrides: dict) -> dict:
         log.info("%s", resolved.reason)  # one line: what was chosen, why, how to override
     cfg = dataset_resolver.config_for(resolved, overrides)
     workdir = args.workdir or os.path.join("runs", os.path.basename(os.path.normpath(args.dataset)))
-    verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    verbose = args.keras_verbose if args.keras_verbose is not None else (1 if sys.stdout.isatty() else 2)
     return trainer.train(cfg, resolved, workdir, strategy, resume=args.resume,
                          exporter=None if args.no_export else export_servable, verbose=verbose)
 
@@ -96,15 +96,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-export", action="store_true", help="skip the SavedModel export at the end")
     p.add_argument("--dry-run", action="store_true",
                    help="resolve dataset and config, time a few steps, print the plan and exit without training")
-    p.add_argument("--verbose", type=int, default=None, help="Keras verbosity (default: 1 on a terminal, else 2)")
+    p.add_argument("--keras-verbose", type=int, default=None,
+                   help="Keras progress: 0 silent, 1 a bar, 2 a line per epoch (default: 1 on a terminal, else 2)")
     kernels.add_argument(p)
+    console.add_argument(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    console.setup(args.verbose)  # before TensorFlow and Beam are imported
     workload = "small" if args.dataset == "demo" else "batch"  # the demo model: Eigen (tags_tf.kernels)
     log.info("%s", kernels.select(args.kernels, workload))  # before anything imports TensorFlow
     try:

@@ -213,7 +213,7 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
     if ema:
         callbacks.append(ema.finisher())
     start = time.time()
-    model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose)
+    model.fit(train_ds, epochs=cfg.train.epochs, callbacks=callbacks, verbose=verbose, shuffle=False)  # tf.data shuffles
     train_seconds = time.time() - start
     if chief:
         model.save(os.path.join(workdir, "last.keras"))

@@ -46,7 +46,7 @@ def test_shard_directory_takes_classes_and_dim_from_its_manifest(tmp_path):
 def test_tiny_run_writes_everything_and_resumes_for_more_epochs(tmp_path):
     shards = write_tiny_shards(tmp_path / "shards")
     work = tmp_path / "run"
-    args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "2", "--batch-size", "4", "--verbose", "0"]
+    args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "2", "--batch-size", "4", "--keras-verbose", "0"]
     for s in tiny_set_args():
         args += ["--set", s]
     proc = run_train(args)
@@ -76,7 +76,7 @@ def test_sigkill_mid_run_then_same_command_finishes_continuously(tmp_path):
     shards = write_tiny_shards(tmp_path / "shards", num_train=32)
     work = tmp_path / "run"
     args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "6", "--batch-size", "4",
-            "--verbose", "0", "--no-export"]
+            "--keras-verbose", "0", "--no-export"]
     for s in tiny_set_args():
         args += ["--set", s]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -169,7 +169,7 @@ def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
     # the run after epoch 2 of 5; the run is finished and evaluated as usual.
     shards = write_tiny_shards(tmp_path / "shards")
     work = tmp_path / "run"
-    args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "5", "--batch-size", "4", "--verbose", "0",
+    args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "5", "--batch-size", "4", "--keras-verbose", "0",
             "--no-export"]
     for s in tiny_set_args(**{"train.early_stopping_patience": 1, "train.learning_rate": 0.0}):
         args += ["--set", s]
@@ -222,7 +222,7 @@ def test_a_model_trained_on_windows_learns_long_videos_with_short_actions(tmp_pa
     for name, window in (("windows", 16), ("whole", 0)):
         work = tmp_path / name
         args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", "6", "--batch-size", "8",
-                "--verbose", "0", "--no-export", "--preset", "thumos"]
+                "--keras-verbose", "0", "--no-export", "--preset", "thumos"]
         for s in tiny_set_args(**{"data.window_snippets": window, "model.scales": (1,),
                                   "postprocess.max_detections": 50}):
             args += ["--set", s]

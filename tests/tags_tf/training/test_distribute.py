@@ -114,7 +114,7 @@ def test_multi_worker_two_processes_on_localhost(tmp_path):
     work = tmp_path / "run"
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     args = [sys.executable, "-m", "tags_tf.train", "--dataset", str(shards), "--workdir", str(work),
-            "--epochs", "2", "--batch-size", "4", "--strategy", "multi_worker", "--verbose", "0", "--no-export"]
+            "--epochs", "2", "--batch-size", "4", "--strategy", "multi_worker", "--keras-verbose", "0", "--no-export"]
     for s in tiny_set_args():
         args += ["--set", s]
     procs = []

@@ -42,7 +42,7 @@ KILL_SCHEDULE = [("after_validation_before_metrics_row", 0), ("after_metrics_row
 
 def _args(shards, work, epochs=EPOCHS, extra=()):
     args = ["--dataset", str(shards), "--workdir", str(work), "--epochs", str(epochs), "--batch-size", "4",
-            "--verbose", "0", "--no-export", "--set", "train.validate_every=1", *extra]
+            "--keras-verbose", "0", "--no-export", "--set", "train.validate_every=1", *extra]
     for s in tiny_set_args():
         args += ["--set", s]
     return args
