@@ -42,7 +42,6 @@ def test_trivial_answer_stays_far_below_the_bound():
     assert 0.03 < average_map < MIN_DEMO_AVERAGE_MAP / 2, average_map  # measured 0.055
 
 
-@pytest.mark.slow
 # Lines at WARNING or above that a default run may still print, each with why it cannot
 # be avoided. Everything else third-party is filtered by tags_tf.console (``-v`` shows it).
 UNAVOIDABLE = {
@@ -71,6 +70,7 @@ def test_the_noise_detector_sees_each_kind_of_line():
         "I0000 00:00:1.0 1 mlir.cc:437] MLIR V1", *UNAVOIDABLE]))) == 4
 
 
+@pytest.mark.slow
 def test_demo_main_job_learns_and_writes_everything(tmp_path):
     start = time.time()
     # As a user runs it: TF_CPP_MIN_LOG_LEVEL unset (the tests' conftest sets it for itself).
