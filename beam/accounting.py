@@ -11,6 +11,10 @@ Outputs in ``output``:
       means the directory is complete.
   ``rejected.jsonl`` (schema.DEAD_LETTER_NAME)  one JSON object per rejected video:
       {"video_id", "subset", "reason", "detail"}, sorted by video id; empty if none.
+  ``segments.jsonl`` (schema.SEGMENT_LOG_NAME)  one JSON object per ground-truth segment
+      of a written video that was clipped or dropped (beam.segments): {"video_id",
+      "subset", "action", "reason", "detail", "label", "segment"[, "written"]}, sorted
+      by video id; empty if none.
 
 :func:`finalize_output` counts the records actually in the shards and raises
 ManifestError (naming the missing count) when records on disk + rejected != num_inputs,
@@ -33,7 +37,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam.manifest import ManifestError, SummaryStatsFn, build_manifest
 from beam.output_dir import write_text_atomic
 from beam.shard_io import TMP_DIR, count_records, shard_name
-from tags_tf.data.schema import DEAD_LETTER_NAME, MANIFEST_NAME, Manifest  # stdlib only
+from tags_tf.data.schema import DEAD_LETTER_NAME, MANIFEST_NAME, SEGMENT_LOG_NAME, Manifest  # stdlib only
 from tags_tf.data.tfrecord import TFRecordError  # stdlib only
 
 ACCOUNTING_NAME = "accounting.json"  # under TMP_DIR; read by finalize_output
@@ -138,16 +142,16 @@ def finalize_output(output_dir: str, base: Manifest, num_inputs: int) -> Manifes
             f"({num_inputs - total - len(rejections)} missing)"
         )
     manifest = build_manifest(base, stats, rejections, files, num_inputs, output_dir)
-    publish(output_dir, manifest, rejections)
+    segment_log = [entry for s in acc["summaries"] for entry in s.get("segment_log", [])]
+    publish(output_dir, manifest, rejections, segment_log)
     return manifest
 
 
-def publish(output_dir: str, manifest: Manifest, rejections: list[dict]) -> None:
-    """Writes ``rejected.jsonl``, removes TMP_DIR, then writes ``manifest.json`` (last)."""
-    write_text_atomic(
-        FileSystems.join(output_dir, DEAD_LETTER_NAME),
-        "".join(json.dumps(r, sort_keys=True) + "\n" for r in rejections),
-    )
+def publish(output_dir: str, manifest: Manifest, rejections: list[dict], segment_log: list[dict] = ()) -> None:
+    """Writes ``rejected.jsonl`` and ``segments.jsonl``, removes TMP_DIR, then writes
+    ``manifest.json`` (last)."""
+    for name, rows in ((DEAD_LETTER_NAME, rejections), (SEGMENT_LOG_NAME, segment_log)):
+        write_text_atomic(FileSystems.join(output_dir, name), "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     tmp = FileSystems.join(output_dir, TMP_DIR)
     if FileSystems.exists(tmp):
         FileSystems.delete([tmp])

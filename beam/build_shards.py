@@ -350,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dry_run:
         print(manifest["summary"])
         return 0
-    print(format_summary(Manifest.from_dict(manifest)))
+    print(format_summary(Manifest.from_dict(manifest), args.output))
     print(f"wrote {args.output}/{MANIFEST_NAME} and {DEAD_LETTER_NAME}")
     return 0
 

@@ -23,12 +23,12 @@ file, so memory stays at one video whatever the dataset size (the stock
 WriteToTFRecord route would shuffle every serialized example, which the local runner
 keeps in RAM several times over).
 
-Segment policy (see :func:`clean_segments`; the same as tags_tf.data.annotations'):
-a segment is clipped to [0, duration] (counted as ``clipped_segments``, video kept); a
-segment with end <= start after clipping (zero-length, reversed, or wholly outside the
-video) or one the annotation reader left out as malformed (``bad_segments``) is
-dropped and counted as ``dropped_segments`` -- the video is kept unless
-``reject_bad_segments`` is set, in which case it is rejected as ``bad_segment``.
+Segment policy (:mod:`beam.segments`; the same as tags_tf.data.annotations'): a
+segment is clipped to [0, duration] (counted as ``clipped_segments``, video kept); a
+segment with end <= start after clipping or one the annotation reader left out as
+malformed is dropped (``dropped_segments``) -- the video is kept unless
+``reject_bad_segments`` is set, in which case it is rejected as ``bad_segment``. Each
+clipped or dropped segment is named in ``segments.jsonl``.
 
 Only BuildShardFn imports TensorFlow (in ``setup()``).
 
@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
@@ -48,6 +48,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam import feature_readers as fr
 from beam import shard_io, sinks
+from beam.segments import clean_segments
 from tags_tf.data.schema import BAD_ANNOTATION, DUPLICATE_VIDEO_ID  # also the annotation reader's reasons
 
 # Dead-letter reasons (feature_readers adds empty_file, unreadable_file, bad_shape,
@@ -83,37 +84,6 @@ def unsafe_id_problem(video_id: str) -> str | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class CleanSegments:
-    """Result of :func:`clean_segments`: kept (N, 2) segments in seconds + labels."""
-
-    segments: np.ndarray  # (N, 2) float64, 0 <= start < end <= duration
-    labels: tuple[str, ...]  # (N,)
-    clipped: int
-    dropped: int
-
-
-def clean_segments(instances: Iterable, duration: float) -> CleanSegments:
-    """Clips ``instances`` (objects with .start, .end, .label) to [0, duration].
-
-    A segment that still has end <= start is dropped (counted in ``dropped``); a
-    segment changed by the clip is counted in ``clipped``.
-    """
-    kept, labels, clipped, dropped = [], [], 0, 0
-    for inst in instances:
-        start, end = float(inst.start), float(inst.end)
-        cs, ce = min(max(start, 0.0), duration), min(max(end, 0.0), duration)
-        if not ce > cs:
-            dropped += 1
-            continue
-        if (cs, ce) != (start, end):
-            clipped += 1
-        kept.append((cs, ce))
-        labels.append(inst.label)
-    segments = np.asarray(kept, np.float64).reshape(-1, 2)  # [(s, e)] -> (N, 2)
-    return CleanSegments(segments, tuple(labels), clipped, dropped)
-
-
-@dataclasses.dataclass(frozen=True)
 class ValidVideo:
     """A video that passed every check, ready to encode."""
 
@@ -126,6 +96,7 @@ class ValidVideo:
     label_names: tuple[str, ...]  # (N,)
     clipped: int = 0
     dropped: int = 0
+    segment_log: tuple[dict, ...] = ()  # beam.segments.CleanSegments.log
 
 
 def check_features(
@@ -299,9 +270,9 @@ def validate_video(
     unknown = sorted({i.label for i in video.instances} - set(class_index))
     if unknown:
         raise Rejected(UNKNOWN_LABEL, f"{vid}: label(s) {unknown} not in the class map")
-    clean = clean_segments(video.instances, float(duration))
     unreadable = tuple(getattr(video, "bad_segments", ()))  # left out by the annotation reader
-    dropped = clean.dropped + len(unreadable)
+    clean = clean_segments(video.instances, float(duration), vid, video.subset, unreadable)
+    dropped = clean.dropped
     if dropped and reject_bad_segments:
         first = f"; first: {unreadable[0]}" if unreadable else ""
         raise Rejected(BAD_SEGMENT, f"{vid}: {dropped} bad segment(s) (end <= start inside [0, {duration}], "
@@ -316,6 +287,7 @@ def validate_video(
         label_names=clean.labels,
         clipped=clean.clipped,
         dropped=dropped,
+        segment_log=clean.log,
     )
 
 
@@ -385,6 +357,7 @@ class BuildShardFn(beam.DoFn):
                     sinks.summary(
                         v.video_id, v.subset, v.features.shape[0], v.features.shape[1], len(v.labels),
                         v.clipped, v.dropped, duration=v.duration, segments=v.segments.tolist(),
+                        segment_log=v.segment_log,
                     ),
                 )
         writer.commit(final)

@@ -294,7 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if manifest.get("dry_run"):
         print(manifest["summary"])
         return 0
-    print(format_summary(Manifest.from_dict(manifest)))
+    output = build_parser().parse_known_args(argv_)[0].output
+    print(format_summary(Manifest.from_dict(manifest), output))
     return 0
 
 

@@ -25,6 +25,7 @@ import apache_beam as beam
 import numpy as np
 
 from beam import build_shards_dofns, sinks
+from beam.segments import clean_segments
 from tags_tf.data.annotations import Instance
 from beam.video_decode import DecodeOptions, VideoDecodeError, iter_snippets, probe
 
@@ -253,8 +254,8 @@ class AssembleVideoFn(beam.DoFn):
             return
         duration = meta["duration"]
         # Same segment policy as build_shards: clip to [0, duration], drop end <= start.
-        clean = build_shards_dofns.clean_segments(
-            (Instance(s, e, n) for (s, e), n in zip(meta["segments"], meta["labels"])), duration
+        clean = clean_segments(
+            (Instance(s, e, n) for (s, e), n in zip(meta["segments"], meta["labels"])), duration, vid, subset
         )
         missing = sorted({n for n in clean.labels if n not in self._class_index})
         if missing:  # cannot happen with classes from the same annotation file; guard anyway
@@ -278,6 +279,6 @@ class AssembleVideoFn(beam.DoFn):
             sinks.SUMMARY,
             sinks.summary(
                 vid, subset, features.shape[0], features.shape[1], len(clean.labels), clean.clipped, clean.dropped,
-                duration=duration, segments=clean.segments.tolist(),
+                duration=duration, segments=clean.segments.tolist(), segment_log=clean.log,
             ),
         )

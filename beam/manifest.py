@@ -11,15 +11,17 @@ TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import re
 from typing import Any, Mapping, Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from tags_tf.data.statistics import temporal_statistics  # numpy only
-from tags_tf.data.schema import MANIFEST_VERSION, Manifest  # stdlib only
+from tags_tf.data.schema import DEAD_LETTER_NAME, MANIFEST_VERSION, SEGMENT_LOG_NAME, Manifest  # stdlib only
 
 _LOG = logging.getLogger(__name__)
 
@@ -168,9 +170,11 @@ def build_manifest(
     )
 
 
-def format_summary(manifest: Manifest) -> str:
+def format_summary(manifest: Manifest, output_dir: str | None = None, first: int = 3) -> str:
     """A small text table of a job's manifest (for the CLIs); ``extra["beam_counters"]``
-    (the jobs' returned dicts carry them) is listed when present."""
+    (the jobs' returned dicts carry them) is listed when present. With ``output_dir``,
+    also the ``first`` rejected videos and clipped/dropped segments, and the files that
+    name all of them."""
     lines = [f"{'subset':<14}{'videos':>8}{'segments':>10}{'rejected':>10}{'shards':>8}"]
     for name, s in (manifest.subsets or {}).items():
         lines.append(f"{name:<14}{s['videos']:>8}{s['segments']:>10}{s['rejected']:>10}{len(s['files']):>8}")
@@ -185,4 +189,24 @@ def format_summary(manifest: Manifest) -> str:
     counters = manifest.extra.get("beam_counters")
     if counters:
         lines.append("beam counters: " + ", ".join(f"{k}={v}" for k, v in counters.items()))
+    if output_dir is not None:
+        lines += _first_entries(output_dir, first)
     return "\n".join(lines)
+
+
+def _first_entries(output_dir: str, first: int) -> list[str]:
+    """The first rows of ``rejected.jsonl`` and ``segments.jsonl``, each file named."""
+    lines = []
+    for name, what in ((DEAD_LETTER_NAME, "rejected videos"), (SEGMENT_LOG_NAME, "clipped or dropped segments")):
+        path = FileSystems.join(output_dir, name)
+        if not FileSystems.exists(path):
+            continue
+        with FileSystems.open(path) as f:
+            rows = [json.loads(line) for line in f.read().decode("utf-8").splitlines() if line.strip()]
+        if not rows:
+            continue
+        lines.append(f"{len(rows)} {what}, all in {path}; the first:")
+        for r in rows[:first]:
+            action = r.get("action", "rejected")
+            lines.append(f"  {r['video_id']} ({r['subset']}): {action} {r['reason']}: {r.get('detail', '')}")
+    return lines

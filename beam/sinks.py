@@ -69,6 +69,7 @@ def summary(
     *,
     duration: float,
     segments: Iterable[Iterable[float]],
+    segment_log: Iterable[dict] = (),
 ) -> dict:
     """What the manifest needs to know about one written video.
 
@@ -85,6 +86,7 @@ def summary(
         "dropped_segments": int(dropped_segments),
         "duration_s": float(duration),
         "segments": [[float(a), float(b)] for a, b in segments],
+        "segment_log": list(segment_log),  # the segments clipped or dropped (beam.segments)
     }
 
 

@@ -73,6 +73,7 @@ def make_inputs(root: str, num_videos: int, t: int, d: int, seed: int = 0) -> tu
 def run_loop(ann_path: str, feat_dir: str, out_dir: str, num_shards: int, compression: str) -> int:
     """The single-process baseline: same checks, same examples, round-robin shards."""
     from beam import build_shards_dofns
+    from beam.segments import clean_segments
     from tags_tf.data import features as F
     from tags_tf.data.annotation_files import load_annotations
     from tags_tf.data.tfrecord import open_records, shard_name
@@ -89,7 +90,7 @@ def run_loop(ann_path: str, feat_dir: str, out_dir: str, num_shards: int, compre
         reason, feats = build_shards_dofns.check_features(vid, feats, None)
         if reason is not None:
             continue
-        clean = build_shards_dofns.clean_segments(v.instances, v.duration)
+        clean = clean_segments(v.instances, v.duration)
         ex = F.make_example(
             vid, v.subset, v.duration, feats, clean.segments, [class_index[n] for n in clean.labels], clean.labels
         )

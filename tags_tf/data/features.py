@@ -38,6 +38,7 @@ from tags_tf.data.schema import (  # noqa: F401  (re-exported: F.VIDEO_ID, F.MAN
     SEG_END,
     SEG_LABEL,
     SEG_LABEL_NAME,
+    SEGMENT_LOG_NAME,
     SEG_START,
     SHARD_SUFFIX,
     SNIPPET_TIMES,

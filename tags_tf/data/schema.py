@@ -44,6 +44,7 @@ DETECTION_OUTPUTS = (DETECTION_SEGMENTS, DETECTION_SCORES, DETECTION_CLASSES, NU
 # Files of a shard directory.
 MANIFEST_NAME = "manifest.json"
 DEAD_LETTER_NAME = "rejected.jsonl"
+SEGMENT_LOG_NAME = "segments.jsonl"  # every ground-truth segment a job clipped or dropped, with its reason
 SHARD_SUFFIX = ".tfrecord"  # then ".gz" when GZIP-compressed
 
 # Dead-letter reasons (the "reason" of a ``rejected.jsonl`` line) that both the annotation

@@ -124,8 +124,12 @@ def test_pipeline_round_trip_and_bad_inputs(tiny, tmp_path):
     assert {k[len("rejected_"):]: v for k, v in counters.items() if k.startswith("rejected_")} == reasons
     assert counters["clipped_segments"] == 1 and counters["dropped_segments"] == 1
     assert sorted(os.listdir(out)) == sorted(
-        [F.MANIFEST_NAME, F.DEAD_LETTER_NAME] + [f for s in manifest["subsets"].values() for f in s["files"]]
+        [F.MANIFEST_NAME, F.DEAD_LETTER_NAME, F.SEGMENT_LOG_NAME]
+        + [f for s in manifest["subsets"].values() for f in s["files"]]
     )  # no temporary files left
+    logged = [json.loads(line) for line in (out / F.SEGMENT_LOG_NAME).read_text().splitlines()]
+    assert sorted(e["action"] for e in logged) == ["clipped", "dropped"]  # the two counted above, each named
+    assert all(e["video_id"] and e["reason"] and e["detail"] for e in logged)
     assert manifest["feature_dim"] == D  # majority vote: the (8, D + 2) file is the odd one
     assert manifest["class_names"] == CLASSES and manifest["unannotated_features"] == 1
     assert manifest["subsets"]["training"]["videos"] == 3 and manifest["subsets"]["validation"]["videos"] == 2

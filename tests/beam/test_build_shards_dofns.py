@@ -49,20 +49,6 @@ def test_safe_ids(vid):
     assert build_shards_dofns.unsafe_id_problem(vid) is None
 
 
-def test_clean_segments_clips_and_drops():
-    inst = [
-        Instance(1.0, 3.0, "a"),  # kept as is
-        Instance(8.0, 12.5, "b"),  # past the duration -> clipped to 10
-        Instance(-1.0, 2.0, "c"),  # before 0 -> clipped
-        Instance(5.0, 5.0, "d"),  # zero length -> dropped
-        Instance(11.0, 13.0, "e"),  # wholly past the end -> empty after clip -> dropped
-    ]
-    out = build_shards_dofns.clean_segments(inst, 10.0)
-    np.testing.assert_array_equal(out.segments, [[1.0, 3.0], [8.0, 10.0], [0.0, 2.0]])
-    assert out.labels == ("a", "b", "c")
-    assert (out.clipped, out.dropped) == (2, 2)
-
-
 def test_check_features_order_and_cast():
     reason, _ = build_shards_dofns.check_features("v", np.ones((1, 3)), expected_dim=4)
     assert reason == build_shards_dofns.WRONG_FEATURE_DIM  # dim is checked before T
@@ -261,9 +247,11 @@ def test_build_shard_fn_writes_one_shard_and_rejects(tmp_path):
     main, tagged = _run(fn, (("validation", 1), items))
     assert main == [str(out / "validation-00001-of-00003.tfrecord.gz")]
     assert _rejected(tagged) == [("b", "wrong_feature_dim")]
-    assert tagged[sinks.SUMMARY] == [
-        sinks.summary("a", "validation", 4, 2, 2, clipped_segments=1, duration=8.0, segments=[[1.0, 3.5], [6.0, 8.0]])
-    ]
+    (summary,) = tagged[sinks.SUMMARY]
+    (clip,) = summary["segment_log"]  # the clipped segment, named
+    assert (clip["video_id"], clip["action"], clip["segment"], clip["written"]) == ("a", "clipped", [6.0, 9.0], [6.0, 8.0])
+    assert summary == sinks.summary("a", "validation", 4, 2, 2, clipped_segments=1, duration=8.0,
+                                    segments=[[1.0, 3.5], [6.0, 8.0]], segment_log=[clip])
     assert sorted(os.listdir(out / shard_io.TMP_DIR)) == []  # the temp file was renamed
     (data,) = list(tf.data.TFRecordDataset(main, compression_type="GZIP").as_numpy_iterator())
     ex = features.example_to_numpy(data)

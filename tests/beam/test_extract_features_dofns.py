@@ -157,10 +157,11 @@ def test_assemble_sorts_snippets_and_clips_segments():
     np.testing.assert_allclose(ex["segments"], [[0.5, 1.5], [2.0, 3.0]])
     assert ex["labels"].tolist() == [1, 0] and ex["label_names"] == ["run", "jump"]
     assert ex["duration"] == pytest.approx(3.0)
-    assert out[sinks.SUMMARY] == [
-        sinks.summary("v", "training", 3, 4, 2, clipped_segments=1, dropped_segments=1, duration=3.0,
-                      segments=[[0.5, 1.5], [2.0, 3.0]])
-    ]
+    (summary,) = out[sinks.SUMMARY]
+    assert [(e["action"], e["label"], e["segment"]) for e in summary["segment_log"]] == [
+        ("clipped", "jump", [2.0, 4.0]), ("dropped", "run", [3.5, 5.0])]  # each change named
+    assert summary == sinks.summary("v", "training", 3, 4, 2, clipped_segments=1, dropped_segments=1, duration=3.0,
+                                    segments=[[0.5, 1.5], [2.0, 3.0]], segment_log=summary["segment_log"])
 
 
 def test_assemble_without_annotations_has_no_segments():

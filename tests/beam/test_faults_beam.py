@@ -136,3 +136,32 @@ def test_a_runner_that_skips_the_accounting_stage_fails_the_job(corpus, tmp_path
                             "--log_level", "WARNING"])
     err = capsys.readouterr().err
     assert rc == 1 and "without writing its accounting" in err and not (out / "manifest.json").exists()
+
+
+def test_a_dropped_segment_is_named_in_segments_jsonl_and_the_summary(tmp_path, capsys):
+    # The one segment of v_only_reversed has end < start; another video is unusable as a
+    # whole, so the reader's warning names that one first: the segment log must name both
+    # the video and the segment.
+    database = {
+        "v_a_broken": {"subset": "training", "duration": "ten", "annotations": []},
+        "v_good": {"subset": "training", "duration": 10.0, "annotations": [{"segment": [1.0, 4.0], "label": "jump"}]},
+        "v_only_reversed": {"subset": "training", "duration": 10.0,
+                            "annotations": [{"segment": [7.5, 2.25], "label": "jump"}]},
+    }
+    (tmp_path / "gt.json").write_text(json.dumps({"version": "1.3", "database": database}))
+    (tmp_path / "f").mkdir()
+    for vid in database:
+        np.save(tmp_path / "f" / f"{vid}.npy", np.ones((8, 6), np.float32))
+    rc = build_shards.main(["--annotations", str(tmp_path / "gt.json"), "--features", str(tmp_path / "f"),
+                            "--output", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["counts"]["dropped_segments"] == 1 and manifest["counts"]["written"] == 2
+    (entry,) = [json.loads(line) for line in (tmp_path / "o" / "segments.jsonl").read_text().splitlines()]
+    assert (entry["video_id"], entry["subset"], entry["action"], entry["reason"]) == (
+        "v_only_reversed", "training", "dropped", "malformed_annotation")
+    assert "7.5" in entry["detail"] and "2.25" in entry["detail"] and "end" in entry["detail"]
+    assert f"1 clipped or dropped segments, all in {tmp_path / 'o' / 'segments.jsonl'}" in out
+    assert "v_only_reversed (training): dropped malformed_annotation" in out
+    assert "v_a_broken" in (tmp_path / "o" / "rejected.jsonl").read_text() and "1 rejected videos" in out
