@@ -8,7 +8,9 @@ checks them against the shards on disk, then publishes the dead letter and the m
 
 Outputs in ``output``:
   ``manifest.json`` (schema.MANIFEST_NAME)  see beam.manifest; written last, its presence
-      means the directory is complete.
+      means the directory is complete. ``shard_checksums`` holds each shard file's size
+      and SHA-256 (the records are byte-identical from run to run and runner to runner:
+      tags_tf.data.features.serialize), which ``tags_tf.train`` verifies on start.
   ``rejected.jsonl`` (schema.DEAD_LETTER_NAME)  one JSON object per rejected video:
       {"video_id", "subset", "reason", "detail"}, sorted by video id; empty if none.
   ``segments.jsonl`` (schema.SEGMENT_LOG_NAME)  one JSON object per ground-truth segment
@@ -28,17 +30,18 @@ imports TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.filesystems import CompressionTypes, FileSystems
 
 from beam.manifest import ManifestError, SummaryStatsFn, build_manifest
 from beam.output_dir import write_text_atomic
 from beam.shard_io import TMP_DIR, count_records, shard_name
 from tags_tf.data.schema import DEAD_LETTER_NAME, MANIFEST_NAME, SEGMENT_LOG_NAME, Manifest  # stdlib only
-from tags_tf.data.tfrecord import TFRecordError  # stdlib only
+from tags_tf.data.tfrecord import TFRecordError, file_checksum  # stdlib only
 
 ACCOUNTING_NAME = "accounting.json"  # under TMP_DIR; read by finalize_output
 
@@ -115,7 +118,7 @@ def finalize_output(output_dir: str, base: Manifest, num_inputs: int) -> Manifes
     stats = fn.create_accumulator()
     for s in acc["summaries"]:
         stats = fn.add_input(stats, s)
-    files, on_disk = [], {}
+    files, on_disk, checksums = [], {}, {}
     for subset, n in (base.num_shards or {}).items():
         on_disk[subset] = 0
         for i in range(n):
@@ -127,6 +130,8 @@ def finalize_output(output_dir: str, base: Manifest, num_inputs: int) -> Manifes
             except TFRecordError as e:
                 raise ManifestError(str(e)) from None
             files.append(shard)
+            with FileSystems.open(shard, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                checksums[os.path.basename(shard)] = file_checksum(f)  # of the bytes as written
     for subset, n in on_disk.items():
         written = stats["subsets"].get(subset, {"videos": 0})["videos"]
         if n != written:
@@ -141,7 +146,8 @@ def finalize_output(output_dir: str, base: Manifest, num_inputs: int) -> Manifes
             f"{output_dir}: {total} records on disk + {len(rejections)} rejected != {num_inputs} input videos "
             f"({num_inputs - total - len(rejections)} missing)"
         )
-    manifest = build_manifest(base, stats, rejections, files, num_inputs, output_dir)
+    manifest = dataclasses.replace(build_manifest(base, stats, rejections, files, num_inputs, output_dir),
+                                   shard_checksums=checksums)
     segment_log = [entry for s in acc["summaries"] for entry in s.get("segment_log", [])]
     publish(output_dir, manifest, rejections, segment_log)
     return manifest

@@ -348,7 +348,7 @@ class BuildShardFn(beam.DoFn):
                 ex = self._features.make_example(
                     v.video_id, v.subset, v.duration, v.features, v.segments, v.labels, v.label_names
                 )
-                writer.write(ex.SerializeToString())
+                writer.write(self._features.serialize(ex))
                 sinks.count("written")
                 sinks.count("clipped_segments", v.clipped)
                 sinks.count("dropped_segments", v.dropped)

@@ -274,7 +274,7 @@ class AssembleVideoFn(beam.DoFn):
             snippet_times=np.asarray(meta["snippet_times"], np.float64),
         )
         sinks.count("written")
-        yield (subset, vid), example.SerializeToString()
+        yield (subset, vid), self._features.serialize(example)
         yield beam.pvalue.TaggedOutput(
             sinks.SUMMARY,
             sinks.summary(

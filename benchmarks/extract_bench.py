@@ -82,7 +82,7 @@ def _plain_loop(files, encoder_spec, out_path):
 
     from beam.encoders import build_encoder
     from beam.video_decode import DecodeOptions, iter_snippets, probe
-    from tags_tf.data.features import make_example
+    from tags_tf.data.features import make_example, serialize
 
     enc = build_encoder(encoder_spec, 16)
     opts = DecodeOptions(16, 16, height=enc.clip.height, width=enc.clip.width)
@@ -94,7 +94,7 @@ def _plain_loop(files, encoder_spec, out_path):
             feats = np.concatenate([enc(clips[i : i + 8]) for i in range(0, len(clips), 8)])
             ex = make_example(os.path.basename(path)[:-4], "inference", info.duration, feats,
                               snippet_times=np.array([s.center_time for s in snippets]))
-            w.write(ex.SerializeToString())
+            w.write(serialize(ex))
 
 
 def _run_on_dask(run, args, output, workers) -> tuple[float, float]:

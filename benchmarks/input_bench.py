@@ -54,7 +54,7 @@ def write_shards(out_dir: str, videos: int, snippets: int, dim: int, classes: in
                 f"v{v:05d}", "training", duration, rng.normal(size=(snippets, dim)).astype(np.float32),
                 segs, rng.integers(0, classes, size=k).tolist(),
             )
-            yield ex.SerializeToString()
+            yield F.serialize(ex)
 
     write_shard_files(out_dir, "training", records(), num_shards)
     return time.perf_counter() - t0

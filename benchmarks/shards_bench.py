@@ -97,7 +97,7 @@ def run_loop(ann_path: str, feat_dir: str, out_dir: str, num_shards: int, compre
         key = (v.subset, written % n)
         if key not in writers:
             writers[key] = open_records(os.path.join(out_dir, shard_name(v.subset, key[1], n, compression)), compression)
-        writers[key].write(ex.SerializeToString())
+        writers[key].write(F.serialize(ex))
         written += 1
     for w in writers.values():
         w.close()

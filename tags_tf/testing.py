@@ -26,7 +26,7 @@ import numpy as np
 
 from tags_tf.config import TagsConfig, get_config
 from tags_tf.data.schema import MANIFEST_NAME, Manifest
-from tags_tf.data.tfrecord import write_shards
+from tags_tf.data.tfrecord import file_checksum, write_shards
 
 # The checkout holding this package (the training CLI runs from there).
 REPO = Path(__file__).resolve().parents[1]
@@ -124,13 +124,13 @@ def write_tiny_shards(shard_dir: Path, num_train: int = 16, num_val: int = 6,
     """Shards in the ``beam.build_shards`` layout (one file per subset, manifest.json):
     ``TINY_OVERRIDES["model.num_classes"]`` classes ``class0 ..``, one instance per
     video, whose features carry its class's prototype."""
-    from tags_tf.data.features import make_example
+    from tags_tf.data.features import make_example, serialize
 
     num_classes = TINY_OVERRIDES["model.num_classes"]
     names = [f"class{c}" for c in range(num_classes)]
     rng = np.random.default_rng(seed)
     protos = rng.normal(size=(num_classes, dim)) * 2.0
-    counts = {}
+    counts, checksums = {}, {}
     for subset, n in (("training", num_train), ("validation", num_val)):
         records = []
         for i in range(n):
@@ -141,10 +141,13 @@ def write_tiny_shards(shard_dir: Path, num_train: int = 16, num_val: int = 6,
             c = int(rng.integers(0, num_classes))
             feats[a:b] += protos[c]
             seg = [[a * dur / t, b * dur / t]]
-            records.append(make_example(f"{subset}_{i}", subset, dur, feats, seg, [c], [names[c]]).SerializeToString())
+            records.append(serialize(make_example(f"{subset}_{i}", subset, dur, feats, seg, [c], [names[c]])))
         (path,) = write_shards(str(shard_dir), subset, records, num_shards=1)
         counts[subset] = {"videos": n, "files": [os.path.basename(path)]}
-    manifest = Manifest.from_dict({"class_names": names, "feature_dim": dim, "subsets": counts})
+        with open(path, "rb") as f:
+            checksums[os.path.basename(path)] = file_checksum(f)
+    manifest = Manifest.from_dict({"class_names": names, "feature_dim": dim, "subsets": counts,
+                                   "shard_checksums": checksums})
     (Path(shard_dir) / MANIFEST_NAME).write_text(manifest.to_json())
     return Path(shard_dir)
 

@@ -18,6 +18,7 @@ from typing import Sequence
 
 from tags_tf import console, kernels
 from tags_tf.config import ConfigError, parse_set_args
+from tags_tf.data.tfrecord import ShardChecksumError
 from tags_tf.training.dataset_resolver import MissingDataError
 
 log = logging.getLogger("tags_tf.train")  # not "__main__" under python -m
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
             print(dry_run_from_args(args, overrides))
             return 0
         result = train_from_args(args, overrides)
-    except (ConfigError, MissingDataError, FileExistsError) as e:
+    except (ConfigError, MissingDataError, FileExistsError, ShardChecksumError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if "table" in result:

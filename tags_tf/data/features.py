@@ -53,6 +53,14 @@ def uniform_snippet_times(num_snippets: int, duration: float) -> np.ndarray:
     return (np.arange(num_snippets, dtype=np.float64) + 0.5) * (duration / max(num_snippets, 1))
 
 
+def serialize(example: tf.train.SequenceExample) -> bytes:
+    """The record bytes of ``example``, the same on every run and every machine: protobuf
+    map fields (the context and feature lists) serialized in sorted key order, so shard
+    files can be compared, cached and verified by checksum (the default order varies
+    between processes)."""
+    return example.SerializeToString(deterministic=True)
+
+
 def make_example(
     video_id: str,
     subset: str,

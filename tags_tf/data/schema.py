@@ -128,6 +128,8 @@ _FIELD_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "statistics": (lambda v: isinstance(v, dict), "an object"),
     "num_snippets": (lambda v: isinstance(v, dict), "an object"),
     "counts": (lambda v: isinstance(v, dict), "an object"),
+    "shard_checksums": (lambda v: isinstance(v, dict) and all(isinstance(e, dict) for e in v.values()),
+                        "an object of objects"),
 }
 _REQUIRED = ("class_names", "feature_dim")  # what every reader needs
 
@@ -170,6 +172,7 @@ class Manifest:
     num_snippets: dict[str, int | None] | None = None  # {"min", "max"} over written videos
     counts: dict[str, Any] | None = None  # {"input", "written", "rejected": {reason: n}, "rejected_total",
     #                                        "clipped_segments", "dropped_segments"}
+    shard_checksums: dict[str, dict] | None = None  # {shard file name: {"bytes": n, "sha256": hex}}
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # other keys, as read
 
     def __post_init__(self):

@@ -22,6 +22,7 @@ import it without TensorFlow.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
 from typing import BinaryIO, Iterable, Iterator
@@ -142,3 +143,51 @@ def write_shards(
         for w in writers:
             w.close()
     return paths
+
+
+# ---------------------------------------------------------------------------- checksums
+
+
+class ShardChecksumError(ValueError):
+    """A shard file whose size or SHA-256 differs from what its manifest.json recorded.
+    The message is one line naming the file."""
+
+
+def file_checksum(file: BinaryIO, chunk: int = 1 << 20) -> dict:
+    """``{"bytes": n, "sha256": hex}`` of the raw bytes of an open binary file (as written:
+    a GZIP shard is hashed compressed). What the jobs record in ``manifest.json``'s
+    ``shard_checksums`` and what :func:`verify_shards` compares with."""
+    digest, n = hashlib.sha256(), 0
+    while block := file.read(chunk):
+        digest.update(block)
+        n += len(block)
+    return {"bytes": n, "sha256": digest.hexdigest()}
+
+
+def verify_shards(shard_dir: str, checksums: dict, names: Iterable[str], open_file=open,
+                  size_of=os.path.getsize) -> int:
+    """Checks the shard files ``names`` of ``shard_dir`` against ``checksums`` (the
+    manifest's ``shard_checksums``): first every size (cheap), then every SHA-256.
+    ``open_file(path, "rb")`` and ``size_of(path)`` reach remote file systems too.
+    Returns the number of files checked; raises ShardChecksumError naming the first
+    file that differs or that the manifest does not list."""
+    names = sorted(names)
+    for name in names:
+        want = checksums.get(name)
+        path = os.path.join(shard_dir, name)
+        if want is None:
+            raise ShardChecksumError(f"{path}: not listed in manifest.json's shard_checksums; the shard directory "
+                                     "was changed after it was written (rebuild it with the Beam job)")
+        size = size_of(path)
+        if size != want["bytes"]:
+            raise ShardChecksumError(f"{path}: {size} bytes, manifest.json says {want['bytes']}; the shard changed "
+                                     "after it was written (rebuild it with the Beam job)")
+    for name in names:
+        path = os.path.join(shard_dir, name)
+        with open_file(path, "rb") as f:
+            got = file_checksum(f)["sha256"]
+        if got != checksums[name]["sha256"]:
+            raise ShardChecksumError(f"{path}: SHA-256 {got[:12]}... differs from manifest.json's "
+                                     f"{checksums[name]['sha256'][:12]}...; the shard is corrupt or changed after "
+                                     "it was written (rebuild it with the Beam job)")
+    return len(names)

@@ -14,6 +14,7 @@ import os
 
 from tags_tf.data.jsonio import write_json
 from tags_tf.data.schema import Manifest
+from tags_tf.data.tfrecord import verify_shards
 
 FINGERPRINT_NAME = "dataset.json"
 
@@ -90,6 +91,17 @@ def check_fingerprint(workdir: str, fingerprint: dict) -> bool:
             f"--dataset gives {fingerprint['shard_dir'] or '?'}, which differs in {'; '.join(diff)}. "
             "Use another --workdir, or the same shards to resume")
     return True
+
+
+def verify_shard_files(manifest: Manifest, shard_dir: str, subsets) -> str:
+    """Checks every shard file of ``subsets`` (None entries skipped) against the sizes and
+    SHA-256 digests in the manifest's ``shard_checksums`` (tags_tf.data.tfrecord.verify_shards;
+    raises its ShardChecksumError naming the file); returns a line saying what was checked."""
+    if not manifest.shard_checksums:
+        return f"{shard_dir}: manifest.json has no shard checksums (written before they were recorded): not verified"
+    names = [f for s in subsets if s for f in (manifest.subsets or {}).get(s, {}).get("files", [])]
+    n = verify_shards(shard_dir, manifest.shard_checksums, names)
+    return f"{shard_dir}: {n} shard files match the sizes and SHA-256 of manifest.json"
 
 
 def save_fingerprint(workdir: str, fingerprint: dict) -> None:

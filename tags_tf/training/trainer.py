@@ -50,7 +50,7 @@ from tags_tf.training.checkpointing import EpochBackup, reconcile
 from tags_tf.training.dataset_resolver import MissingDataError, choose_subsets, training_samples
 from tags_tf.training.distribute import is_chief, worker_dir
 from tags_tf.training.ema import EmaWeights
-from tags_tf.training.fingerprint import check_fingerprint, dataset_fingerprint, save_fingerprint
+from tags_tf.training.fingerprint import check_fingerprint, dataset_fingerprint, save_fingerprint, verify_shard_files
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,9 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
     _check_config(cfg, workdir)
     fingerprint = dataset_fingerprint(resolved.manifest, resolved.shard_dir)
     known = check_fingerprint(workdir, fingerprint)
+    train_subset, val_subset = choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
+    test_subset = held_out_subset(resolved.manifest, cfg.data.test_subset, (train_subset, val_subset))
+    log.info("%s", verify_shard_files(resolved.manifest, resolved.shard_dir, (train_subset, val_subset, test_subset)))
     if state["finished"] and not resume:
         more = (f"; pass --resume --epochs {cfg.train.epochs} to train to {cfg.train.epochs}"
                 if cfg.train.epochs > state["epochs"] else "; pass --resume --epochs N to train further")
@@ -143,7 +146,6 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
     if chief:
         write_json(os.path.join(workdir, "class_names.json"), class_names)
 
-    train_subset, val_subset = choose_subsets(resolved.manifest, cfg.data.train_subset, cfg.data.val_subset)
     _check_enough_samples(cfg, resolved, train_subset)
     train_pattern = subset_pattern(resolved.shard_dir, train_subset)
     val_pattern = subset_pattern(resolved.shard_dir, val_subset)
@@ -165,7 +167,6 @@ def train(cfg, resolved, workdir: str, strategy, resume: bool = False, exporter:
                                 compression=compression, seed=cfg.train.seed)
     val_ds = make_dataset(val_pattern, cfg, training=False, batch_size=global_batch,
                           compression=compression, with_metadata=True)
-    test_subset = held_out_subset(resolved.manifest, cfg.data.test_subset, (train_subset, val_subset))
     test_ds = None
     if test_subset is not None:
         test_ds = make_dataset(subset_pattern(resolved.shard_dir, test_subset), cfg, training=False,

@@ -5,6 +5,7 @@ runs on it and on the local runner with the same input; the shards must hold the
 records and the manifests / dead letters must agree.
 """
 
+import hashlib
 import json
 
 import numpy as np
@@ -39,8 +40,14 @@ def read_records(out, manifest):
     return got
 
 
+def sha256s(out) -> dict:
+    """{shard file: SHA-256} of the shard files actually in ``out``."""
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.tfrecord*"))}
+
+
 def assert_same_output(local, dask):
-    """Same records, dead letter and manifest (but the runner options)."""
+    """Byte-identical shards; the same records, dead letter and manifest (but the runner options)."""
+    assert sha256s(local) and sha256s(local) == sha256s(dask)
     ml, md = (json.loads((d / "manifest.json").read_text()) for d in (local, dask))
     ml.pop("pipeline_options"), md.pop("pipeline_options")
     assert ml == md

@@ -137,3 +137,18 @@ def test_resume_onto_other_shards_and_finished_run_with_other_config_are_refused
     with caplog.at_level(logging.WARNING):
         assert train_cli.main(_args(shards[0], work, epochs=1)) == 0
     assert "finished run of 1 epochs: nothing to train" in caplog.text
+
+
+def test_a_flipped_byte_in_a_shard_is_refused_before_training(tmp_path, capsys):
+    shards = write_tiny_shards(tmp_path / "data", num_train=8, num_val=4)
+    shard = sorted(shards.glob("validation-*"))[0]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, same size: only the SHA-256 can tell
+    shard.write_bytes(bytes(data))
+    assert train_cli.main(_args(shards, tmp_path / "run", epochs=1)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(shard) in err and "SHA-256" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # nothing trained
+    shard.write_bytes(data[:-3])  # truncated: the size differs, found without reading the file
+    assert train_cli.main(_args(shards, tmp_path / "run2", epochs=1)) == 2
+    assert "bytes, manifest.json says" in capsys.readouterr().err
