@@ -105,14 +105,18 @@ def test_demo_main_job_learns_and_writes_everything(tmp_path):
     offline = run_evaluate(args).average_map
     assert abs(offline - summary["average_mAP"]) < 1e-6 and abs(best_epoch - summary["average_mAP"]) < 1e-6
 
-    # README's Python API example, as printed, on this run (its runs/demo is this run).
+    # README's Python API example, as printed, on this run (its runs/demo and data/demo are this run's).
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     code = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "runs").mkdir()
-    (tmp_path / "runs" / "demo").symlink_to(run)
-    example = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    for link, target in (("runs", run), ("data", tmp_path / "data")):
+        (tmp_path / "api" / link).mkdir(parents=True)
+        (tmp_path / "api" / link / "demo").symlink_to(target)
+    example = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "api", capture_output=True, text=True,
+                             timeout=300)
     assert example.returncode == 0, example.stderr[-3000:]
-    assert "[[" in example.stdout, example.stdout  # it printed the detected segments
+    assert "[Segment(start=" in example.stdout, example.stdout  # the named segments
+    api_map = float(example.stdout.split("test average mAP")[1].split()[0])
+    assert abs(api_map - summary["test"]["average_mAP"]) < 1e-3, (api_map, summary["test"])  # one path
 
     # serving.export and the dev server, as README prints them: quiet too.
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
