@@ -44,6 +44,9 @@ if __name__ == "__main__":  # TensorFlow reads TF_ENABLE_ONEDNN_OPTS (and its lo
 
 import keras
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from serving import signatures
 from tags_tf import console, kernels
@@ -238,8 +241,6 @@ def write_warmup_requests(path: Path, cfg: TagsConfig, model_name: str = "tags")
     A TFRecord of ``PredictionLog`` protos (TF Serving's ``assets.extra`` convention);
     inputs are zeros of one video at the model's T (duration 1 s).
     """
-    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
-
     t, d = cfg.model.input_snippets, cfg.model.feature_dim
     zeros = tf.make_tensor_proto(tf.zeros([1, t, d]).numpy())
     requests = []
@@ -271,8 +272,6 @@ DENIED_OP_PREFIXES = ("Addons>", "TFText>", "SentencepieceOp>", "Text>", "Custom
 
 def graph_op_types(saved_model_dir: str | os.PathLike, tag: str = signatures.SERVE_TAG) -> set[str]:
     """Every op type in the MetaGraph of ``tag``: top-level nodes and all function defs."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
     sm = saved_model_pb2.SavedModel()
     sm.ParseFromString((Path(saved_model_dir) / "saved_model.pb").read_bytes())
     ops: set[str] = set()
@@ -294,8 +293,6 @@ def unsupported_ops(op_types: set[str]) -> list[str]:
     TF without extra op libraries loaded) and it is neither a Python-callback op nor in a
     custom-op namespace.
     """
-    from tensorflow.python.framework import op_def_registry
-
     bad = []
     for op in sorted(op_types):
         core = hasattr(tf.raw_ops, op) or op_def_registry.get(op) is not None

@@ -23,6 +23,7 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
 from serving import signatures
 
@@ -122,8 +123,6 @@ class Servable:
 
     def warm_up(self) -> int:
         """Replays ``assets.extra/tf_serving_warmup_requests`` like TF Serving; returns the count."""
-        from tensorflow_serving.apis import prediction_log_pb2
-
         path = self.path / signatures.EXTRA_DIR / signatures.WARMUP_FILE
         if not path.is_file():
             return 0

@@ -16,6 +16,7 @@ TensorFlow import here.
 
 from __future__ import annotations
 
+import ctypes.util
 import logging
 import os
 import re
@@ -62,7 +63,6 @@ def gpu_driver_present() -> bool:
     """Whether an NVIDIA driver is loaded (``/proc/driver/nvidia``) or its library is installed."""
     if os.path.exists("/proc/driver/nvidia/version"):
         return True
-    import ctypes.util
 
     return ctypes.util.find_library("cuda") is not None
 

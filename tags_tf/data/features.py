@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 from tags_tf.data import schema
 from tags_tf.data.schema import (  # noqa: F401  (re-exported: F.VIDEO_ID, F.MANIFEST_NAME, ...)
@@ -190,8 +191,6 @@ def example_to_numpy(serialized: bytes) -> dict[str, object]:
     Raises RecordError when the bytes are not a SequenceExample, lack a required context
     feature, or hold snippet vectors of another width than their ``feature_dim``.
     """
-    from google.protobuf.message import DecodeError
-
     try:
         ex = tf.train.SequenceExample.FromString(serialized)
     except DecodeError:

@@ -27,6 +27,8 @@ import os
 import struct
 from typing import BinaryIO, Iterable, Iterator
 
+import google_crc32c
+
 from tags_tf.data.schema import SHARD_SUFFIX, shard_prefix
 
 
@@ -58,8 +60,6 @@ def shard_name(subset: str, index: int, num_shards: int, compression: str | None
 
 
 def _masked_crc(data: bytes) -> int:
-    import google_crc32c
-
     crc = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
