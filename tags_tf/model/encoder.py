@@ -5,6 +5,10 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from tags_tf.config import ModelConfig
+
+_MODEL = ModelConfig()  # the defaults (one definition: tags_tf.config)
+
 
 @keras.saving.register_keras_serializable(package="tags_tf")
 class ScaleEncoder(layers.Layer):
@@ -22,12 +26,12 @@ class ScaleEncoder(layers.Layer):
     def __init__(
         self,
         embed_dim: int,
-        num_heads: int = 4,
+        num_heads: int = _MODEL.num_heads,
         pool_stride: int = 1,
-        pool_kernel: int = 0,
-        pool_padding: int = 0,
-        pool_type: str = "avg",
-        mlp_activation: str = "gelu",
+        pool_kernel: int = _MODEL.pool_kernel,
+        pool_padding: int = _MODEL.pool_padding,
+        pool_type: str = _MODEL.pool_type,
+        mlp_activation: str = _MODEL.mlp_activation,
         dropout: float = 0.0,
         **kwargs,
     ):

@@ -11,6 +11,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from tags_tf.config import ModelConfig
+
+_MODEL = ModelConfig()  # the defaults (one definition: tags_tf.config)
+
 
 @keras.saving.register_keras_serializable(package="tags_tf")
 class ClassificationHead(layers.Layer):
@@ -20,7 +24,7 @@ class ClassificationHead(layers.Layer):
     Eq. 3 and ``sigmoid(logits)`` the regression output ``r`` of Eq. 5.
     """
 
-    def __init__(self, num_classes: int, kernel_size: int = 3, **kwargs):
+    def __init__(self, num_classes: int, kernel_size: int = _MODEL.cls_kernel, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.kernel_size = kernel_size
@@ -57,7 +61,7 @@ class MaskHead(layers.Layer):
     ``M^s`` is the transpose, with the t-th column the mask of snippet t).
     """
 
-    def __init__(self, num_snippets: int, hidden_dim: int, kernel_size: int = 3, **kwargs):
+    def __init__(self, num_snippets: int, hidden_dim: int, kernel_size: int = _MODEL.mask_kernel, **kwargs):
         super().__init__(**kwargs)
         self.num_snippets = num_snippets
         self.hidden_dim = hidden_dim
@@ -98,7 +102,8 @@ class BilinearMaskHead(layers.Layer):
     axis 2 the position masked, as :class:`MaskHead`.
     """
 
-    def __init__(self, hidden_dim: int, key_dim: int = 128, kernel_size: int = 3, **kwargs):
+    def __init__(self, hidden_dim: int, key_dim: int = _MODEL.mask_key_dim, kernel_size: int = _MODEL.mask_kernel,
+                 **kwargs):
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
         self.key_dim = key_dim

@@ -32,6 +32,8 @@ from tags_tf.config import BOUNDARY_REGIONS, LossConfig, TagsConfig
 from tags_tf.model.loss_base import WeightedLoss, band_kernel, erode, safe_l2
 from tags_tf.model.promotion import ConsistencyLoss, PredictionPromotionLoss
 
+_LOSS = LossConfig()  # the defaults (one definition: tags_tf.config)
+
 
 @keras.saving.register_keras_serializable(package="tags_tf")
 class ClassificationLoss(WeightedLoss):
@@ -49,10 +51,10 @@ class ClassificationLoss(WeightedLoss):
 
     def __init__(
         self,
-        lambda1: float = 0.4,
-        gamma: float = 2.0,
-        alpha: float = 10.0,
-        hard_negative_ratio: float = 0.1,
+        lambda1: float = _LOSS.lambda1,
+        gamma: float = _LOSS.focal_gamma,
+        alpha: float = _LOSS.alpha,
+        hard_negative_ratio: float = _LOSS.hard_negative_ratio,
         name: str = "cls_loss",
         **kwargs,
     ):
@@ -137,12 +139,12 @@ class MaskLoss(WeightedLoss):
 
     def __init__(
         self,
-        lambda2: float = 0.4,
-        erosion_kernel: int = 7,
-        epsilon: float = 3.354626279025119e-04,
-        bce: float = 0.0,
-        boundary: str = "interior",
-        boundary_width: float = 0.05,
+        lambda2: float = _LOSS.lambda2,
+        erosion_kernel: int = _LOSS.erosion_kernel,
+        epsilon: float = _LOSS.epsilon,
+        bce: float = 0.0,  # Eq. 6 as printed; the configs' loss.mask_bce adds the BCE term
+        boundary: str = _LOSS.boundary,
+        boundary_width: float = _LOSS.boundary_width,
         name: str = "mask_loss",
         **kwargs,
     ):

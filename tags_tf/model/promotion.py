@@ -9,11 +9,14 @@ import keras
 import tensorflow as tf
 
 from tags_tf import ops
+from tags_tf.config import LossConfig, PostprocessConfig
 from tags_tf.model.loss_base import WeightedLoss, safe_l2
 from tags_tf.ops import above
 
+_LOSS, _PP = LossConfig(), PostprocessConfig()  # the defaults (one definition: tags_tf.config)
 
-def binarisation_contrast(m, thresholds: Sequence[float] | tf.Tensor, delta: float = 0.25) -> tf.Tensor:
+
+def binarisation_contrast(m, thresholds: Sequence[float] | tf.Tensor, delta: float = _LOSS.delta) -> tf.Tensor:
     """Eq. 7 outer-inner-contrast score ``R(pi[j])`` of every binarisation of ``m``.
 
     Args:
@@ -85,9 +88,9 @@ class PredictionPromotionLoss(WeightedLoss):
 
     def __init__(
         self,
-        thresholds: Sequence[float] = tuple(round(0.1 + 0.05 * i, 2) for i in range(17)),
-        delta: float = 0.25,
-        beta: float = 2.0,
+        thresholds: Sequence[float] = _PP.mask_thresholds,
+        delta: float = _LOSS.delta,
+        beta: float = _LOSS.beta,
         name: str = "pp_loss",
         **kwargs,
     ):
@@ -152,9 +155,9 @@ class ConsistencyLoss(WeightedLoss):
 
     def __init__(
         self,
-        theta_p: float = 0.3,
-        theta_m: float = 0.5,
-        topk: int = 40,
+        theta_p: float = _LOSS.theta_p,
+        theta_m: float = _LOSS.theta_m,
+        topk: int = _LOSS.topk,
         name: str = "fc_loss",
         **kwargs,
     ):
