@@ -2,13 +2,13 @@
 
     detector = tags_tf.load("runs/demo")
     segments = detector.detect(features, duration)
-    report = tags_tf.evaluate({video_id: segments}, "annotations.json", subset="test")
+    report = tags_tf.score({video_id: segments}, "annotations.json", subset="test")
 
 The names are looked up on first use (PEP 562), so importing any ``tags_tf`` module stays
 as light as that module (``tags_tf.data.schema`` imports neither numpy nor TensorFlow).
 """
 
-__all__ = ["Detector", "Segment", "evaluate", "load"]
+__all__ = ["Detector", "Segment", "load", "score"]
 
 
 def __getattr__(name: str):

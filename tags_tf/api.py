@@ -5,7 +5,7 @@
     detector = tags_tf.load("runs/demo")            # a run, a .keras file or an exported SavedModel
     segments = detector.detect(features, duration)  # features (T, D) numpy, duration in seconds
     # [Segment(start=12.4, end=30.1, label='Vaulting', score=0.81), ...], best first
-    report = tags_tf.evaluate({"video_1": segments}, "annotations.json", subset="test")
+    report = tags_tf.score({"video_1": segments}, "annotations.json", subset="test")
     report.average_map
 
 Detection is ``TagsModel.detect`` (a run or a ``.keras`` file) or the SavedModel's
@@ -113,7 +113,7 @@ def _class_names(path: str, num_classes: int | None) -> list[str]:
     return [f"class_{i}" for i in range(num_classes)]
 
 
-def evaluate(detections: Mapping[str, Sequence[Segment]], annotations: str | os.PathLike, subset: str,
+def score(detections: Mapping[str, Sequence[Segment]], annotations: str | os.PathLike, subset: str,
              protocol: str = "anet") -> DetectionMetrics:
     """mAP of ``{video_id: segments}`` against an annotation file (any layout
     :func:`tags_tf.data.annotation_files.load_annotations` reads), over every video of

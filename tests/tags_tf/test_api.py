@@ -1,4 +1,4 @@
-"""tags_tf/api.py: load a run, a .keras file or a SavedModel; detect on numpy; evaluate."""
+"""tags_tf/api.py: load a run, a .keras file or a SavedModel; detect on numpy; score."""
 
 import json
 
@@ -59,14 +59,26 @@ def test_bad_input_is_one_line(run, tmp_path):
         tags_tf.load(tmp_path / "nothing")
 
 
-def test_evaluate_by_hand(tmp_path):
+def test_score_by_hand(tmp_path):
     database = {v: {"subset": "test", "duration": 10.0, "annotations": [{"segment": seg, "label": "jump"}]}
                 for v, seg in (("a", [1.0, 3.0]), ("b", [5.0, 9.0]))}
     database["c"] = {"subset": "training", "duration": 10.0, "annotations": [{"segment": [0.0, 1.0], "label": "jump"}]}
     (tmp_path / "gt.json").write_text(json.dumps({"version": "1.3", "database": database}))
     hit_a, miss_b, hit_b = Segment(1.0, 3.0, "jump", 0.9), Segment(0.0, 1.0, "jump", 0.5), Segment(5.0, 9.0, "jump", 0.4)
     # Only a found: recall 1/2 at precision 1 -> AP 0.5 at every tIoU.
-    assert tags_tf.evaluate({"a": [hit_a]}, tmp_path / "gt.json", "test").average_map == pytest.approx(0.5)
+    assert tags_tf.score({"a": [hit_a]}, tmp_path / "gt.json", "test").average_map == pytest.approx(0.5)
     # a (TP 0.9), b's false positive (0.5), b (TP 0.4): AP = 0.5 x 1 + 0.5 x 2/3.
-    report = tags_tf.evaluate({"a": [hit_a], "b": [miss_b, hit_b]}, tmp_path / "gt.json", "test", protocol="thumos")
+    report = tags_tf.score({"a": [hit_a], "b": [miss_b, hit_b]}, tmp_path / "gt.json", "test", protocol="thumos")
     assert report.average_map == pytest.approx(0.5 + 0.5 * 2 / 3) and len(report.map_per_tiou) == 5
+
+
+def test_the_api_names_are_not_shadowed_by_a_module():
+    # A submodule imported later becomes an attribute of the package: an API name equal
+    # to a module name (tags_tf.evaluate is the CLI) would stop working after that import.
+    import importlib
+    import pkgutil
+
+    modules = {m.name for m in pkgutil.iter_modules(tags_tf.__path__)}
+    assert not set(tags_tf.__all__) & modules, set(tags_tf.__all__) & modules
+    importlib.import_module("tags_tf.evaluate")
+    assert callable(tags_tf.score) and callable(tags_tf.load) and tags_tf.Segment is Segment
