@@ -35,13 +35,13 @@ import json
 import os
 
 import apache_beam as beam
-from apache_beam.io.filesystems import CompressionTypes, FileSystems
+from apache_beam.io.filesystems import FileSystems
 
 from beam.manifest import ManifestError, SummaryStatsFn, build_manifest
 from beam.output_dir import write_text_atomic
-from beam.shard_io import TMP_DIR, count_records, shard_name
+from beam.shard_io import TMP_DIR, count_and_checksum, shard_name
 from tags_tf.data.schema import DEAD_LETTER_NAME, MANIFEST_NAME, SEGMENT_LOG_NAME, Manifest  # stdlib only
-from tags_tf.data.tfrecord import TFRecordError, file_checksum  # stdlib only
+from tags_tf.data.tfrecord import TFRecordError  # stdlib only
 
 ACCOUNTING_NAME = "accounting.json"  # under TMP_DIR; read by finalize_output
 
@@ -125,13 +125,12 @@ def finalize_output(output_dir: str, base: Manifest, num_inputs: int) -> Manifes
             shard = FileSystems.join(output_dir, shard_name(subset, i, n, compression))
             if not FileSystems.exists(shard):
                 raise ManifestError(f"{output_dir}: shard {os.path.basename(shard)} is missing after the pipeline")
-            try:
-                on_disk[subset] += count_records(shard, compression)
+            try:  # one read of each shard: its records and the checksum of its bytes as written
+                records, checksums[os.path.basename(shard)] = count_and_checksum(shard, compression)
             except TFRecordError as e:
                 raise ManifestError(str(e)) from None
+            on_disk[subset] += records
             files.append(shard)
-            with FileSystems.open(shard, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-                checksums[os.path.basename(shard)] = file_checksum(f)  # of the bytes as written
     for subset, n in on_disk.items():
         written = stats["subsets"].get(subset, {"videos": 0})["videos"]
         if n != written:

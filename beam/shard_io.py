@@ -27,6 +27,7 @@ from tags_tf.data.tfrecord import (  # noqa: F401  (compression_type, shard_suff
     shard_name,
     shard_suffix,
 )
+from tags_tf.data.tfrecord import count_and_checksum as tfrecord_count_and_checksum
 
 _SUBSET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -150,6 +151,13 @@ class WriteShards(beam.PTransform):
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShard" >> beam.ParDo(WriteShardFn(self._output_dir, self._num_shards, self._compression))
         )
+
+
+def count_and_checksum(path: str, compression: str = "") -> tuple[int, dict]:
+    """(records, ``{"bytes", "sha256"}`` of the file as written) of ``path``, read once
+    (tags_tf.data.tfrecord.count_and_checksum; raises its TFRecordError)."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return tfrecord_count_and_checksum(f, path, compression)
 
 
 def count_records(path: str, compression: str = "") -> int:

@@ -153,15 +153,41 @@ class ShardChecksumError(ValueError):
     The message is one line naming the file."""
 
 
-def file_checksum(file: BinaryIO, chunk: int = 1 << 20) -> dict:
+class _Hashing:
+    """A binary stream that hashes the raw bytes read through it."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw, self.sha256, self.bytes = raw, hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return data
+
+    def checksum(self, chunk: int = 1 << 20) -> dict:
+        while self.read(chunk):  # the rest of the file
+            pass
+        return {"bytes": self.bytes, "sha256": self.sha256.hexdigest()}
+
+
+def file_checksum(file: BinaryIO) -> dict:
     """``{"bytes": n, "sha256": hex}`` of the raw bytes of an open binary file (as written:
     a GZIP shard is hashed compressed). What the jobs record in ``manifest.json``'s
     ``shard_checksums`` and what :func:`verify_shards` compares with."""
-    digest, n = hashlib.sha256(), 0
-    while block := file.read(chunk):
-        digest.update(block)
-        n += len(block)
-    return {"bytes": n, "sha256": digest.hexdigest()}
+    return _Hashing(file).checksum()
+
+
+def count_and_checksum(raw: BinaryIO, name: str, compression: str | None = "") -> tuple[int, dict]:
+    """(records, :func:`file_checksum`) of a shard read once from its raw (still
+    compressed) bytes ``raw``; raises TFRecordError like :func:`read_records`."""
+    hashing = _Hashing(raw)
+    stream = gzip.GzipFile(fileobj=hashing, mode="rb") if compression_type(compression) == "GZIP" else hashing
+    try:
+        count = sum(1 for _ in read_records(stream, name))
+    except (OSError, EOFError) as e:  # not gzip, or a gzip stream cut short
+        raise TFRecordError(f"{name}: not a whole {compression_type(compression)} stream ({e})") from None
+    return count, hashing.checksum()
 
 
 def verify_shards(shard_dir: str, checksums: dict, names: Iterable[str], open_file=open,

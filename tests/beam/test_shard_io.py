@@ -1,6 +1,7 @@
 """beam/shard_io.py: shard counts and names, the streamed writer and the on-disk count."""
 
 import gzip
+import hashlib
 
 import pytest
 
@@ -44,3 +45,19 @@ def test_count_records_refuses_a_truncated_or_mis_compressed_shard(tmp_path):
     cut.write_bytes(gzip.decompress(open(path, "rb").read())[:-3])
     with pytest.raises(TFRecordError, match="cut.tfrecord: truncated TFRecord after 0 records"):
         shard_io.count_records(str(cut), "")
+
+
+def test_count_and_checksum_reads_each_shard_once_for_both(tmp_path):
+    records = [b"x" * n for n in (0, 5, 3000)]
+    for comp in ("", "GZIP"):
+        path = str(tmp_path / f"g{comp}.tfrecord")
+        with shard_io.TFRecordFileWriter(path, comp) as w:
+            for r in records:
+                w.write(r)
+        raw = open(path, "rb").read()
+        assert shard_io.count_and_checksum(path, comp) == (
+            3, {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()})  # of the bytes as written
+    cut = tmp_path / "cut.tfrecord.gz"
+    cut.write_bytes(raw[: len(raw) // 2])  # a gzip stream cut short
+    with pytest.raises(TFRecordError, match="cut.tfrecord.gz"):
+        shard_io.count_and_checksum(str(cut), "GZIP")
