@@ -228,6 +228,22 @@ def _timed_frames(path: str, container, info: VideoInfo, opts: DecodeOptions) ->
             next_k += 1
 
 
+@contextlib.contextmanager
+def open_frames(path: str, opts: DecodeOptions, info: VideoInfo | None = None):
+    """``with open_frames(path, opts) as (info, frames)``: the container's info and an
+    iterator of (time_seconds, (H, W, 3) uint8 RGB) at the target (or native) rate, cut
+    and resized as ``opts`` says: the frames every snippet is made of. Raises
+    VideoDecodeError (also while iterating). The serving client streams these frames, so
+    its snippets are the ones :func:`iter_snippets` yields to ``beam.extract_features``.
+    """
+    with _opened(path) as container:
+        if info is None:
+            info = _stream_info(path, container)
+        if info.fps <= 0:
+            raise VideoDecodeError(path, "no_frame_rate", "the video stream has no frame rate")
+        yield info, _timed_frames(path, container, info, opts)
+
+
 def iter_snippets(path: str, opts: DecodeOptions, info: VideoInfo | None = None) -> Iterator[Snippet]:
     """Yields the snippets of ``path`` in order. Raises VideoDecodeError (possibly after
     some snippets were yielded: callers must treat the video as failed as a whole).
@@ -235,18 +251,14 @@ def iter_snippets(path: str, opts: DecodeOptions, info: VideoInfo | None = None)
     At most ``max(N, S)`` frames are held in memory.
     """
     n, s = opts.snippet_frames, opts.snippet_stride
-    with _opened(path) as container:
-        if info is None:
-            info = _stream_info(path, container)
-        if info.fps <= 0:
-            raise VideoDecodeError(path, "no_frame_rate", "the video stream has no frame rate")
+    with open_frames(path, opts, info) as (info, frames):
         rate = opts.fps or info.fps
         buf: list[tuple[float, np.ndarray]] = []  # frames next_start .. next_start+len-1
         next_start = 0  # frame index of the next window's first frame
         covered_end = 0  # frames [0, covered_end) lie in an emitted snippet
         count = 0
         total = 0
-        for j, item in enumerate(_timed_frames(path, container, info, opts)):
+        for j, item in enumerate(frames):
             total = j + 1
             if j < next_start:  # stride > N: frames between windows are skipped
                 continue
@@ -282,6 +294,17 @@ def expected_num_snippets(num_frames: int, snippet_frames: int, snippet_stride: 
     covered = (full - 1) * s + n
     next_start = full * s
     return full + 1 if covered < num_frames and next_start < num_frames else full
+
+
+def padding_frames(num_frames: int, snippet_frames: int, snippet_stride: int, pad_last: bool = True) -> int:
+    """Copies of the last frame to append to ``num_frames`` frames so that windows of N
+    frames every S frames over the longer stream are exactly :func:`iter_snippets`'
+    snippets (its padded last snippet repeats the last frame): 0 when it pads nothing."""
+    n, s = snippet_frames, snippet_stride
+    full = 0 if num_frames < n else (num_frames - n) // s + 1
+    if expected_num_snippets(num_frames, n, s, pad_last) == full:
+        return 0
+    return full * s + n - num_frames  # the padded snippet starts at frame full * S
 
 
 def resampled_num_frames(duration_frames: int, native_fps: float, target_fps: float) -> int:

@@ -19,8 +19,7 @@ and the export test check this.
 The version directory is written to a temporary sibling first and renamed at the end,
 so a TF Serving instance polling the base path never sees a half-written version.
 
-Long because the export, its input checks, the warm-up requests and the CLI belong to
-one SavedModel.
+``--video-encoder SPEC`` adds the video signatures (``serving/video_export.py``).
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from serving import signatures
+from serving import signatures, video_export
 from tags_tf import console, kernels
 from tags_tf.config import ConfigError, TagsConfig, from_dict
 from tags_tf.decode.decoder import DetectionDecoder
@@ -166,6 +165,7 @@ def export_saved_model(
     *,
     decoder: keras.layers.Layer | None = None,
     overwrite: bool = False,
+    video: video_export.VideoEndpoints | None = None,
 ) -> Path:
     """Writes the SavedModel of ``model`` to ``output_dir`` (e.g. ``MODELS/tags/1``).
 
@@ -176,6 +176,8 @@ def export_saved_model(
       class_names: K names (index = class id); default ``class_0 .. class_{K-1}``.
       decoder: post-processing layer; default ``DetectionDecoder`` built from ``cfg``.
       overwrite: replace an existing ``output_dir``.
+      video: the encoder and layout of ``serving.video_export`` (adds ``encode``,
+        ``encode_jpeg`` and ``detect_video``).
 
     Returns:
       ``Path(output_dir)``.
@@ -214,6 +216,10 @@ def export_saved_model(
         ] + ([tf.TensorSpec([None, k], tf.float32, name=signatures.EXTERNAL_SCORES)]
              if cfg.postprocess.class_fusion == "external" else []),
     )
+    names = [signatures.SERVING_DEFAULT, signatures.DETECT]
+    if video is not None:
+        video.track(archive)
+        names += video.add_endpoints(archive, detect)
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     # A non-numeric sibling: TF Serving ignores it while it is being written.
@@ -224,19 +230,22 @@ def export_saved_model(
         extra.mkdir(exist_ok=True)
         (extra / signatures.CLASS_NAMES_FILE).write_text(json.dumps(class_names, indent=1))
         (extra / signatures.CONFIG_FILE).write_text(cfg.to_json())
-        write_warmup_requests(extra / signatures.WARMUP_FILE, cfg)
+        write_warmup_requests(extra / signatures.WARMUP_FILE, cfg,
+                              extra=video.warmup_requests("tags") if video is not None else ())
+        if video is not None:
+            video.write_extra(extra)
         if output_dir.exists():
             shutil.rmtree(output_dir)
         os.replace(tmp, output_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("exported SavedModel with signatures %s to %s", [signatures.SERVING_DEFAULT, signatures.DETECT], output_dir)
+    logger.info("exported SavedModel with signatures %s to %s", names, output_dir)
     return output_dir
 
 
-def write_warmup_requests(path: Path, cfg: TagsConfig, model_name: str = "tags") -> None:
-    """TF Serving warm-up file: one ``detect`` and one ``serving_default`` request.
+def write_warmup_requests(path: Path, cfg: TagsConfig, model_name: str = "tags", extra=()) -> None:
+    """TF Serving warm-up file: one ``detect`` and one ``serving_default`` request, then ``extra``.
 
     A TFRecord of ``PredictionLog`` protos (TF Serving's ``assets.extra`` convention);
     inputs are zeros of one video at the model's T (duration 1 s).
@@ -255,6 +264,7 @@ def write_warmup_requests(path: Path, cfg: TagsConfig, model_name: str = "tags")
                 ext = tf.fill([1, cfg.model.num_classes], 1.0 / cfg.model.num_classes).numpy()
                 req.inputs[signatures.EXTERNAL_SCORES].CopyFrom(tf.make_tensor_proto(ext))
         requests.append(req)
+    requests += list(extra)
     with tf.io.TFRecordWriter(str(path)) as writer:
         for req in requests:
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
@@ -344,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="JSON list of class names (default RUN_DIR/class_names.json, else class_<id>)")
     p.add_argument("--output", required=True, help="version directory, e.g. MODELS/tags/1")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
+    video_export.add_arguments(p)
     _kernels_argument(p)
     args = p.parse_args(argv)
     console.setup(args.verbose, fmt="%(levelname)s %(name)s: %(message)s")
@@ -356,14 +367,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         ckpt, config, labels = _resolve_inputs(args)
         model, cfg = load_run(ckpt, config)
         class_names = signatures.read_class_names(labels, ExportError) if labels else None
-        out = export_saved_model(model, cfg, args.output, class_names, overwrite=args.overwrite)
+        video = video_export.endpoints_from_args(args, cfg)
+        out = export_saved_model(model, cfg, args.output, class_names, overwrite=args.overwrite, video=video)
         bad = unsupported_ops(graph_op_types(out))
         if bad:
             raise ExportError(f"{out}: graph uses ops a stock TF Serving build lacks: {bad}")
-    except ExportError as e:
+    except (ExportError, *video_export.VIDEO_ERRORS) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"exported {out} (signatures: {signatures.SERVING_DEFAULT}, {signatures.DETECT}; "
+    names = [signatures.SERVING_DEFAULT, signatures.DETECT] + (list(video_export.input_signatures())
+                                                               if video is not None else [])
+    print(f"exported {out} (signatures: {', '.join(names)}; "
           f"T={cfg.model.input_snippets}, D={cfg.model.feature_dim}, K={cfg.model.num_classes})")
     return 0
 

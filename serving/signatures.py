@@ -19,6 +19,22 @@ Signature ``detect`` (features of any length -> action instances)
             ``num_detections``     int32   [B], valid rows per video (<= N)
             ``detection_class_names`` string [B, N], the class names ("" beyond
                            num_detections)
+
+With ``serving.export --video-encoder`` (serving/video_export.py), also:
+
+Signature ``encode`` (raw frames -> snippet features)
+    input   ``frames``     uint8 [B, F, H, W, 3] RGB, any H x W (resized in the graph
+                           unless it is the layout's), F frames from a snippet start
+    outputs ``snippet_features`` float32 [B, k, D], k = windows of N frames every S that
+                           fit in F (0 when F < N)
+            ``video_layout`` string [B], the layout JSON (serving.video_layout):
+                           frame rate, N, S, frame size, chunk limit, ...
+Signature ``encode_jpeg``: the same with input ``jpeg_frames`` string [B, F] (one JPEG
+    per frame, decoded in the graph).
+Signature ``detect_video`` (a short video in one call)
+    inputs  ``jpeg_frames`` string [B, F], all of the video's frames at the layout's rate
+            ``duration``   float32 [B], seconds
+    outputs those of ``detect`` (the last snippet padded as beam.extract_features pads it)
 """
 
 from __future__ import annotations
@@ -30,10 +46,17 @@ from typing import Mapping
 SERVE_TAG = "serve"
 SERVING_DEFAULT = "serving_default"
 DETECT = "detect"
+ENCODE = "encode"
+ENCODE_JPEG = "encode_jpeg"
+DETECT_VIDEO = "detect_video"
 
 FEATURES = "features"
 DURATION = "duration"
 EXTERNAL_SCORES = "external_scores"
+FRAMES = "frames"
+JPEG_FRAMES = "jpeg_frames"
+SNIPPET_FEATURES = "snippet_features"
+VIDEO_LAYOUT = "video_layout"
 
 from tags_tf.data.schema import (  # noqa: E402  (the decoder's output names, defined once)
     DETECTION_CLASSES,
@@ -56,6 +79,7 @@ CONFIG_FILE = "config.json"  # TagsConfig.to_json() of the exported model.
 # TF Serving replays these PredictionLog records when it loads a version, so the first
 # real request does not pay for graph optimisation (TF Serving's file name).
 WARMUP_FILE = "tf_serving_warmup_requests"
+VIDEO_LAYOUT_FILE = "video_layout.json"  # serving.video_layout.VideoLayout.to_json(), with the encoder spec
 
 
 def read_class_names(path: str | Path, error: type[Exception] = ValueError) -> list[str]:

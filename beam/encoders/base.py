@@ -42,6 +42,14 @@ class Encoder(abc.ABC):
         self.clip = clip
         self._fn: Callable | None = None  # tf.function over (B, N, H, W, 3) uint8
         self.feature_dim = 0
+        self.resources: list = []  # the objects holding the weights (what a SavedModel export tracks)
+
+    @property
+    def graph_fn(self) -> Callable:
+        """The traced function: uint8 tensor (B, N, H, W, 3) -> float32 (B, D); callable
+        inside another tf.function (``serving.export --video-encoder`` puts it in the
+        served graph, with :attr:`resources`)."""
+        return self._fn
 
     @classmethod
     def default_size(cls, spec: EncoderSpec) -> int:

@@ -70,6 +70,7 @@ class KerasAppEncoder(Encoder):
         if weights is None:
             log.warning("%s is randomly initialized (--allow_random_init)", ctor_name)
         self.model = model
+        self.resources = [model]
         preprocess = getattr(keras.applications, module_name).preprocess_input
 
         def fn(clips):

@@ -97,6 +97,9 @@ class MovinetEncoder(Encoder):
 
             patch_conv3d(backbone)
         self.model = model
+        # Its variables, not the tf_keras model: saving the model would trace every layer's call.
+        self.resources = [tf.Module(name="movinet_weights")]
+        self.resources[0].variables_list = list(model.variables)
         self.backbone = backbone
 
         def fn(clips):

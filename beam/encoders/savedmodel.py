@@ -83,6 +83,7 @@ class SavedModelEncoder(Encoder):
         out_name = _pick_tensor(spec, "output", outputs)
         super().__init__(spec, ClipSpec(snippet_frames, *size))
         self.loaded = loaded  # keeps the signature's variables alive
+        self.resources = [loaded]
         dtype = in_spec.dtype
 
         def call(x):
