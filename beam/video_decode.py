@@ -19,11 +19,12 @@ import contextlib
 import dataclasses
 import logging
 import math
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RESIZE_MODES = ("crop", "stretch")
 
@@ -250,28 +251,36 @@ def iter_snippets(path: str, opts: DecodeOptions, info: VideoInfo | None = None)
 
     At most ``max(N, S)`` frames are held in memory.
     """
-    n, s = opts.snippet_frames, opts.snippet_stride
     with open_frames(path, opts, info) as (info, frames):
         rate = opts.fps or info.fps
-        buf: list[tuple[float, np.ndarray]] = []  # frames next_start .. next_start+len-1
-        next_start = 0  # frame index of the next window's first frame
-        covered_end = 0  # frames [0, covered_end) lie in an emitted snippet
-        count = 0
-        total = 0
-        for j, item in enumerate(frames):
-            total = j + 1
-            if j < next_start:  # stride > N: frames between windows are skipped
-                continue
-            buf.append(item)
-            if len(buf) == n:
-                yield _make_snippet(count, buf, n, rate)
-                count += 1
-                covered_end = next_start + n
-                next_start += s
-                buf = buf[s:] if s < n else []
-        # Frames after the last full window (or a video shorter than N): one padded snippet.
-        if opts.pad_last and buf and (count == 0 or total > covered_end):
-            yield _make_snippet(count, buf, n, rate)
+        for index, buf in enumerate(window_frames(frames, opts.snippet_frames, opts.snippet_stride, opts.pad_last)):
+            yield _make_snippet(index, buf, opts.snippet_frames, rate)
+
+
+def window_frames(frames: Iterable[T], n: int, s: int, pad_last: bool = True) -> Iterator[list[T]]:
+    """The real frames of each snippet of a frame stream, in order: windows of ``n``
+    frames every ``s`` frames, then (``pad_last``) the frames after the last full window
+    (or all of them when there are fewer than ``n``), which the caller pads. At most
+    ``max(n, s)`` frames are held."""
+    buf: list[T] = []  # frames next_start .. next_start+len-1
+    next_start = 0  # frame index of the next window's first frame
+    covered_end = 0  # frames [0, covered_end) lie in an emitted snippet
+    count = 0
+    total = 0
+    for j, item in enumerate(frames):
+        total = j + 1
+        if j < next_start:  # stride > N: frames between windows are skipped
+            continue
+        buf.append(item)
+        if len(buf) == n:
+            yield list(buf)
+            count += 1
+            covered_end = next_start + n
+            next_start += s
+            buf = buf[s:] if s < n else []
+    # Frames after the last full window (or a video shorter than N): one padded snippet.
+    if pad_last and buf and (count == 0 or total > covered_end):
+        yield buf
 
 
 def _make_snippet(index: int, buf: list[tuple[float, np.ndarray]], n: int, rate: float) -> Snippet:

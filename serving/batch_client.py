@@ -11,6 +11,8 @@ several requests in flight), prints a table and writes ActivityNet-format JSON::
     python -m serving.client --server HOST:8500 --features FEATURE_DIR --annotations anet.json
     # batch mode: TFRecord shards in the tags_tf.data.features schema (duration from each example)
     python -m serving.client --server HOST:8500 --shards 'shards/validation-*.tfrecord*' --json out.json
+    # video files: decoded here, encoded by the model's encode_jpeg signature (serving.video_client)
+    python -m serving.client --server HOST:8500 --video clip.mp4 [more.mp4 ...] --json out.json
     # fixed-shape requests of 16 videos (what TF Serving's --enable_batching needs)
     python -m serving.client --server HOST:8500 --shards '...' --resample --batch-size 16 --concurrency 4
 
@@ -37,7 +39,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
-from serving import signatures
+from serving import signatures, video_client
 from serving.grpc_client import ClientInputError, DetectionClient, ServingError, VideoDetections, resample
 from tags_tf import console
 from tags_tf.data import features as schema
@@ -199,7 +201,7 @@ def _batches(videos, batch_size: int, num_snippets: int | None):
     """
     batch: list = []
     for video_id, feats, duration in videos:
-        if isinstance(feats, ClientInputError):
+        if isinstance(feats, (ClientInputError, ServingError)):
             yield [(video_id, feats)]
             continue
         if num_snippets is not None:
@@ -234,6 +236,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--features", help="a (T, D) .npy file, or a folder of them (batch mode)")
     src.add_argument("--shards", help="TFRecord shard glob in the tags_tf.data.features schema (batch mode)")
+    src.add_argument("--video", nargs="+", metavar="FILE",
+                     help="video files, decoded here at the model's frame rate and encoded by the server "
+                          "(a model exported with --video-encoder)")
+    p.add_argument("--raw-frames", "--raw_frames", dest="raw_frames", action="store_true",
+                   help="with --video: send raw uint8 frames (exact, ~10x the bytes) instead of JPEG")
+    p.add_argument("--jpeg-quality", "--jpeg_quality", dest="jpeg_quality", type=int,
+                   default=video_client.DEFAULT_JPEG_QUALITY, help="with --video: JPEG quality (default 90)")
+    p.add_argument("--chunk-bytes", "--chunk_bytes", dest="chunk_bytes", type=int,
+                   help="with --video: payload bytes per encode request (default and maximum: the model's limit)")
     p.add_argument("--duration", type=float, help="duration in seconds (single file)")
     p.add_argument("--durations", help="CSV (video_id,duration) or JSON {video_id: seconds} for a folder")
     p.add_argument("--annotations", help="annotation file giving every video's duration (ActivityNet/THUMOS)")
@@ -259,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         class_names = load_class_names(args.labels) if args.labels else None
         if args.shards:
             videos = iter_shards(args.shards)
+        elif args.video:
+            videos = None  # needs the client: made below
         else:
             path = Path(args.features)
             if not path.exists():
@@ -289,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         client.wait_until_available()
+        if videos is None:
+            videos = video_client.iter_videos(client, args.video, raw=args.raw_frames,
+                                              jpeg_quality=args.jpeg_quality, chunk_bytes=args.chunk_bytes)
         num_snippets = client.input_snippets() if args.resample else None
         batches = _batches(videos, max(1, args.batch_size), num_snippets)
         with futures.ThreadPoolExecutor(max(1, args.concurrency)) as pool:

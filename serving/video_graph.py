@@ -47,8 +47,8 @@ def fit_frames(frames: tf.Tensor, layout: VideoLayout) -> tf.Tensor:
     """(n, h, w, 3) uint8 of one size -> (n, H, W, 3): unchanged at the layout's size,
     else resized as ``layout.resize_mode`` says (crop: the shorter side covers H x W,
     keeping the aspect ratio, then a centre crop -- ``beam.video_decode``'s plan; the
-    interpolation is TF's bilinear, not PyAV's, so only frames already at H x W match
-    ``beam.extract_features`` bit for bit)."""
+    interpolation is TF's (:func:`_resize`), not PyAV's, so only frames already at H x W
+    match ``beam.extract_features`` bit for bit)."""
     big_h, big_w = layout.height, layout.width
     shape = tf.shape(frames)
     h, w = shape[1], shape[2]
@@ -56,13 +56,13 @@ def fit_frames(frames: tf.Tensor, layout: VideoLayout) -> tf.Tensor:
     def resized():
         x = tf.cast(frames, tf.float32)
         if layout.resize_mode == "stretch":
-            y = tf.image.resize(x, [big_h, big_w], antialias=True)
+            y = _resize(x, big_h, big_w, h, w)
         else:
             hf, wf = tf.cast(h, tf.float64), tf.cast(w, tf.float64)
             scale = tf.maximum(big_h / hf, big_w / wf)
             sh = tf.maximum(big_h, tf.cast(tf.round(hf * scale), tf.int32))
             sw = tf.maximum(big_w, tf.cast(tf.round(wf * scale), tf.int32))
-            y = tf.image.resize(x, tf.stack([sh, sw]), antialias=True)
+            y = _resize(x, sh, sw, h, w)
             top, left = (sh - big_h) // 2, (sw - big_w) // 2
             y = y[:, top:top + big_h, left:left + big_w, :]
         return tf.cast(tf.clip_by_value(tf.round(y), 0.0, 255.0), tf.uint8)
@@ -70,6 +70,14 @@ def fit_frames(frames: tf.Tensor, layout: VideoLayout) -> tf.Tensor:
     same = ((h == big_h) & (w == big_w)) | (shape[0] == 0)
     out = tf.cond(same, lambda: frames, resized)
     return tf.reshape(out, [-1, big_h, big_w, 3])
+
+
+def _resize(x: tf.Tensor, to_h, to_w, h, w) -> tf.Tensor:
+    """Area averaging when shrinking (exact block means at integer factors, no aliasing
+    from 1080p down), bilinear when enlarging."""
+    size = tf.stack([to_h, to_w])
+    return tf.cond((to_h <= h) & (to_w <= w), lambda: tf.image.resize(x, size, method="area"),
+                   lambda: tf.image.resize(x, size, method="bilinear"))
 
 
 def decode_jpegs(jpegs: tf.Tensor, layout: VideoLayout, limit: int, signature: str) -> tf.Tensor:
