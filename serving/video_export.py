@@ -68,13 +68,26 @@ class VideoEndpoints:
             json.dumps({**self.layout.to_dict(), "encoder_spec": self.spec}, indent=1, sort_keys=True))
 
     def warmup_requests(self, model_name: str) -> list[predict_pb2.PredictRequest]:
-        """One ``encode`` request of one snippet of black frames (compiles the encoder)."""
-        req = predict_pb2.PredictRequest()
-        req.model_spec.name = model_name
-        req.model_spec.signature_name = signatures.ENCODE
-        frames = np.zeros([1, self.layout.snippet_frames, self.layout.height, self.layout.width, 3], np.uint8)
-        req.inputs[signatures.FRAMES].CopyFrom(tf.make_tensor_proto(frames))
-        return [req]
+        """One request per video signature on one snippet of black frames (TF Serving
+        replays them at load: the first real request pays for no graph optimisation)."""
+        n, h, w = self.layout.snippet_frames, self.layout.height, self.layout.width
+        black = np.zeros([1, n, h, w, 3], np.uint8)
+        jpegs = np.array([[tf.io.encode_jpeg(black[0, 0]).numpy()] * n], dtype=object)
+        inputs = {
+            signatures.ENCODE: {signatures.FRAMES: black},
+            signatures.ENCODE_JPEG: {signatures.JPEG_FRAMES: jpegs},
+            signatures.DETECT_VIDEO: {signatures.JPEG_FRAMES: jpegs,
+                                      signatures.DURATION: np.array([n / (self.layout.fps or 25.0)], np.float32)},
+        }
+        requests = []
+        for name, tensors in inputs.items():
+            req = predict_pb2.PredictRequest()
+            req.model_spec.name = model_name
+            req.model_spec.signature_name = name
+            for key, value in tensors.items():
+                req.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+            requests.append(req)
+        return requests
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -111,15 +111,17 @@ def pad_last_snippet(frames: tf.Tensor, layout: VideoLayout) -> tf.Tensor:
 
 
 def encode_clips(clips: tf.Tensor, encoder_fn: Callable, feature_dim: int) -> tf.Tensor:
-    """(n, N, H, W, 3) uint8 -> (n, D) float32, ``ENCODER_BATCH`` clips per encoder call."""
+    """(n, N, H, W, 3) uint8 -> (n, D) float32, at most ``ENCODER_BATCH`` clips per
+    encoder call, one call after the other (a loop; no clip is padded or computed twice)."""
     n = tf.shape(clips)[0]
     groups = (n + ENCODER_BATCH - 1) // ENCODER_BATCH
-    padded = tf.gather(clips, tf.minimum(tf.range(groups * ENCODER_BATCH), tf.maximum(n - 1, 0)))
-    grouped = tf.reshape(padded, tf.concat([[groups, ENCODER_BATCH], tf.shape(clips)[1:]], 0))
-    feats = tf.map_fn(encoder_fn, grouped, fn_output_signature=tf.TensorSpec([ENCODER_BATCH, feature_dim],
-                                                                             tf.float32),
-                      parallel_iterations=1)
-    return tf.reshape(feats, [-1, feature_dim])[:n]
+    parts = tf.TensorArray(tf.float32, size=groups, infer_shape=False, element_shape=[None, feature_dim])
+
+    def body(i, parts):
+        return i + 1, parts.write(i, encoder_fn(clips[i * ENCODER_BATCH:(i + 1) * ENCODER_BATCH]))
+
+    _, parts = tf.while_loop(lambda i, _: i < groups, body, [tf.constant(0), parts], parallel_iterations=1)
+    return tf.reshape(parts.concat(), [-1, feature_dim])
 
 
 def encode_frames(frames: tf.Tensor, layout: VideoLayout, encoder_fn: Callable) -> tf.Tensor:
