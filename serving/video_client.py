@@ -33,6 +33,9 @@ from serving.grpc_client import ClientInputError, DetectionClient, ServingError
 from serving.video_layout import LayoutError, VideoLayout
 
 DEFAULT_JPEG_QUALITY = 90
+# Snippets per encode request: one encoder batch of the served graph (video_graph.ENCODER_BATCH);
+# small requests keep two in flight busy while the next frames decode (benchmarks/video_serving_bench.py).
+DEFAULT_CHUNK_SNIPPETS = 8
 
 
 @dataclasses.dataclass
@@ -69,11 +72,11 @@ def fetch_layout(client: DetectionClient) -> VideoLayout:
         raise ClientInputError(str(e)) from None
 
 
-def iter_chunks(frames: Iterable, layout: VideoLayout, chunk_bytes: int,
-                size_of: Callable[[object], int]) -> Iterator[tuple[list, int]]:
+def iter_chunks(frames: Iterable, layout: VideoLayout, chunk_bytes: int, size_of: Callable[[object], int],
+                max_snippets: int | None = None) -> Iterator[tuple[list, int]]:
     """(frames of the chunk, snippets in it) for a stream of frames (any objects; their
     payload is ``size_of(frame)`` bytes). Each chunk starts at a snippet start and holds
-    whole snippets, at most ``chunk_bytes``; after the stream the last frame is repeated
+    whole snippets, at most ``chunk_bytes`` and ``max_snippets`` of them; after the stream the last frame is repeated
     as ``layout.padding_frames`` says. Raises ClientInputError when one snippet alone is
     larger than ``chunk_bytes``."""
     n, s = layout.snippet_frames, layout.snippet_stride
@@ -84,10 +87,10 @@ def iter_chunks(frames: Iterable, layout: VideoLayout, chunk_bytes: int,
     def grow():
         nonlocal buf, sizes, taken
         while taken * s + n <= len(buf):  # the next snippet's frames are all here
-            if sum(sizes[: taken * s + n]) <= chunk_bytes:
+            if sum(sizes[: taken * s + n]) <= chunk_bytes and (max_snippets is None or taken < max_snippets):
                 taken += 1
                 continue
-            if taken == 0:
+            if taken == 0:  # (max_snippets >= 1)
                 raise ClientInputError(
                     f"one snippet ({n} frames) is {sum(sizes[:n])} bytes, above the {chunk_bytes}-byte chunk "
                     "limit: send JPEG frames (not --raw-frames), lower --jpeg-quality, or export the model "
@@ -110,9 +113,13 @@ def iter_chunks(frames: Iterable, layout: VideoLayout, chunk_bytes: int,
 
 
 def encode_video(client: DetectionClient, path: str | Path, layout: VideoLayout, *, raw: bool = False,
-                 jpeg_quality: int = DEFAULT_JPEG_QUALITY, chunk_bytes: int | None = None, in_flight: int = 2,
+                 jpeg_quality: int = DEFAULT_JPEG_QUALITY, chunk_bytes: int | None = None,
+                 chunk_snippets: int = DEFAULT_CHUNK_SNIPPETS, in_flight: int = 2,
                  progress: bool = True) -> EncodedVideo:
     """Decodes ``path`` at ``layout`` and has the server encode it, chunk by chunk.
+
+    ``chunk_snippets`` caps the snippets per request, ``in_flight`` the requests running
+    while the next chunk decodes.
 
     Raises ClientInputError (a one-line message naming the file) for a video that
     cannot be decoded (unreadable, no video stream, no frames, truncated, ...) and
@@ -163,7 +170,7 @@ def encode_video(client: DetectionClient, path: str | Path, layout: VideoLayout,
     size_of = (lambda f: f.nbytes) if raw else len
     try:
         with futures.ThreadPoolExecutor(max(1, in_flight)) as pool:
-            for chunk, k in iter_chunks(frames(), layout, chunk_bytes, size_of):
+            for chunk, k in iter_chunks(frames(), layout, chunk_bytes, size_of, chunk_snippets):
                 count["chunks"] += 1
                 count["bytes"] += sum(size_of(f) for f in chunk)
                 pending.append(pool.submit(encode_one, chunk, k))

@@ -47,10 +47,10 @@ def test_chunks_hold_exactly_the_snippets_of_extract_features(n, s, pad_last):
     layout = _layout(n, s, pad_last)
     for frames in range(0, 40):
         want = [w + [w[-1]] * (n - len(w)) for w in window_frames(range(frames), n, s, pad_last)]
-        for limit in (n, n + s, 2 * n + 3 * s, 1000):  # bytes: one per frame
-            got = []
-            for chunk, k in video_client.iter_chunks(range(frames), layout, limit, lambda f: 1):
-                assert len(chunk) == layout.chunk_frames(k) <= limit
+        for limit, most in ((n, None), (n + s, None), (2 * n + 3 * s, None), (1000, None), (1000, 2)):
+            got = []  # limit: bytes, one per frame; most: snippets per chunk
+            for chunk, k in video_client.iter_chunks(range(frames), layout, limit, lambda f: 1, most):
+                assert len(chunk) == layout.chunk_frames(k) <= limit and k <= (most or k)
                 got += [chunk[i * s: i * s + n] for i in range(k)]
             assert got == want, (frames, limit)
             assert len(got) == layout.num_snippets(frames)
@@ -302,3 +302,44 @@ def test_decode_options_follow_the_layout():
     layout = VideoLayout("movinet:a0", 480, 16, 8, 12.5, 172, 172, "stretch", False)
     assert layout.decode_options() == DecodeOptions(16, 8, 12.5, 172, 172, "stretch", False)
     assert VideoLayout.from_json(layout.to_json()) == layout
+
+
+@pytest.mark.slow
+def test_movinet_the_default_encoder_serves_the_features_of_extract_features(tmp_path):
+    """MoViNet-A0 (random init, saved as a checkpoint) at 32 x 32: stock ops only (its
+    plain-TF convolutions are exported), and raw chunks give the shard's features."""
+    import tensorflow as tf
+
+    from beam.encoders import build_encoder
+    from serving.export import export_saved_model
+    from serving.servable import Servable
+    from serving.video_export import build_video_endpoints, manifest_of_run
+
+    (tmp_path / "videos").mkdir()
+    clip = write_video(tmp_path / "videos" / "clip.mp4", num_frames=50, fps=10, width=64, height=48)
+    encoder = build_encoder("movinet:a0:size=32", 8, allow_random_init=True)
+    tf.train.Checkpoint(model=encoder.model).write(str(tmp_path / "ckpt" / "ckpt-1"))
+    spec = f"movinet:a0:size=32:checkpoint={tmp_path / 'ckpt' / 'ckpt-1'}"
+    manifest = extract(["--videos", str(tmp_path / "videos"), "--encoder", spec, "--output", str(tmp_path / "shards"),
+                        "--snippet_frames", "8", "--snippet_stride", "8"])
+    record = next(iter(tf.data.TFRecordDataset(sorted(map(str, (tmp_path / "shards").glob("*.tfrecord*"))))))
+    want = schema.example_to_numpy(record.numpy())[schema.FEATURES]  # (7, 480): 50 frames, the last padded
+    cfg = testing.tiny_config(**{"model.feature_dim": manifest["feature_dim"]})
+    man, path = manifest_of_run(None, str(tmp_path / "shards"))
+    video = build_video_endpoints(spec, man, path, cfg)
+    assert "fast_conv=true" in video.spec
+    out = export_saved_model(tags_testing.build_model(cfg, 0), cfg, tmp_path / "models" / "1", video=video)
+    assert export_cli.unsupported_ops(export_cli.graph_op_types(out)) == []
+    servable = Servable(out, 1)
+
+    class Local:  # DetectionClient.predict on the servable
+        server, model_name = "in-process", "tags"
+
+        def predict(self, inputs, signature=None, output_filter=()):
+            return servable.run(signature, {k: np.asarray(v) for k, v in inputs.items()}, tuple(output_filter))
+
+    layout = video_client.fetch_layout(Local())
+    enc = video_client.encode_video(Local(), clip, layout, raw=True, chunk_bytes=3 * 8 * 32 * 32 * 3,
+                                    progress=False)
+    assert enc.chunks == 3 and enc.features.shape == want.shape == (7, 480)
+    np.testing.assert_allclose(enc.features, want, rtol=0, atol=1e-5 * _scale(want))
