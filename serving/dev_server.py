@@ -13,7 +13,8 @@ for the newest numeric version under ``--model_base_path``, loaded once at start
 background thread (``GetModelStatus`` reports LOADING, then AVAILABLE, or END with the
 load error); the version's ``assets.extra/tf_serving_warmup_requests`` are replayed
 before it becomes AVAILABLE, as TF Serving does. Signatures run the way TF Serving runs them: the ``serve`` MetaGraph is
-loaded into a TF1 Session and tensors are fed/fetched by their SignatureDef names.
+loaded into a TF1 Session and tensors are fed/fetched by their SignatureDef names; every
+signature is served so, the video ones of ``serving.export --video-encoder`` included.
 
 Bad requests get INVALID_ARGUMENT or NOT_FOUND with a one-line message and the server
 keeps serving. Limits (flags; the one set, ``serving.servable.Limits``):

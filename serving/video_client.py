@@ -156,15 +156,17 @@ def encode_video(client: DetectionClient, path: str | Path, layout: VideoLayout,
                        disable=None if progress else True)  # None: a bar on a terminal only
             last_t = 0.0
             tick = time.perf_counter()
-            for t, img in stream:
-                last_t = t
-                item = img if raw else jpeg(img, jpeg_quality)
-                count["frames"] += 1
-                bar.update(1)
-                seconds["decode"] += time.perf_counter() - tick
-                yield item
-                tick = time.perf_counter()
-            bar.close()
+            try:
+                for t, img in stream:
+                    last_t = t
+                    item = img if raw else jpeg(img, jpeg_quality)
+                    count["frames"] += 1
+                    bar.update(1)
+                    seconds["decode"] += time.perf_counter() - tick
+                    yield item
+                    tick = time.perf_counter()
+            finally:
+                bar.close()
             meta["duration"] = info.duration if info.duration > 0 else last_t + 1.0 / rate
 
     size_of = (lambda f: f.nbytes) if raw else len

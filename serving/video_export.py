@@ -17,7 +17,6 @@ stock TF Serving build may not have.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -40,7 +39,7 @@ from serving.video_layout import (
 )
 from tags_tf.config import TagsConfig
 from tags_tf.data.schema import MANIFEST_NAME, Manifest, ManifestFormatError
-from tags_tf.training.fingerprint import FINGERPRINT_NAME
+from tags_tf.training.fingerprint import FINGERPRINT_NAME, dataset_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +134,7 @@ def manifest_of_run(workdir: Path | None, manifest: str | None) -> tuple[Manifes
     except (ValueError, ManifestFormatError) as e:
         raise LayoutError(f"{path}: {e}") from None
     if fingerprint and fingerprint.get("manifest_sha256"):
-        canonical = json.dumps(parsed.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
-        if hashlib.sha256(canonical.encode("utf-8")).hexdigest() != fingerprint["manifest_sha256"]:
+        if dataset_fingerprint(parsed)["manifest_sha256"] != fingerprint["manifest_sha256"]:
             raise LayoutError(f"{path} is not the manifest this model was trained on "
                               f"(its hash differs from {workdir / FINGERPRINT_NAME}'s)")
     return parsed, path

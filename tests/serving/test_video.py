@@ -343,3 +343,25 @@ def test_movinet_the_default_encoder_serves_the_features_of_extract_features(tmp
                                     progress=False)
     assert enc.chunks == 3 and enc.features.shape == want.shape == (7, 480)
     np.testing.assert_allclose(enc.features, want, rtol=0, atol=1e-5 * _scale(want))
+
+
+def test_the_manifest_is_found_through_the_run_and_must_be_the_trained_one(served, tmp_path):
+    from serving.video_export import manifest_of_run
+    from serving.video_layout import LayoutError
+    from tags_tf.data.schema import read_manifest
+    from tags_tf.training.fingerprint import dataset_fingerprint
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    text = (served["shards"] / "manifest.json").read_text()
+    (shards / "manifest.json").write_text(text)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "dataset.json").write_text(json.dumps(dataset_fingerprint(read_manifest(str(shards)), str(shards))))
+    manifest, path = manifest_of_run(run, None)
+    assert path == shards / "manifest.json" and manifest.feature_dim == 576
+    (shards / "manifest.json").write_text(text.replace('"fps": 5.0', '"fps": 6.0'))
+    with pytest.raises(LayoutError, match="is not the manifest this model was trained on"):
+        manifest_of_run(run, None)
+    with pytest.raises(LayoutError, match="give --manifest"):
+        manifest_of_run(tmp_path, None)
