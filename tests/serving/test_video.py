@@ -273,6 +273,8 @@ def test_export_refuses_an_encoder_that_differs_from_the_manifest(served, tmp_pa
         (["--fps", "10"], "frame rate 10.0 differs from the 5.0"),
         ([], "frame height 48 differs from the 32", spec.replace("size=32", "size=48")),
         ([], "encoder keras_app:mobilenet_v3_large differs", spec.replace("small", "large")),
+        (["--allow-random-init"], "feature width 432 differs from the 576",
+         "keras_app:mobilenet_v3_small:size=32:alpha=0.75"),
     ]
     for i, (extra, message, *other) in enumerate(cases):
         argv = list(args) + extra + ["--output", str(tmp_path / str(i + 1))]
