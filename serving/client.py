@@ -10,10 +10,17 @@ The command line is :mod:`serving.batch_client`'s; the gRPC library is
 
 from __future__ import annotations
 
+import logging
 import sys
 
-from serving.batch_client import main
-from serving.grpc_client import (  # noqa: F401  (the library, re-exported)
+if __name__ == "__main__":  # before TensorFlow loads (its C++ log level is read once, at import)
+    from tags_tf import console as _console
+
+    _console.setup(_console.verbose_in(sys.argv[1:]), level=logging.WARNING,
+                   fmt="%(levelname)s %(name)s: %(message)s")
+
+from serving.batch_client import main  # noqa: E402
+from serving.grpc_client import (  # noqa: F401, E402  (the library, re-exported)
     ClientInputError,
     DetectionClient,
     ServingError,

@@ -134,6 +134,16 @@ def test_demo_main_job_learns_and_writes_everything(tmp_path):
             lines.append(line)
             if line.startswith("serving model"):
                 break
+        # ... and serving.client, as README prints it, against that server.
+        address = lines[-1].split(" on ")[-1].split()[0]
+        dim = json.loads((run / "config.json").read_text())["model"]["feature_dim"]
+        np.save(tmp_path / "video.npy", np.random.default_rng(0).random((40, dim), np.float32))
+        client = subprocess.run([sys.executable, "-m", "serving.client", "--server", address, "--features",
+                                 str(tmp_path / "video.npy"), "--duration", "30"],
+                                cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert client.returncode == 0 and "video" in client.stdout, client.stderr[-3000:]
+        assert not noisy_lines(client.stdout + client.stderr), noisy_lines(client.stdout + client.stderr)
     finally:
         server.terminate()
         lines += server.communicate(timeout=60)[0].splitlines(keepends=True)
