@@ -309,7 +309,9 @@ def test_decode_options_follow_the_layout():
 @pytest.mark.slow
 def test_movinet_the_default_encoder_serves_the_features_of_extract_features(tmp_path):
     """MoViNet-A0 (random init, saved as a checkpoint) at 32 x 32: stock ops only (its
-    plain-TF convolutions are exported), and raw chunks give the shard's features."""
+    plain-TF convolutions are exported), and raw chunks give the shard's features to 1e-5.
+    (The MobileNet tests above bound the difference by 1e-5 of the features' scale: a
+    random-init MobileNetV3's features are ~1e-10, where an absolute 1e-5 would test nothing.)"""
     import tensorflow as tf
 
     from beam.encoders import build_encoder
@@ -344,7 +346,8 @@ def test_movinet_the_default_encoder_serves_the_features_of_extract_features(tmp
     enc = video_client.encode_video(Local(), clip, layout, raw=True, chunk_bytes=3 * 8 * 32 * 32 * 3,
                                     progress=False)
     assert enc.chunks == 3 and enc.features.shape == want.shape == (7, 480)
-    np.testing.assert_allclose(enc.features, want, rtol=0, atol=1e-5 * _scale(want))
+    assert _scale(want) > 1.0  # MoViNet's features are O(1): 1e-5 is an absolute bound that means something
+    np.testing.assert_allclose(enc.features, want, rtol=0, atol=1e-5)
 
 
 def test_the_manifest_is_found_through_the_run_and_must_be_the_trained_one(served, tmp_path):
