@@ -240,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="video files, decoded here at the model's frame rate and encoded by the server "
                           "(a model exported with --video-encoder)")
     p.add_argument("--raw-frames", "--raw_frames", dest="raw_frames", action="store_true",
-                   help="with --video: send raw uint8 frames (exact, ~10x the bytes) instead of JPEG")
+                   help="with --video: send raw uint8 frames (exact, ~50x the bytes) instead of JPEG")
     p.add_argument("--jpeg-quality", "--jpeg_quality", dest="jpeg_quality", type=int,
                    default=video_client.DEFAULT_JPEG_QUALITY, help="with --video: JPEG quality (default 90)")
     p.add_argument("--chunk-bytes", "--chunk_bytes", dest="chunk_bytes", type=int,

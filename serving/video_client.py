@@ -8,7 +8,7 @@ stream into chunks of whole snippets, each at most ``chunk_bytes`` of payload (J
 strings, or raw frames), each starting at a snippet start: with S < N consecutive
 chunks share N - S frames, so every snippet is encoded from exactly its frames; the
 padded last snippet is completed as ``beam.video_decode`` completes it. Chunks go to
-``encode_jpeg`` (default) or ``encode`` (``raw=True``: exact, ~10x the bytes), a few in
+``encode_jpeg`` (default) or ``encode`` (``raw=True``: exact, ~50x the bytes), a few in
 flight while the next ones decode; the features are concatenated in order and
 ``detect`` is called on them by the caller (``serving.batch_client``).
 """
