@@ -36,16 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import numpy as np  # noqa: E402
 
 
-class _LocalClient:
-    """``DetectionClient.predict`` on the loaded SavedModel, no gRPC (compute only)."""
-
-    def __init__(self, servable):
-        self.servable, self.server, self.model_name = servable, "in-process", "tags"
-
-    def predict(self, inputs, signature=None, output_filter=()):
-        return self.servable.run(signature, {k: np.asarray(v) for k, v in inputs.items()}, tuple(output_filter))
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=60.0)
@@ -62,6 +52,7 @@ def main(argv=None) -> int:
     from serving.dev_server import DevServer
     from serving.export import export_saved_model
     from serving.grpc_client import DetectionClient
+    from serving.testing import InProcessClient
     from serving.video_client import encode_video, fetch_layout
     from serving.video_export import build_video_endpoints, manifest_of_run
     from tags_tf.config import get_config
@@ -112,7 +103,7 @@ def main(argv=None) -> int:
                 feats[raw] = encoded.features
                 # The parts, one request at a time: over gRPC, then the same chunks in-process.
                 serial = encode_video(client, video, layout, raw=raw, progress=False, in_flight=1)
-                local = encode_video(_LocalClient(srv.model.servable), video, layout, raw=raw, progress=False,
+                local = encode_video(InProcessClient(srv.model.servable), video, layout, raw=raw, progress=False,
                                      in_flight=1)
                 parts[label] = {"decode": serial.seconds["decode"], "encode compute": local.seconds["encode"],
                                 "transport": serial.seconds["encode"] - local.seconds["encode"],

@@ -28,3 +28,18 @@ def export_model(base: Path, cfg: TagsConfig, version: int = 1, seed: int = 0):
 
     model = testing.build_model(cfg, seed)
     return model, export_saved_model(model, cfg, Path(base) / str(version), testing.class_names(cfg))
+
+
+class InProcessClient:
+    """``DetectionClient.predict`` run on a loaded ``serving.servable.Servable``, no gRPC:
+    what the video client's requests compute without the transport (tests, benchmark)."""
+
+    server, model_name = "in-process", "tags"
+
+    def __init__(self, servable):
+        self.servable = servable
+
+    def predict(self, inputs, signature=None, output_filter=()):
+        import numpy as np
+
+        return self.servable.run(signature, {k: np.asarray(v) for k, v in inputs.items()}, tuple(output_filter))

@@ -334,16 +334,9 @@ def test_movinet_the_default_encoder_serves_the_features_of_extract_features(tmp
     assert "fast_conv=true" in video.spec
     out = export_saved_model(tags_testing.build_model(cfg, 0), cfg, tmp_path / "models" / "1", video=video)
     assert export_cli.unsupported_ops(export_cli.graph_op_types(out)) == []
-    servable = Servable(out, 1)
-
-    class Local:  # DetectionClient.predict on the servable
-        server, model_name = "in-process", "tags"
-
-        def predict(self, inputs, signature=None, output_filter=()):
-            return servable.run(signature, {k: np.asarray(v) for k, v in inputs.items()}, tuple(output_filter))
-
-    layout = video_client.fetch_layout(Local())
-    enc = video_client.encode_video(Local(), clip, layout, raw=True, chunk_bytes=3 * 8 * 32 * 32 * 3,
+    local = testing.InProcessClient(Servable(out, 1))
+    layout = video_client.fetch_layout(local)
+    enc = video_client.encode_video(local, clip, layout, raw=True, chunk_bytes=3 * 8 * 32 * 32 * 3,
                                     progress=False)
     assert enc.chunks == 3 and enc.features.shape == want.shape == (7, 480)
     assert _scale(want) > 1.0  # MoViNet's features are O(1): 1e-5 is an absolute bound that means something
